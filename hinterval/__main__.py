@@ -1,0 +1,5 @@
+import sys
+
+from hinterval.cli import main
+
+sys.exit(main())

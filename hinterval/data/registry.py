@@ -1,0 +1,44 @@
+"""Benchmark registry: names -> loaders. Data roots come from the config, never from module code."""
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional
+
+from hinterval.data.base import Benchmark
+from hinterval.errors import UserError
+
+# name -> (loader, needs_data_dir). Loaders take keyword-only num_tasks, seed, data_dir.
+_LOADERS: Dict[str, Callable[..., Benchmark]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., Benchmark]], Callable[..., Benchmark]]:
+    """Decorator adding a benchmark loader under ``name``."""
+
+    def deco(fn: Callable[..., Benchmark]) -> Callable[..., Benchmark]:
+        _LOADERS[name] = fn
+        return fn
+
+    return deco
+
+
+@register("split-digits")
+def _split_digits(*, num_tasks: Optional[int], seed: int, data_dir: Optional[str]) -> Benchmark:
+    from hinterval.data.digits import split_digits
+
+    return split_digits(num_tasks=num_tasks or 5, seed=seed)
+
+
+@register("permuted-digits")
+def _permuted_digits(*, num_tasks: Optional[int], seed: int, data_dir: Optional[str]) -> Benchmark:
+    from hinterval.data.digits import permuted_digits
+
+    return permuted_digits(num_tasks=num_tasks or 10, seed=seed)
+
+
+BENCHMARK_NAMES = tuple(_LOADERS)
+
+
+def load_benchmark(name: str, *, num_tasks: Optional[int] = None, seed: int = 0, data_dir: Optional[str] = None) -> Benchmark:
+    """Load benchmark ``name`` (see :data:`BENCHMARK_NAMES`) with the data-split ``seed``."""
+    if name not in _LOADERS:
+        raise UserError(f"unknown benchmark {name!r}; choose one of: {', '.join(_LOADERS)}")
+    return _LOADERS[name](num_tasks=num_tasks, seed=seed, data_dir=data_dir)

@@ -1,0 +1,85 @@
+"""Per-task interval embeddings and the universal embedding.
+
+Each task ``t`` owns a learnable centre vector ``e_t`` and perturbation logits ``p_t`` (both in
+``R^d``). Two modes (spec §2.2):
+
+* ``non-forced``: box ``[e_t - eps_t, e_t + eps_t]`` with ``eps_t = gamma * softmax(p_t)``, so the
+  total radius budget is ``gamma``. Boxes of different tasks need not intersect.
+* ``nested``: centre ``sigma * cos(e_t)`` with ``sigma = gamma / (2d)`` and a fixed radius
+  ``gamma / d``; every box contains ``[-sigma, sigma]^d``, so the intersection of all task boxes is
+  never empty and yields one *universal* embedding.
+
+Per-task tensors are separate parameters so that the optimiser of task ``t`` only ever sees task
+``t``'s embedding (earlier tasks stay frozen without relying on zero gradients and Adam state).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+EMBEDDING_MODES = ("nested", "non-forced")
+
+
+class TaskEmbeddings(nn.Module):
+    """Interval embeddings for ``num_tasks`` tasks in ``R^dim``.
+
+    Args:
+        num_tasks: number of tasks ``T``.
+        dim: embedding dimension ``d``.
+        gamma: perturbation budget (total radius); ``0`` gives point embeddings.
+        mode: ``"nested"`` or ``"non-forced"``.
+        init_std: standard deviation of the centre initialisation.
+    """
+
+    def __init__(self, *, num_tasks: int, dim: int, gamma: float, mode: str = "nested", init_std: float = 1.0):
+        super().__init__()
+        if mode not in EMBEDDING_MODES:
+            raise ValueError(f"embedding mode must be one of {EMBEDDING_MODES}, got {mode!r}")
+        self.num_tasks, self.dim, self.gamma, self.mode = num_tasks, dim, float(gamma), mode
+        self.centres = nn.ParameterList([nn.Parameter(torch.randn(dim) * init_std) for _ in range(num_tasks)])
+        self.logits = nn.ParameterList([nn.Parameter(torch.zeros(dim)) for _ in range(num_tasks)])
+
+    def task_parameters(self, task_id: int) -> list[nn.Parameter]:
+        """The parameters trained while learning ``task_id`` (its centre and, if used, logits)."""
+        params = [self.centres[task_id]]
+        if self.mode == "non-forced" and self.gamma > 0:
+            params.append(self.logits[task_id])
+        return params
+
+    def box(self, task_ids: Sequence[int], radius_scale: float = 1.0) -> Tuple[Tensor, Tensor]:
+        """Centres and radii of the given tasks' boxes.
+
+        Args:
+            task_ids: task indices (length ``B``).
+            radius_scale: multiplies the radius (the gamma ramp of spec §3); 1 = full gamma.
+
+        Returns:
+            ``(centre, radius)``, each ``(B, d)``.
+        """
+        e = torch.stack([self.centres[i] for i in task_ids])
+        if self.mode == "nested":
+            sigma = self.gamma / (2 * self.dim)
+            centre = sigma * torch.cos(e)
+            radius = torch.full_like(centre, self.gamma / self.dim)
+        else:
+            centre = e
+            p = torch.stack([self.logits[i] for i in task_ids])
+            radius = self.gamma * torch.softmax(p, dim=-1)
+        return centre, radius * radius_scale
+
+    def universal(self, num_seen: Optional[int] = None) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
+        """Midpoint of the intersection of the first ``num_seen`` task boxes.
+
+        Returns:
+            ``(midpoint, lower, upper)`` of the intersection (each ``(d,)``), or ``None`` when the
+            boxes do not intersect (possible only in ``non-forced`` mode).
+        """
+        n = self.num_tasks if num_seen is None else num_seen
+        c, r = self.box(range(n))
+        lower = (c - r).max(dim=0).values
+        upper = (c + r).min(dim=0).values
+        if bool((lower > upper).any()):
+            return None
+        return (lower + upper) / 2, lower, upper

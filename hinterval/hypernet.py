@@ -1,0 +1,141 @@
+"""Hypernetwork: an MLP from interval embeddings to (boxes of) target-network weights.
+
+The hypernetwork's own weights are points; its *input* is an interval (the task's embedding box),
+propagated with interval bound propagation (IBP, :mod:`hinterval.intervals`). One call returns
+
+* ``middle``: the image of the box centre, ``W^M = H(c)`` (an ordinary forward),
+* ``centre``/``radius`` of a box ``[W^L, W^U]`` that contains ``H(e)`` for every ``e`` in the box.
+
+A batch of embeddings (``B`` rows) is processed in one pass: the regulariser sends all previous
+tasks at once. Both the middle and IBP-centre rows share each layer's matmul, and ``|W|`` is
+formed once per layer per call.
+
+Chunking (spec §2.5): with ``chunk_size > 0`` the network emits the flat weight vector in chunks
+of ``chunk_size``; a learnable point embedding per chunk is concatenated to the task embedding.
+The first layer is split into a task part and a chunk part, so the task part is computed once
+per task and broadcast over chunks. Chunk embeddings have radius 0, so IBP stays sound.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class HnetOutput:
+    """Hypernetwork outputs for ``B`` embeddings, each ``(B, P)``; radius ``None`` for points."""
+
+    middle: Tensor
+    centre: Tensor
+    radius: Optional[Tensor]
+
+    @property
+    def lower(self) -> Tensor:
+        return self.centre if self.radius is None else self.centre - self.radius
+
+    @property
+    def upper(self) -> Tensor:
+        return self.centre if self.radius is None else self.centre + self.radius
+
+
+class HyperNetwork(nn.Module):
+    """MLP hypernetwork with interval propagation.
+
+    Args:
+        embedding_dim: task embedding dimension ``d``.
+        num_outputs: number of target weights ``P``.
+        hidden: hidden layer widths, e.g. ``(100, 100)``.
+        chunk_size: 0 for one output layer of width ``P``; otherwise emit chunks of this size.
+        chunk_embedding_dim: dimension of the per-chunk embeddings (chunked mode only).
+    """
+
+    def __init__(
+        self,
+        *,
+        embedding_dim: int,
+        num_outputs: int,
+        hidden: Sequence[int] = (100, 100),
+        chunk_size: int = 0,
+        chunk_embedding_dim: int = 16,
+    ):
+        super().__init__()
+        self.embedding_dim, self.num_outputs = embedding_dim, num_outputs
+        self.chunk_size = int(chunk_size)
+        self.num_chunks = math.ceil(num_outputs / chunk_size) if chunk_size else 1
+        out_width = chunk_size if chunk_size else num_outputs
+        in_width = embedding_dim + (chunk_embedding_dim if chunk_size else 0)
+        widths = [in_width, *hidden, out_width]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        if chunk_size:
+            self.chunk_embeddings = nn.Parameter(torch.randn(self.num_chunks, chunk_embedding_dim))
+        else:
+            self.register_parameter("chunk_embeddings", None)
+        self._init_output_layer()
+
+    def _init_output_layer(self) -> None:
+        # Keep generated target weights at a sensible scale (like Kaiming init of the target):
+        # the output layer's default init scales with 1/sqrt(hidden), giving weights ~0.1.
+        last = self.layers[-1]
+        nn.init.uniform_(last.weight, -1 / math.sqrt(last.in_features), 1 / math.sqrt(last.in_features))
+        nn.init.zeros_(last.bias)
+
+    def forward(self, centre: Tensor, radius: Optional[Tensor] = None, *, with_middle: bool = True) -> HnetOutput:
+        """Map a batch of embedding boxes to target-weight boxes.
+
+        Args:
+            centre: ``(B, d)`` embedding centres.
+            radius: ``(B, d)`` non-negative radii, or ``None`` for point embeddings.
+            with_middle: also compute ``H(centre)``; with ``radius is None`` it equals the centre.
+
+        Returns:
+            :class:`HnetOutput` with ``(B, P)`` tensors.
+        """
+        point_only = radius is None
+        B = centre.shape[0]
+        first = self.layers[0]
+        if self.chunk_size:
+            d = self.embedding_dim
+            w_task, w_chunk = first.weight[:, :d], first.weight[:, d:]
+            chunk_part = F.linear(self.chunk_embeddings, w_chunk, first.bias)  # (K, h)
+        else:
+            w_task, chunk_part = first.weight, None
+
+        def first_layer(x: Tensor) -> Tensor:
+            if chunk_part is None:
+                return F.linear(x, w_task, first.bias)
+            return F.linear(x, w_task).unsqueeze(1) + chunk_part.unsqueeze(0)  # (B, K, h)
+
+        # Rows: [middle; ibp-centre] share the centre computation (identical at layer 1).
+        h_c = first_layer(centre)
+        h_mid = h_c if (with_middle and not point_only) else None
+        h_r = None
+        if not point_only:
+            h_r = F.linear(radius, w_task.abs())
+            if chunk_part is not None:
+                h_r = h_r.unsqueeze(1).expand_as(h_c)
+        for layer in self.layers[1:]:
+            if h_r is not None:
+                lo, hi = F.relu(h_c - h_r), F.relu(h_c + h_r)
+                h_c, h_r = (lo + hi) / 2, (hi - lo) / 2
+            else:
+                h_c = F.relu(h_c)
+            if h_mid is not None:
+                h_mid = F.relu(h_mid)
+                stacked = F.linear(torch.cat([h_mid, h_c], dim=0), layer.weight, layer.bias)
+                h_mid, h_c = stacked[:B], stacked[B:]
+            else:
+                h_c = F.linear(h_c, layer.weight, layer.bias)
+            if h_r is not None:
+                h_r = F.linear(h_r, layer.weight.abs())
+        centre_out = self._flatten(h_c, B)
+        middle = self._flatten(h_mid, B) if h_mid is not None else centre_out
+        return HnetOutput(middle=middle, centre=centre_out, radius=self._flatten(h_r, B))
+
+    def _flatten(self, t: Optional[Tensor], batch: int) -> Optional[Tensor]:
+        # (B, K, chunk) -> (B, K*chunk) -> first P entries (the last chunk is padded).
+        return None if t is None else t.reshape(batch, -1)[:, : self.num_outputs]

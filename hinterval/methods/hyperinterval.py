@@ -1,0 +1,113 @@
+"""HyperInterval (spec §3) and its gamma = 0 special case, plain hypernetwork CL (``hnet``)."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hinterval.embeddings import TaskEmbeddings
+from hinterval.evaluation import Predictor
+from hinterval.hypernet import HnetOutput, HyperNetwork
+from hinterval.intervals import worst_case_logits
+from hinterval.methods.base import ContinualMethod, WeightBoxPredictor
+from hinterval.regularizers import output_regularizer, regularizer_weight
+
+
+class HyperIntervalMethod(ContinualMethod):
+    """Interval task embeddings -> hypernetwork (IBP) -> box of target weights.
+
+    Loss per batch: ``kappa * CE(f(x; W^M)) + (1 - kappa) * CE(worst-case logits) + beta_eff * R``
+    with ``kappa`` decaying from 1 to ``kappa_min`` and the radius ramping from 0 to ``gamma``
+    over the first ``ramp_fraction`` of each task.
+    """
+
+    def __init__(self, cfg, benchmark, target):
+        super().__init__(cfg, benchmark, target)
+        point = cfg.method == "hnet"
+        self.gamma = 0.0 if point else cfg.gamma
+        self.mode = "non-forced" if point else cfg.embedding_mode
+        self.has_intervals = self.gamma > 0
+        self.embeddings = TaskEmbeddings(num_tasks=len(benchmark), dim=cfg.embedding_dim, gamma=self.gamma, mode=self.mode)
+        self.hnet = HyperNetwork(
+            embedding_dim=cfg.embedding_dim,
+            num_outputs=target.num_params,
+            hidden=cfg.hnet_hidden,
+            chunk_size=cfg.hnet_chunk_size,
+            chunk_embedding_dim=cfg.chunk_embedding_dim,
+        )
+        self._reg_targets: List[Tensor] = []
+
+    # --- training -------------------------------------------------------------------------
+    @property
+    def _reg_bounds(self) -> bool:
+        """Nested mode also keeps the lower/upper outputs of earlier tasks fixed (spec §3)."""
+        return self.mode == "nested" and self.gamma > 0
+
+    def _reg_view(self, out: HnetOutput, rows: slice) -> List[Tensor]:
+        """The outputs the regulariser keeps fixed, for the given rows of a hypernetwork output."""
+        if self._reg_bounds:
+            return [out.middle[rows], out.lower[rows], out.upper[rows]]
+        return [out.middle[rows]]
+
+    def begin_task(self, task_id: int) -> None:
+        self._reg_targets = []
+        if task_id > 0 and self.cfg.beta > 0:
+            with torch.no_grad():
+                centre, radius = self.embeddings.box(range(task_id))
+                out = self.hnet(centre, radius if self._reg_bounds else None)
+                self._reg_targets = [t.detach().clone() for t in self._reg_view(out, slice(None))]
+
+    def trainable_parameters(self, task_id: int) -> List[nn.Parameter]:
+        return [*self.embeddings.task_parameters(task_id), *self.hnet.parameters()]
+
+    def schedule(self, progress: float) -> Tuple[float, float]:
+        """``(kappa, radius_scale)`` at ``progress`` in [0, 1] of the current task."""
+        ramp = 1.0 if self.cfg.ramp_fraction == 0 else min(1.0, progress / self.cfg.ramp_fraction)
+        return 1.0 - (1.0 - self.cfg.kappa_min) * ramp, ramp
+
+    def training_loss(self, task_id: int, x: Tensor, y: Tensor, progress: float) -> Tuple[Tensor, Dict[str, float]]:
+        kappa, scale = self.schedule(progress)
+        use_interval = self.gamma > 0 and kappa < 1.0
+        # One hypernetwork pass for the current task (row 0) AND all previous tasks (rows 1..t)
+        # that the regulariser needs: the big output layer is read once per step (spec §8).
+        regularise = bool(self._reg_targets)
+        ids = [task_id, *range(task_id)] if regularise else [task_id]
+        centre, radius = self.embeddings.box(ids)
+        if regularise and not self._reg_bounds:
+            radius = torch.cat([radius[:1], torch.zeros_like(radius[1:])])
+        radius = torch.cat([radius[:1] * scale, radius[1:]])
+        need_radius = use_interval or (regularise and self._reg_bounds)
+        out = self.hnet(centre, radius if need_radius else None)
+        ce_mid = F.cross_entropy(self.target.forward(x, out.middle[0]), y)
+        loss, logs = kappa * ce_mid, {"ce_middle": float(ce_mid.detach()), "kappa": kappa, "radius_scale": scale}
+        if use_interval:
+            c, r = self.target.forward_interval(x, out.centre[0], out.radius[0])
+            ce_worst = F.cross_entropy(worst_case_logits(c - r, c + r, y), y)
+            loss = loss + (1.0 - kappa) * ce_worst
+            logs["ce_worst"] = float(ce_worst.detach())
+        if regularise:
+            reg = output_regularizer(self._reg_view(out, slice(1, None)), self._reg_targets)
+            loss = loss + regularizer_weight(self.cfg.beta, task_id, self.cfg.reg_normalisation) * reg
+            logs["reg"] = float(reg.detach())
+        logs["loss"] = float(loss.detach())
+        return loss, logs
+
+    # --- prediction -------------------------------------------------------------------------
+    def task_weights(self, task_ids: Sequence[int]) -> HnetOutput:
+        """Hypernetwork outputs at full gamma for ``task_ids`` (one batched pass)."""
+        centre, radius = self.embeddings.box(task_ids)
+        return self.hnet(centre, radius if self.gamma > 0 else None)
+
+    def universal_weights(self, num_seen: int) -> Optional[Tensor]:
+        """Weights ``(P,)`` from the universal embedding of tasks ``0..num_seen-1`` (nested mode)."""
+        if self.mode != "nested" or self.gamma == 0:
+            return None
+        uni = self.embeddings.universal(num_seen)
+        return None if uni is None else self.hnet(uni[0].unsqueeze(0), None).middle[0]
+
+    @torch.inference_mode()
+    def predictor(self, task_ids: Sequence[int]) -> Predictor:
+        out = self.task_weights(task_ids)
+        return WeightBoxPredictor(self.target, out.middle, out.centre, out.radius, self.universal_weights(max(task_ids) + 1))

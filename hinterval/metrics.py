@@ -1,0 +1,103 @@
+"""Continual-learning metrics as pure functions of an accuracy matrix (spec §5).
+
+``A[i][j]`` is the test accuracy on task ``j`` after training task ``i`` (``None`` for
+``j > i`` or where a scenario is undefined). Metric names are module constants so the trainer,
+the TensorBoard logger and the Tune searcher agree on them.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence
+
+AccMatrix = List[List[Optional[float]]]
+
+AVG_ACC = "avg_acc"
+BWT = "bwt"
+WORST_AVG_ACC = "worst_avg_acc"
+WORST_BWT = "worst_bwt"
+TASKS_DONE = "tasks_done"
+SCENARIOS = ("til", "worst", "dil", "cil")
+
+
+def task_metric_name(scenario: str, task_id: int) -> str:
+    """e.g. ``acc/til/task_03``."""
+    return f"acc/{scenario}/task_{task_id:02d}"
+
+
+def empty_matrix(num_tasks: int) -> AccMatrix:
+    return [[None] * num_tasks for _ in range(num_tasks)]
+
+
+def last_row(acc: AccMatrix, row: Optional[int] = None) -> List[float]:
+    """Accuracies after training task ``row`` (default: the last row with any value)."""
+    if row is None:
+        filled = [i for i, r in enumerate(acc) if any(v is not None for v in r)]
+        if not filled:
+            return []
+        row = filled[-1]
+    return [v for v in acc[row][: row + 1] if v is not None]
+
+
+def average_accuracy(acc: AccMatrix, row: Optional[int] = None) -> Optional[float]:
+    """Mean accuracy over tasks ``0..row`` after training task ``row`` (``None`` if undefined)."""
+    if row is None:
+        filled = [i for i, r in enumerate(acc) if any(v is not None for v in r)]
+        if not filled:
+            return None
+        row = filled[-1]
+    vals = acc[row][: row + 1]
+    if any(v is None for v in vals):
+        return None
+    return sum(vals) / len(vals)
+
+
+def backward_transfer(acc: AccMatrix, row: Optional[int] = None) -> Optional[float]:
+    """``mean_{j < row} (A[row][j] - A[j][j])``; 0 = no forgetting, negative = forgetting.
+
+    Returns ``0.0`` after the first task (nothing to forget yet) and ``None`` where a needed entry
+    is missing.
+    """
+    if row is None:
+        filled = [i for i, r in enumerate(acc) if any(v is not None for v in r)]
+        if not filled:
+            return None
+        row = filled[-1]
+    diffs = []
+    for j in range(row):
+        a, d = acc[row][j], acc[j][j]
+        if a is None or d is None:
+            return None
+        diffs.append(a - d)
+    return sum(diffs) / len(diffs) if diffs else 0.0
+
+
+def forgetting(acc: AccMatrix, row: Optional[int] = None) -> Optional[float]:
+    """Mean over ``j < row`` of ``max_{i < row} A[i][j] - A[row][j]`` (Chaudhry et al. 2018)."""
+    if row is None:
+        row = len(acc) - 1
+    vals = []
+    for j in range(row):
+        prev = [acc[i][j] for i in range(j, row) if acc[i][j] is not None]
+        if not prev or acc[row][j] is None:
+            return None
+        vals.append(max(prev) - acc[row][j])
+    return sum(vals) / len(vals) if vals else 0.0
+
+
+def summarize(acc: AccMatrix, row: Optional[int] = None) -> dict:
+    """``{"acc_matrix", "avg_acc", "bwt", "forgetting", "final_accs"}`` for one scenario."""
+    return {
+        "acc_matrix": acc,
+        "avg_acc": average_accuracy(acc, row),
+        "bwt": backward_transfer(acc, row),
+        "forgetting": forgetting(acc, row),
+        "final_accs": last_row(acc, row),
+    }
+
+
+def is_finite_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)

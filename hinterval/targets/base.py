@@ -1,0 +1,57 @@
+"""Interface of functional target networks (hypnettorch's ``no_weights`` pattern).
+
+A target network publishes ``param_shapes``; the hypernetwork emits one flat vector of
+``num_params`` numbers per task, which :meth:`TargetNetwork.unflatten` splits into tensors.
+``forward`` is the point network; ``forward_interval`` takes interval weights in centre/radius
+form and returns a box that contains the logits of every weight vector inside the weight box.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+
+class TargetNetwork:
+    """Base class: subclasses set ``param_shapes`` and implement the two forwards."""
+
+    param_shapes: List[Tuple[int, ...]]
+    num_classes: int
+
+    @property
+    def num_params(self) -> int:
+        """Total number of weights ``P``."""
+        return sum(math.prod(s) for s in self.param_shapes)
+
+    def unflatten(self, flat: Tensor) -> List[Tensor]:
+        """Split a flat ``(P,)`` vector into tensors of ``param_shapes`` (views, no copy)."""
+        sizes = [math.prod(s) for s in self.param_shapes]
+        return [p.view(s) for p, s in zip(torch.split(flat, sizes), self.param_shapes)]
+
+    def forward(self, x: Tensor, weights: Tensor) -> Tensor:
+        """Logits ``(N, C)`` of inputs ``x`` with point weights ``(P,)``."""
+        raise NotImplementedError
+
+    def forward_interval(self, x: Tensor, w_centre: Tensor, w_radius: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        """Logit box ``(centre, radius)``, each ``(N, C)``, for weights in ``w_centre ± w_radius``."""
+        raise NotImplementedError
+
+    def init_weights(self, generator: Optional[torch.Generator] = None) -> Tensor:
+        """A flat Kaiming-uniform weight vector, for methods that train the target directly."""
+        parts = []
+        for shape in self.param_shapes:
+            if len(shape) == 1:
+                parts.append(torch.zeros(shape))
+            else:
+                fan_in = math.prod(shape[1:])
+                bound = math.sqrt(6.0 / fan_in) / math.sqrt(2.0)
+                parts.append((torch.rand(shape, generator=generator) * 2 - 1) * bound)
+        return torch.cat([p.reshape(-1) for p in parts])
+
+
+def check_widths(widths: Sequence[int], what: str) -> None:
+    """Reject empty or non-positive layer widths with a clear message."""
+    if any(int(w) <= 0 for w in widths):
+        raise ValueError(f"{what} widths must be positive integers, got {list(widths)}")

@@ -1,0 +1,303 @@
+"""The continual trainer: one loop for every method (spec §3).
+
+For each task: fresh Adam over the method's trainable parameters, batches drawn from tensors
+already on the device, periodic validation at full gamma for model selection, then evaluation
+of all seen tasks in every scenario and a read-only callback (``on_task_end``) that receives the
+metrics and a checkpointable state. Each task re-seeds the RNG from ``(seed, task)``, so a run
+resumed at a task boundary matches an uninterrupted run exactly.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Dict, List, Optional, Protocol, Sequence
+
+import torch
+
+from hinterval import metrics as M
+from hinterval.config import ExperimentConfig, make_config
+from hinterval.data.base import Benchmark, Task
+from hinterval.data.registry import load_benchmark
+from hinterval.errors import TrainingDiverged, UserError
+from hinterval.evaluation import evaluate_tasks
+from hinterval.methods import ContinualMethod, build_method
+from hinterval.targets.factory import build_target
+
+CHECKPOINT_FORMAT = 1
+#: config fields that only say where/how fast to run; a resume may change them
+RESOURCE_FIELDS = ("device", "num_threads", "eval_batch_size", "data_dir")
+
+
+class Callback(Protocol):
+    """Read-only observer of a run. All hooks are optional."""
+
+    def on_step(self, task_id: int, step: int, logs: Dict[str, float]) -> None: ...
+
+    def on_task_end(self, task_id: int, metrics: Dict[str, Any], state: Dict[str, Any]) -> None: ...
+
+    def on_train_end(self, result: Dict[str, Any]) -> None: ...
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was requested but no CUDA GPU is available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def iterations_for(cfg: ExperimentConfig, task: Task) -> int:
+    """Iterations for one task: ``iters_per_task``, or ``epochs_per_task`` over its train split."""
+    if cfg.epochs_per_task is not None:
+        return max(1, math.ceil(cfg.epochs_per_task * len(task.train) / cfg.batch_size))
+    return cfg.iters_per_task
+
+
+def make_optimizer(params: Sequence[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """Adam; fused kernels where this torch supports them (the step is memory-bound, spec §8)."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
+class BatchSampler:
+    """Epoch-wise shuffled mini-batches of indices, drawn on the data's device."""
+
+    def __init__(self, n: int, batch_size: int, device: torch.device):
+        self.n, self.bs, self.device = n, min(batch_size, n), device
+        self._perm, self._pos = torch.randperm(n, device=device), 0
+
+    def next(self) -> torch.Tensor:
+        if self._pos + self.bs > self.n:
+            self._perm, self._pos = torch.randperm(self.n, device=self.device), 0
+        idx = self._perm[self._pos : self._pos + self.bs]
+        self._pos += self.bs
+        return idx
+
+
+def library_versions() -> Dict[str, str]:
+    import platform
+
+    import numpy
+
+    import hinterval
+
+    return {"hinterval": hinterval.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version()}
+
+
+class ContinualTrainer:
+    """Runs (or resumes) a continual-learning experiment.
+
+    Args:
+        cfg: the experiment config.
+        callbacks: read-only observers (TensorBoard, checkpoints, Ray Tune reporting).
+        benchmark: a pre-loaded benchmark (else loaded from ``cfg``).
+        progress: show a progress bar per task.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, *, callbacks: Sequence[Any] = (), benchmark: Optional[Benchmark] = None,
+                 progress: bool = True):
+        self.cfg, self.callbacks, self.progress = cfg, list(callbacks), progress
+        self.device = resolve_device(cfg.device)
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        bench = benchmark or load_benchmark(cfg.benchmark, num_tasks=cfg.num_tasks, seed=cfg.data_seed, data_dir=cfg.data_dir)
+        self.benchmark = bench.to(self.device)
+        seed_everything(cfg.seed)
+        self.method: ContinualMethod = build_method(cfg, self.benchmark, build_target(cfg, self.benchmark)).to(self.device)
+        T = len(self.benchmark)
+        self.matrices: Dict[str, M.AccMatrix] = {s: M.empty_matrix(T) for s in M.SCENARIOS}
+        self.task_times: List[float] = []
+        self.tasks_done = 0
+        self.elapsed_before = 0.0
+
+    # --- state -------------------------------------------------------------------------------
+    def state(self) -> Dict[str, Any]:
+        """Everything needed to resume at the current task boundary (tensors and plain data)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.cfg.to_dict(),
+            "tasks_done": self.tasks_done,
+            "model": self.method.state_dict(),
+            "matrices": self.matrices,
+            "task_times": self.task_times,
+            "elapsed": self.elapsed_before + self._elapsed(),
+        }
+
+    def load_state(self, state: Dict[str, Any]) -> None:
+        """Restore from :meth:`state` (the config must match this trainer's config)."""
+        saved, mine = make_config(state["config"]).to_dict(), self.cfg.to_dict()
+        diff = {k: (saved[k], mine[k]) for k in saved if k not in RESOURCE_FIELDS and saved[k] != mine[k]}
+        if diff:
+            raise UserError(f"checkpoint was made with a different config {diff} (saved, requested); "
+                            "resume with the same settings or start a new run")
+        self.method.load_state_dict(state["model"])
+        self.matrices = state["matrices"]
+        self.task_times = list(state["task_times"])
+        self.tasks_done = int(state["tasks_done"])
+        self.elapsed_before = float(state.get("elapsed", 0.0))
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self._t0 if hasattr(self, "_t0") else 0.0
+
+    # --- loop --------------------------------------------------------------------------------
+    def fit(self) -> Dict[str, Any]:
+        """Train the remaining tasks and return the result dict (see :meth:`result`)."""
+        self._t0 = time.perf_counter()
+        for t in range(self.tasks_done, len(self.benchmark)):
+            t_start = time.perf_counter()
+            self._train_task(t)
+            self.task_times.append(time.perf_counter() - t_start)
+            self._evaluate_after(t)
+            self.tasks_done = t + 1
+            task_metrics = self.task_metrics(t)
+            state = self.state()
+            for cb in self.callbacks:
+                if hasattr(cb, "on_task_end"):
+                    cb.on_task_end(t, task_metrics, state)
+        result = self.result()
+        for cb in self.callbacks:
+            if hasattr(cb, "on_train_end"):
+                cb.on_train_end(result)
+        return result
+
+    def _train_task(self, t: int) -> None:
+        cfg, task, method = self.cfg, self.benchmark.tasks[t], self.method
+        seed_everything(cfg.seed * 100_003 + t)
+        method.train()
+        method.begin_task(t)
+        params = method.trainable_parameters(t)
+        opt = make_optimizer(params, cfg.lr)
+        n_iters = iterations_for(cfg, task)
+        ramp_end = math.ceil(cfg.ramp_fraction * n_iters)
+        sampler = BatchSampler(len(task.train), cfg.batch_size, self.device)
+        best_score, best_state = None, None
+        step0 = sum(iterations_for(cfg, self.benchmark.tasks[j]) for j in range(t))  # global step offset
+        bar = _progress(range(n_iters), f"task {t + 1}/{len(self.benchmark)}", self.progress)
+        augment = None
+        if task.augment:
+            from hinterval.data.augment import random_flip_crop as augment
+        for it in bar:
+            idx = sampler.next()
+            x = task.inputs(task.train.x[idx])
+            if augment is not None:
+                x = augment(x)
+            loss, logs = method.training_loss(t, x, task.train.y[idx], it / n_iters)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss became {float(loss)} at task {t} iteration {it}; lower --lr (now {cfg.lr}) or --beta/--gamma")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if it % 25 == 0:
+                logs["step"] = step0 + it
+                if self.progress:
+                    bar.set_postfix(loss=f"{logs['loss']:.4f}")
+                for cb in self.callbacks:
+                    if hasattr(cb, "on_step"):
+                        cb.on_step(t, it, logs)
+            last = it == n_iters - 1
+            if (it + 1 >= ramp_end) and ((it + 1) % cfg.val_every == 0 or last):
+                score = self._validation_score(t)
+                if best_score is None or score >= best_score:  # ties go to the later state
+                    best_score, best_state = score, [p.detach().clone() for p in params]
+        if best_state is not None:
+            with torch.no_grad():
+                for p, v in zip(params, best_state):
+                    p.copy_(v)
+        method.end_task(t)
+
+    def _validation_score(self, t: int) -> float:
+        """Model selection at full gamma: centre accuracy plus worst-case accuracy (spec §3)."""
+        self.method.eval()
+        res = evaluate_tasks(self.method.predictor([t]), self.benchmark, [t], split="val",
+                             batch_size=self.cfg.eval_batch_size, scenarios=("til", "worst"))
+        self.method.train()
+        return res["til"][0] + (res["worst"][0] or 0.0)
+
+    def _evaluate_after(self, t: int) -> None:
+        self.method.eval()
+        seen = list(range(t + 1))
+        res = evaluate_tasks(self.method.predictor(seen), self.benchmark, seen, split="test",
+                             batch_size=self.cfg.eval_batch_size, cil_alpha=self.cfg.cil_alpha)
+        for s in M.SCENARIOS:
+            for j, v in enumerate(res[s]):
+                self.matrices[s][t][j] = v
+
+    # --- reporting -----------------------------------------------------------------------------
+    def task_metrics(self, t: int) -> Dict[str, Any]:
+        """Flat metrics after task ``t``: what Tune reports and TensorBoard plots."""
+        til, worst = self.matrices["til"], self.matrices["worst"]
+        out: Dict[str, Any] = {
+            M.TASKS_DONE: t + 1,
+            M.AVG_ACC: M.average_accuracy(til, t),
+            M.BWT: M.backward_transfer(til, t) if self.method.bwt_meaningful else None,
+            M.WORST_AVG_ACC: M.average_accuracy(worst, t),
+            M.WORST_BWT: M.backward_transfer(worst, t) if self.method.bwt_meaningful else None,
+            "dil_avg_acc": M.average_accuracy(self.matrices["dil"], t),
+            "cil_avg_acc": M.average_accuracy(self.matrices["cil"], t),
+            "task_time_s": self.task_times[-1],
+            "elapsed_s": self.elapsed_before + self._elapsed(),
+        }
+        for s in M.SCENARIOS:
+            for j in range(t + 1):
+                v = self.matrices[s][t][j]
+                if v is not None:
+                    out[M.task_metric_name(s, j)] = v
+        return out
+
+    def result(self) -> Dict[str, Any]:
+        """The run's result: headline metrics, per-scenario summaries, config and provenance."""
+        row = self.tasks_done - 1
+        scen = {s: M.summarize(self.matrices[s], row) for s in M.SCENARIOS}
+        if not self.method.bwt_meaningful:
+            for s in scen.values():
+                s["bwt"], s["forgetting"] = None, None
+        return {
+            M.AVG_ACC: scen["til"]["avg_acc"],
+            M.BWT: scen["til"]["bwt"],
+            M.WORST_AVG_ACC: scen["worst"]["avg_acc"],
+            M.WORST_BWT: scen["worst"]["bwt"],
+            "acc_matrix": self.matrices["til"],
+            **scen,
+            M.TASKS_DONE: self.tasks_done,
+            "num_tasks": len(self.benchmark),
+            "method": self.cfg.method,
+            "benchmark": self.cfg.benchmark,
+            "config": self.cfg.to_dict(),
+            "seed": self.cfg.seed,
+            "device": str(self.device),
+            "versions": library_versions(),
+            "wall_time_s": self.elapsed_before + self._elapsed(),
+            "task_times_s": self.task_times,
+        }
+
+
+def _progress(iterable, desc: str, enabled: bool):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True, mininterval=0.5)
+
+
+def train_continual(cfg: ExperimentConfig, *, callbacks: Sequence[Any] = (), resume_state: Optional[Dict[str, Any]] = None,
+                    benchmark: Optional[Benchmark] = None, progress: bool = True) -> Dict[str, Any]:
+    """Run (or resume from ``resume_state``) a full continual experiment; return the result dict."""
+    trainer = ContinualTrainer(cfg, callbacks=callbacks, benchmark=benchmark, progress=progress)
+    if resume_state is not None:
+        trainer.load_state(resume_state)
+    return trainer.fit()
