@@ -2,7 +2,8 @@
 
 The CLI builds it from flags, ``tune/search.py`` from ``preset | trial_config``, and checkpoints
 store it as JSON so a resumed run rebuilds exactly the same experiment. Per-benchmark defaults
-(the paper's hyperparameters where the paper has a row, spec §6) live in :data:`PRESETS`;
+(the paper's hyperparameters where the paper has a row, spec §6) live in
+:data:`hinterval.presets.PRESETS`;
 :func:`make_config` layers ``defaults < preset < overrides``.
 """
 from __future__ import annotations
@@ -131,16 +132,6 @@ class ExperimentConfig:
 
 FIELDS = {f.name for f in dataclasses.fields(ExperimentConfig)}
 
-# Per-benchmark defaults. Digits/Fashion rows are ours (tuned on this machine kind, see README);
-# MNIST/CIFAR/TinyImageNet rows are the paper's hyperparameters (spec §6).
-PRESETS: Dict[str, Dict[str, Any]] = {
-    "split-digits": dict(target_hidden=(100, 100), hnet_hidden=(100, 100), embedding_dim=24, gamma=1.0,
-                         beta=0.01, batch_size=64, iters_per_task=600, val_every=100),
-    "permuted-digits": dict(target_hidden=(100, 100), hnet_hidden=(100, 100), embedding_dim=24, gamma=0.5,
-                            beta=0.01, batch_size=64, iters_per_task=800, val_every=100),
-}
-
-
 def make_config(*layers: Mapping[str, Any], **overrides: Any) -> ExperimentConfig:
     """Build a config from ``defaults < benchmark preset < layers... < overrides``.
 
@@ -152,6 +143,8 @@ def make_config(*layers: Mapping[str, Any], **overrides: Any) -> ExperimentConfi
     unknown = sorted(set(merged) - FIELDS)
     if unknown:
         raise UserError(f"unknown config key(s): {', '.join(unknown)}; valid keys: {', '.join(sorted(FIELDS))}")
+    from hinterval.presets import PRESETS
+
     benchmark = merged.get("benchmark", ExperimentConfig.benchmark)
     values = {**PRESETS.get(benchmark, {}), **merged}
     try:
