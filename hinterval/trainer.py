@@ -126,14 +126,16 @@ class ContinualTrainer:
 
     # --- state -------------------------------------------------------------------------------
     def state(self) -> Dict[str, Any]:
-        """Everything needed to resume at the current task boundary (tensors and plain data)."""
+        """A snapshot (copied, safe to keep) of everything needed to resume at this task boundary."""
+        import copy
+
         return {
             "format": CHECKPOINT_FORMAT,
             "config": self.cfg.to_dict(),
             "tasks_done": self.tasks_done,
-            "model": self.method.state_dict(),
-            "matrices": self.matrices,
-            "task_times": self.task_times,
+            "model": {k: v.detach().cpu().clone() for k, v in self.method.state_dict().items()},
+            "matrices": copy.deepcopy(self.matrices),
+            "task_times": list(self.task_times),
             "elapsed": self.elapsed_before + self._elapsed(),
         }
 
@@ -198,7 +200,7 @@ class ContinualTrainer:
             loss, logs = method.training_loss(t, x, task.train.y[idx], it / n_iters)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
-                    f"loss became {float(loss)} at task {t} iteration {it}; lower --lr (now {cfg.lr}) or --beta/--gamma")
+                    f"loss became {float(loss.detach())} at task {t} iteration {it}; lower --lr (now {cfg.lr}) or --beta/--gamma")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

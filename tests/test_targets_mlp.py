@@ -1,0 +1,46 @@
+"""MLP target: point/interval agreement and soundness of the interval forward."""
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hinterval.targets.mlp import MLPTarget
+
+
+def test_param_counts_match_paper_architectures():
+    # spec §6: Split MNIST MLP 784-400-400-2 and Permuted MNIST MLP 1024-1000-1000-10
+    assert MLPTarget(in_features=784, hidden=(400, 400), num_classes=2).num_params == 475_202
+    assert MLPTarget(in_features=1024, hidden=(1000, 1000), num_classes=10).num_params == 2_036_010
+
+
+def test_zero_radius_interval_equals_point():
+    torch.manual_seed(0)
+    net = MLPTarget(in_features=6, hidden=(5, 4), num_classes=3)
+    w = net.init_weights()
+    x = torch.rand(7, 6)
+    c, r = net.forward_interval(x, w, torch.zeros_like(w))
+    assert torch.allclose(c, net.forward(x, w), atol=1e-6) and torch.allclose(r, torch.zeros_like(r))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), scale=st.floats(0.0, 0.5))
+def test_interval_forward_is_sound(seed, scale):
+    g = torch.Generator().manual_seed(seed)
+    net = MLPTarget(in_features=5, hidden=(6, 4), num_classes=3)
+    w_c = net.init_weights(generator=g)
+    w_r = torch.rand(w_c.shape, generator=g) * scale
+    x = torch.randn(4, 5, generator=g)  # general-sign input: first layer uses the exact point rule
+    c, r = net.forward_interval(x, w_c, w_r)
+    for _ in range(40):
+        w = w_c + (torch.rand(w_c.shape, generator=g) * 2 - 1) * w_r
+        y = net.forward(x, w)
+        assert (y >= c - r - 1e-5).all() and (y <= c + r + 1e-5).all()
+
+
+def test_unflatten_roundtrip():
+    net = MLPTarget(in_features=3, hidden=(2,), num_classes=2)
+    flat = torch.arange(net.num_params, dtype=torch.float32)
+    parts = net.unflatten(flat)
+    assert [tuple(p.shape) for p in parts] == net.param_shapes
+    assert torch.equal(torch.cat([p.reshape(-1) for p in parts]), flat)
