@@ -36,6 +36,7 @@ TRAIN_FLAGS = [
     ("--target-hidden", "target_hidden", str, "MLP target hidden widths, e.g. 1000,1000"),
     ("--interval-mode", "interval_mode", str, "sound (default, guaranteed bounds) | relaxed (fast, unsound; CNNs)"),
     ("--reg-normalisation", "reg_normalisation", str, "reference (beta/t, as the paper's code) | mean (beta)"),
+    ("--reg-bounds", "reg_bounds", lambda v: _parse_bool(v), "non-forced mode: also regularise earlier tasks' lower/upper weights (true/false)"),
     ("--lr", "lr", float, "Adam learning rate"),
     ("--batch-size", "batch_size", int, "training batch size"),
     ("--iters-per-task", "iters_per_task", int, "training iterations per task"),
@@ -52,6 +53,15 @@ TRAIN_FLAGS = [
     ("--device", "device", str, "auto | cpu | cuda"),
     ("--num-threads", "num_threads", int, "torch CPU threads"),
 ]
+
+
+def _parse_bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,6 +59,7 @@ class ExperimentConfig:
     # Optimisation (spec §3)
     beta: float = 0.01
     reg_normalisation: str = "reference"
+    reg_bounds: bool = False
     lr: float = 1e-3
     batch_size: int = 64
     iters_per_task: int = 1000
@@ -100,6 +101,7 @@ class ExperimentConfig:
         need(self.gamma >= 0, f"gamma (perturbation epsilon) must be >= 0, got {self.gamma}")
         need(not (self.method == "hyperinterval" and self.embedding_mode == "nested" and self.gamma == 0),
              "nested embeddings need gamma > 0 (the centre is gamma/(2d)*cos(e)); use --embedding-mode non-forced or --method hnet for gamma = 0")
+        need(isinstance(self.reg_bounds, bool), f"reg_bounds must be true or false, got {self.reg_bounds!r}")
         need(self.beta >= 0, f"beta (regularisation strength) must be >= 0, got {self.beta}")
         need(self.embedding_dim >= 1, f"embedding dim must be >= 1, got {self.embedding_dim}")
         need(len(self.hnet_hidden) >= 1 and min(self.hnet_hidden) >= 1, f"hnet hidden widths must be >= 1, got {self.hnet_hidden}")

@@ -11,7 +11,7 @@ from hinterval.embeddings import TaskEmbeddings
 from hinterval.evaluation import Predictor
 from hinterval.hypernet import HnetOutput, HyperNetwork
 from hinterval.intervals import worst_case_logits
-from hinterval.methods.base import ContinualMethod, WeightBoxPredictor
+from hinterval.methods.base import ContinualMethod, WeightBoxPredictor, kappa_radius_schedule
 from hinterval.regularizers import output_regularizer, regularizer_weight
 
 
@@ -42,8 +42,9 @@ class HyperIntervalMethod(ContinualMethod):
     # --- training -------------------------------------------------------------------------
     @property
     def _reg_bounds(self) -> bool:
-        """Nested mode also keeps the lower/upper outputs of earlier tasks fixed (spec §3)."""
-        return self.mode == "nested" and self.gamma > 0
+        """Also keep earlier tasks' lower/upper outputs fixed: always in nested mode (spec §3),
+        and in non-forced mode with ``reg_bounds`` (protects the worst-case certificate)."""
+        return self.gamma > 0 and (self.mode == "nested" or self.cfg.reg_bounds)
 
     def _reg_view(self, out: HnetOutput, rows: slice) -> List[Tensor]:
         """The outputs the regulariser keeps fixed, for the given rows of a hypernetwork output."""
@@ -64,8 +65,7 @@ class HyperIntervalMethod(ContinualMethod):
 
     def schedule(self, progress: float) -> Tuple[float, float]:
         """``(kappa, radius_scale)`` at ``progress`` in [0, 1] of the current task."""
-        ramp = 1.0 if self.cfg.ramp_fraction == 0 else min(1.0, progress / self.cfg.ramp_fraction)
-        return 1.0 - (1.0 - self.cfg.kappa_min) * ramp, ramp
+        return kappa_radius_schedule(progress, kappa_min=self.cfg.kappa_min, ramp_fraction=self.cfg.ramp_fraction)
 
     def training_loss(self, task_id: int, x: Tensor, y: Tensor, progress: float) -> Tuple[Tensor, Dict[str, float]]:
         kappa, scale = self.schedule(progress)
