@@ -34,6 +34,55 @@ def _permuted_digits(*, num_tasks: Optional[int], seed: int, data_dir: Optional[
     return permuted_digits(num_tasks=num_tasks or 10, seed=seed)
 
 
+@register("split-mnist")
+def _split_mnist(*, num_tasks: Optional[int], seed: int, data_dir: Optional[str]) -> Benchmark:
+    from hinterval.data.idx import split_idx
+
+    return split_idx("split-mnist", "mnist", num_tasks=num_tasks, seed=seed, data_dir=data_dir)
+
+
+@register("permuted-mnist")
+def _permuted_mnist(*, num_tasks: Optional[int], seed: int, data_dir: Optional[str]) -> Benchmark:
+    from hinterval.data.idx import permuted_idx
+
+    return permuted_idx("permuted-mnist", "mnist", num_tasks=num_tasks, seed=seed, data_dir=data_dir)
+
+
+@register("split-fashion")
+def _split_fashion(*, num_tasks: Optional[int], seed: int, data_dir: Optional[str]) -> Benchmark:
+    from hinterval.data.idx import split_idx
+
+    return split_idx("split-fashion", "fashion", num_tasks=num_tasks, seed=seed, data_dir=data_dir)
+
+
+@register("permuted-fashion")
+def _permuted_fashion(*, num_tasks: Optional[int], seed: int, data_dir: Optional[str]) -> Benchmark:
+    from hinterval.data.idx import permuted_idx
+
+    return permuted_idx("permuted-fashion", "fashion", num_tasks=num_tasks, seed=seed, data_dir=data_dir)
+
+
+@register("split-cifar10")
+def _split_cifar10(*, num_tasks: Optional[int], seed: int, data_dir: Optional[str]) -> Benchmark:
+    from hinterval.data.cifar import split_cifar
+
+    return split_cifar("split-cifar10", 10, num_tasks=num_tasks, seed=seed, data_dir=data_dir)
+
+
+@register("split-cifar100")
+def _split_cifar100(*, num_tasks: Optional[int], seed: int, data_dir: Optional[str]) -> Benchmark:
+    from hinterval.data.cifar import split_cifar
+
+    return split_cifar("split-cifar100", 100, num_tasks=num_tasks, seed=seed, data_dir=data_dir)
+
+
+@register("tinyimagenet")
+def _tinyimagenet(*, num_tasks: Optional[int], seed: int, data_dir: Optional[str]) -> Benchmark:
+    from hinterval.data.tinyimagenet import tinyimagenet
+
+    return tinyimagenet(num_tasks=num_tasks, seed=seed, data_dir=data_dir)
+
+
 BENCHMARK_NAMES = tuple(_LOADERS)
 
 

@@ -1,0 +1,41 @@
+"""Small helpers shared by the on-disk benchmark loaders (MNIST, Fashion, CIFAR, TinyImageNet)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+from hinterval.errors import DataError, UserError
+
+VAL_FRACTION = 0.1  # validation carved (stratified, seeded) from train; never from test
+
+
+def resolve_tasks(benchmark: str, num_tasks: Optional[int], standard: int, maximum: Optional[int] = None) -> int:
+    """``num_tasks`` or the benchmark's standard count, checked against what the data allows.
+
+    Why: a split benchmark cannot have more tasks than its classes allow, and saying so up front
+    beats a ``ValueError`` from deep inside the class splitter.
+    """
+    n = standard if num_tasks is None else int(num_tasks)
+    if n < 1:
+        raise UserError(f"{benchmark}: num_tasks must be >= 1, got {n}")
+    if maximum is not None and n > maximum:
+        raise UserError(f"{benchmark}: at most {maximum} tasks, got num_tasks={n}")
+    return n
+
+
+def require_data_dir(data_dir: Optional[str], what: str, how: str) -> Path:
+    """The data directory as an absolute path, or a :class:`DataError` telling how to get the data."""
+    if data_dir is None:
+        raise DataError(f"{what} needs --data-dir DIR pointing at the data; {how}")
+    path = Path(data_dir).expanduser().resolve()
+    if not path.is_dir():
+        raise DataError(f"{what}: data directory {path} does not exist; {how}")
+    return path
+
+
+def first_existing(candidates: List[Path]) -> Optional[Path]:
+    """The first path in ``candidates`` that is a directory, else ``None``."""
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
