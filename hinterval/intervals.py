@@ -161,3 +161,219 @@ def worst_case_logits(lower: Tensor, upper: Tensor, y: Tensor) -> Tensor:
     """
     mask = F.one_hot(y, lower.shape[-1]).bool()
     return torch.where(mask, lower, upper)
+
+
+# --- Convolutional building blocks: batch norm with fixed statistics, pooling ------------------
+
+BN_EPS = 1e-5
+
+
+def _channel_view(v: Tensor, like: Tensor) -> Tensor:
+    """Reshape a per-channel vector ``(C,)`` to broadcast over ``(N, C, ...)``."""
+    return v.view([1, -1] + [1] * (like.dim() - 2))
+
+
+def batch_norm_stats(x: Tensor) -> Tuple[Tensor, Tensor]:
+    """Per-channel batch mean and biased variance of ``x``.
+
+    Args:
+        x: activations ``(N, C, H, W)`` (or ``(N, C)``); statistics run over every dim but 1.
+
+    Returns:
+        ``(mean, var)``, each ``(C,)``. Plain reductions (no ``F.batch_norm``), so the function
+        works under ``torch.func.vmap`` with batched inputs.
+    """
+    dims = [0] + list(range(2, x.dim()))
+    mean = x.mean(dim=dims)
+    var = (x - _channel_view(mean, x)).square().mean(dim=dims)
+    return mean, var
+
+
+def batch_norm_point(
+    x: Tensor,
+    mean: Tensor,
+    var: Tensor,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    eps: float = BN_EPS,
+) -> Tensor:
+    """Batch norm of a point activation with *given* statistics: ``γ (x - μ) / sqrt(σ² + eps) + β``.
+
+    Args:
+        x: ``(N, C, ...)``.
+        mean, var: ``(C,)`` statistics (from :func:`batch_norm_stats` of this or another batch).
+        weight, bias: affine ``γ``, ``β`` of shape ``(C,)``, or ``None`` for none.
+
+    Returns:
+        Normalised ``x``, same shape.
+    """
+    scale = torch.rsqrt(var + eps)
+    if weight is not None:
+        scale = scale * weight
+    y = (x - _channel_view(mean, x)) * _channel_view(scale, x)
+    if bias is not None:
+        y = y + _channel_view(bias, x)
+    return y
+
+
+def interval_scale(
+    z_c: Tensor,
+    z_r: Radius,
+    g_c: Tensor,
+    g_r: Radius,
+) -> Interval:
+    """Exact box of the elementwise product ``g * z`` for interval ``g`` (broadcast) and ``z``.
+
+    With a point factor on either side the product is ``|g_c| z_r`` / ``g_r |z_c|``; with two
+    intervals the bounds are the min/max of the four corner products, so the sign of ``g``
+    (a negative batch-norm scale swaps the bounds) is handled exactly.
+
+    Args:
+        z_c, z_r: the interval ``z`` (any shape); ``z_r`` ``None`` for a point.
+        g_c, g_r: the factor, broadcastable to ``z``; ``g_r`` ``None`` for a point.
+
+    Returns:
+        ``(c, r)`` of the product, ``r`` ``None`` only if both inputs are points.
+    """
+    if g_r is None:
+        return z_c * g_c, (None if z_r is None else z_r * g_c.abs())
+    if z_r is None:
+        return z_c * g_c, z_c.abs() * g_r
+    z_lo, z_hi = z_c - z_r, z_c + z_r
+    g_lo, g_hi = g_c - g_r, g_c + g_r
+    p1, p2, p3, p4 = g_lo * z_lo, g_lo * z_hi, g_hi * z_lo, g_hi * z_hi
+    lo = torch.minimum(torch.minimum(p1, p2), torch.minimum(p3, p4))
+    hi = torch.maximum(torch.maximum(p1, p2), torch.maximum(p3, p4))
+    return from_bounds(lo, hi)
+
+
+def interval_batch_norm(
+    c: Tensor,
+    r: Radius,
+    mean: Tensor,
+    var: Tensor,
+    w_c: Optional[Tensor],
+    w_r: Radius,
+    b_c: Optional[Tensor],
+    b_r: Radius,
+    eps: float = BN_EPS,
+) -> Interval:
+    """Sound batch norm of an interval activation with *fixed* statistics (spec §2.1).
+
+    In interval mode all branches are normalised with the middle branch's batch statistics
+    ``(mean, var)``: with the statistics fixed, batch norm is the per-channel affine map
+    ``y = γ (x - μ) s + β`` with ``s = 1/sqrt(var + eps) > 0``. The positive ``s`` keeps the
+    order of the bounds; the affine weight ``γ`` and bias ``β`` may themselves be intervals
+    (they come from the hypernetwork), and a negative ``γ`` swaps the bounds, which
+    :func:`interval_scale` handles exactly.
+
+    Soundness: for every ``x`` in ``c ± r``, ``γ`` in ``w_c ± w_r`` and ``β`` in ``b_c ± b_r``,
+    :func:`batch_norm_point` with the *same* ``(mean, var)`` lies in the returned box. (The
+    statistics are treated as constants; they are not re-estimated per sampled network.)
+
+    Args:
+        c, r: interval input ``(N, C, ...)``; ``r`` ``None`` for a point.
+        mean, var: ``(C,)`` statistics of the middle branch (:func:`batch_norm_stats`).
+        w_c, w_r: affine weight ``(C,)`` centre/radius (``w_c`` ``None``: no affine weight).
+        b_c, b_r: affine bias ``(C,)`` centre/radius (``b_c`` ``None``: no bias).
+
+    Returns:
+        ``(c', r')`` of the output, same shape as ``c``.
+    """
+    s = _channel_view(torch.rsqrt(var + eps), c)
+    z_c = (c - _channel_view(mean, c)) * s
+    z_r = None if r is None else r * s
+    if w_c is not None:
+        z_c, z_r = interval_scale(z_c, z_r, _channel_view(w_c, c), None if w_r is None else _channel_view(w_r, c))
+    if b_c is not None:
+        z_c = z_c + _channel_view(b_c, c)
+        if b_r is not None:
+            z_r = _channel_view(b_r, c).expand_as(z_c) if z_r is None else z_r + _channel_view(b_r, c)
+    return z_c, z_r
+
+
+def interval_add(a_c: Tensor, a_r: Radius, b_c: Tensor, b_r: Radius) -> Interval:
+    """Sum of two intervals (residual connections): centres and radii add."""
+    if a_r is None:
+        return a_c + b_c, b_r
+    if b_r is None:
+        return a_c + b_c, a_r
+    return a_c + b_c, a_r + b_r
+
+
+def interval_max_pool2d(c: Tensor, r: Radius, kernel_size: int, stride: Optional[int] = None, padding: int = 0) -> Interval:
+    """Max pooling of an interval ``(N, C, H, W)``: max is non-decreasing in every input, so
+    pooling the lower and the upper bound gives the exact box."""
+    stride = kernel_size if stride is None else stride
+    if r is None:
+        return F.max_pool2d(c, kernel_size, stride, padding), None
+    lo = F.max_pool2d(c - r, kernel_size, stride, padding)
+    hi = F.max_pool2d(c + r, kernel_size, stride, padding)
+    return from_bounds(lo, hi)
+
+
+def interval_avg_pool2d(c: Tensor, r: Radius, kernel_size: int, stride: Optional[int] = None) -> Interval:
+    """Average pooling of an interval ``(N, C, H, W)``: a linear map with non-negative weights,
+    so ``c' = pool(c)`` and ``r' = pool(r)`` exactly."""
+    c_out = F.avg_pool2d(c, kernel_size, stride)
+    return c_out, (None if r is None else F.avg_pool2d(r, kernel_size, stride))
+
+
+def _nonneg_cr_weights(w_c: Tensor, w_r: Tensor) -> Tuple[Tensor, Tensor]:
+    """Weights of the centre/radius form of the exact non-negative-input product."""
+    return torch.minimum(torch.maximum(w_c, -w_r), w_r), torch.maximum(w_c.abs(), w_r)
+
+
+def interval_product_nonneg_cr(
+    x_c: Tensor,
+    x_r: Tensor,
+    w_c: Tensor,
+    w_r: Tensor,
+    op: Callable[[Tensor, Tensor], Tensor],
+) -> Tuple[Tensor, Tensor]:
+    """Exact box of ``op(x, W)`` for interval ``W`` and a non-negative interval ``x``, in
+    centre/radius form.
+
+    Per product term ``w * x`` with ``x = x_c ± x_r >= 0`` and ``w = w_c ± w_r`` the exact box
+    has centre ``w_c x_c + clamp(w_c, -w_r, w_r) x_r`` and radius
+    ``w_r x_c + max(|w_c|, w_r) x_r`` (check the three cases ``w >= 0``, ``w <= 0`` and ``w``
+    straddling 0). The sum of independent terms keeps it exact. Same bounds as
+    :func:`interval_product_nonneg`, but a zero radius gives exactly the point value ``op(x_c, w_c)``
+    and radius 0, so floating-point rounding does not seed spurious radii that interval
+    propagation would amplify through deep (batch-normalised) networks.
+
+    Returns:
+        ``(c, r)`` without bias.
+    """
+    w_mid, w_mag = _nonneg_cr_weights(w_c, w_r)
+    return op(x_c, w_c) + op(x_r, w_mid), op(x_c, w_r) + op(x_r, w_mag)
+
+
+def interval_conv2d_nonneg(
+    x_c: Tensor,
+    x_r: Tensor,
+    w_c: Tensor,
+    w_r: Tensor,
+    *,
+    stride: int = 1,
+    padding: int = 0,
+) -> Interval:
+    """Exact box of ``conv2d(x, W)`` for interval ``W`` and a non-negative interval input.
+
+    :func:`interval_product_nonneg_cr` fused into ONE convolution: centre and radius of the
+    input are stacked along channels and the weight is the block matrix
+    ``[[W_c, clamp(W_c, -W_r, W_r)], [W_r, max(|W_c|, W_r)]]`` (``2·out × 2·in``), so the
+    output channels hold ``[centre; radius]``. Same FLOPs as four convolutions, one call.
+
+    Args:
+        x_c, x_r: input ``(N, in, H, W)`` with ``x_c - x_r >= 0``.
+        w_c, w_r: weights ``(out, in, k, k)``.
+
+    Returns:
+        ``(c, r)`` of the output ``(N, out, H', W')``, without bias.
+    """
+    w_mid, w_mag = _nonneg_cr_weights(w_c, w_r)
+    weight = torch.cat([torch.cat([w_c, w_mid], dim=1), torch.cat([w_r, w_mag], dim=1)], dim=0)
+    y = F.conv2d(torch.cat([x_c, x_r], dim=1), weight, stride=stride, padding=padding)
+    c, r = y.chunk(2, dim=1)
+    return c, r

@@ -10,9 +10,28 @@ from hinterval.targets.base import TargetNetwork
 from hinterval.targets.mlp import MLPTarget
 
 
+def _image_shape(benchmark: Benchmark, target: str) -> tuple:
+    """``(C, H, W)`` of a benchmark's inputs, or a clear error for flat (MLP-style) inputs."""
+    shape = tuple(benchmark.input_shape)
+    if len(shape) != 3 or shape[1] != shape[2]:
+        raise UserError(f"target {target!r} needs square image inputs (C, H, W); benchmark "
+                        f"{benchmark.name!r} gives input shape {shape} (use --target mlp)")
+    return shape
+
+
 def build_target(cfg: ExperimentConfig, benchmark: Benchmark) -> TargetNetwork:
     """MLP for flat inputs; CNN targets for image benchmarks."""
     if cfg.target == "mlp":
         return MLPTarget(in_features=math.prod(benchmark.input_shape), hidden=cfg.target_hidden,
                          num_classes=benchmark.classes_per_task)
+    if cfg.target in ("resnet18", "alexnet"):
+        from hinterval.targets.alexnet import AlexNetTarget
+        from hinterval.targets.resnet import ResNet18Target
+
+        c, h, _ = _image_shape(benchmark, cfg.target)
+        cls = ResNet18Target if cfg.target == "resnet18" else AlexNetTarget
+        try:
+            return cls(benchmark.classes_per_task, in_channels=c, image_size=h, interval_mode=cfg.interval_mode)
+        except ValueError as exc:
+            raise UserError(f"target {cfg.target!r} does not fit benchmark {benchmark.name!r}: {exc}") from None
     raise UserError(f"target {cfg.target!r} is not available for benchmark {benchmark.name!r}")

@@ -1,0 +1,384 @@
+"""Shared machinery of the functional CNN targets (ResNet-18, AlexNet).
+
+A CNN target writes its architecture ONCE, as :meth:`ConvTarget._run`, against a small
+*executor* interface (``conv``, ``bn``, ``relu``, ``add``, pools, ``flatten``, ``linear``) that
+refers to parameters by their index in ``param_shapes``. Three executors give the three modes:
+
+* :class:`PointExecutor` -- the ordinary network (hot path: one ordinary forward). Batch norm
+  uses the batch statistics (no running statistics are stored per task), or statistics it is
+  given (``bn_stats``), and it can record the statistics it used.
+* :class:`SoundExecutor` -- interval bound propagation that is sound (spec §2.1). The value
+  carried between layers is an interval ``(c, r)`` plus the *middle branch* ``m``: the point
+  activation of the middle weights (``w_middle``, default: the centre weights). Every batch
+  norm normalises the interval with the middle branch's batch statistics, so the guarantee
+  reads: for every weight vector in the box (and input in the input box), the network whose
+  batch norms use those fixed middle-branch statistics has logits inside the returned box.
+  ``ConvTarget.forward(x, w, bn_stats=ConvTarget.bn_statistics(x_c, w_middle))`` is exactly that
+  network, which is how the property tests check soundness.
+* :class:`RelaxedExecutor` -- the reference implementation's fast mode ("relaxed", NOT sound):
+  three ordinary passes with the lower, middle and upper weights, batch norm with the middle
+  pass's statistics, and after every affine layer an elementwise sort of the three results.
+
+Everything is plain tensor code (reductions for batch-norm statistics instead of
+``F.batch_norm``), so all modes run under ``torch.func.vmap`` over per-task weights.
+"""
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from hinterval.intervals import (
+    batch_norm_point,
+    batch_norm_stats,
+    from_bounds,
+    interval_add,
+    interval_avg_pool2d,
+    interval_batch_norm,
+    interval_conv2d_nonneg,
+    interval_layer,
+    interval_max_pool2d,
+    interval_product_nonneg_cr,
+    interval_relu,
+)
+from hinterval.targets.base import TargetNetwork
+
+INTERVAL_MODES = ("sound", "relaxed")
+BNStats = List[Tuple[Tensor, Tensor]]
+
+
+# --- executors ------------------------------------------------------------------------------
+
+class PointExecutor:
+    """Ordinary forward on point weights.
+
+    Args:
+        params: the unflattened weights.
+        bn_stats: per batch-norm layer ``(mean, var)`` to use instead of the batch statistics.
+        record: keep the statistics used in :attr:`recorded`.
+    """
+
+    def __init__(self, params: Sequence[Tensor], bn_stats: Optional[BNStats] = None, record: bool = False):
+        self.p, self.bn_stats, self.record = params, bn_stats, record
+        self.recorded: BNStats = []
+        self._bn_index = 0
+
+    def _get(self, i: Optional[int]) -> Optional[Tensor]:
+        return None if i is None else self.p[i]
+
+    def input(self, x: Tensor, x_radius: Optional[Tensor] = None) -> Tensor:
+        return x
+
+    def conv(self, h: Tensor, w: int, b: Optional[int], stride: int, padding: int, nonneg: bool) -> Tensor:
+        return F.conv2d(h, self.p[w], self._get(b), stride=stride, padding=padding)
+
+    def linear(self, h: Tensor, w: int, b: Optional[int], nonneg: bool) -> Tensor:
+        return F.linear(h, self.p[w], self._get(b))
+
+    def bn(self, h: Tensor, g: int, b: int) -> Tensor:
+        if self.bn_stats is not None:
+            mean, var = self.bn_stats[self._bn_index]
+        else:
+            mean, var = batch_norm_stats(h)
+        self._bn_index += 1
+        if self.record:
+            self.recorded.append((mean, var))
+        return batch_norm_point(h, mean, var, self.p[g], self.p[b])
+
+    def relu(self, h: Tensor) -> Tensor:
+        return F.relu(h)
+
+    def add(self, a: Tensor, b: Tensor) -> Tensor:
+        return a + b
+
+    def max_pool(self, h: Tensor, k: int, s: Optional[int] = None, p: int = 0) -> Tensor:
+        return F.max_pool2d(h, k, s if s is not None else k, p)
+
+    def avg_pool(self, h: Tensor, k: int) -> Tensor:
+        return F.avg_pool2d(h, k)
+
+    def flatten(self, h: Tensor) -> Tensor:
+        return h.flatten(1)
+
+    def output(self, h: Tensor) -> Tensor:
+        return h
+
+
+class _IV:
+    """Interval value between layers: centre, radius (``None`` = point) and the middle branch."""
+
+    __slots__ = ("c", "r", "m")
+
+    def __init__(self, c: Tensor, r: Optional[Tensor], m: Optional[Tensor]):
+        self.c, self.r, self.m = c, r, m
+
+
+class SoundExecutor:
+    """Sound interval forward (see the module docstring).
+
+    Args:
+        centre, radius: unflattened weight box (``radius`` entries may be ``None``).
+        middle: unflattened middle weights for the batch-norm statistics branch.
+        track_middle: carry the middle branch (only needed when the network has batch norm).
+    """
+
+    def __init__(self, centre: Sequence[Tensor], radius: Sequence[Optional[Tensor]], middle: Sequence[Tensor],
+                 track_middle: bool = True):
+        self.pc, self.pr, self.pm = centre, radius, middle
+        self.track_middle = track_middle
+
+    def _c(self, i: Optional[int]) -> Optional[Tensor]:
+        return None if i is None else self.pc[i]
+
+    def _r(self, i: Optional[int]) -> Optional[Tensor]:
+        return None if i is None else self.pr[i]
+
+    def _m(self, i: Optional[int]) -> Optional[Tensor]:
+        return None if i is None else self.pm[i]
+
+    def input(self, x: Tensor, x_radius: Optional[Tensor] = None) -> _IV:
+        return _IV(x, x_radius, x if self.track_middle else None)
+
+    def conv(self, h: _IV, w: int, b: Optional[int], stride: int, padding: int, nonneg: bool) -> _IV:
+        wc, wr = self.pc[w], self.pr[w]
+        if nonneg and h.r is not None and wr is not None:
+            # Input after ReLU: the exact non-negative rule, fused into one convolution.
+            c, r = interval_conv2d_nonneg(h.c, h.r, wc, wr, stride=stride, padding=padding)
+            c, r = _add_bias(c, r, self._c(b), self._r(b))
+        else:
+            # Point input (exact) or input of unknown sign (Rump's midpoint-radius product).
+            op = partial(F.conv2d, stride=stride, padding=padding)
+            c, r = interval_layer(h.c, h.r, wc, wr, self._c(b), self._r(b), op)
+        m = None
+        if h.m is not None:
+            m = F.conv2d(h.m, self.pm[w], self._m(b), stride=stride, padding=padding)
+        return _IV(c, r, m)
+
+    def linear(self, h: _IV, w: int, b: Optional[int], nonneg: bool) -> _IV:
+        wc, wr = self.pc[w], self.pr[w]
+        if nonneg and h.r is not None and wr is not None:
+            c, r = interval_product_nonneg_cr(h.c, h.r, wc, wr, F.linear)
+            c, r = _add_bias(c, r, self._c(b), self._r(b))
+        else:
+            c, r = interval_layer(h.c, h.r, wc, wr, self._c(b), self._r(b), F.linear)
+        m = None if h.m is None else F.linear(h.m, self.pm[w], self._m(b))
+        return _IV(c, r, m)
+
+    def bn(self, h: _IV, g: int, b: int) -> _IV:
+        if h.m is None:
+            raise RuntimeError("batch norm in interval mode needs the middle branch (track_middle=True)")
+        mean, var = batch_norm_stats(h.m)
+        c, r = interval_batch_norm(h.c, h.r, mean, var, self.pc[g], self.pr[g], self.pc[b], self.pr[b])
+        return _IV(c, r, batch_norm_point(h.m, mean, var, self.pm[g], self.pm[b]))
+
+    def relu(self, h: _IV) -> _IV:
+        c, r = interval_relu(h.c, h.r)
+        return _IV(c, r, None if h.m is None else F.relu(h.m))
+
+    def add(self, a: _IV, b: _IV) -> _IV:
+        c, r = interval_add(a.c, a.r, b.c, b.r)
+        return _IV(c, r, None if a.m is None else a.m + b.m)
+
+    def max_pool(self, h: _IV, k: int, s: Optional[int] = None, p: int = 0) -> _IV:
+        s = k if s is None else s
+        c, r = interval_max_pool2d(h.c, h.r, k, s, p)
+        return _IV(c, r, None if h.m is None else F.max_pool2d(h.m, k, s, p))
+
+    def avg_pool(self, h: _IV, k: int) -> _IV:
+        c, r = interval_avg_pool2d(h.c, h.r, k)
+        return _IV(c, r, None if h.m is None else F.avg_pool2d(h.m, k))
+
+    def flatten(self, h: _IV) -> _IV:
+        return _IV(h.c.flatten(1), None if h.r is None else h.r.flatten(1), None if h.m is None else h.m.flatten(1))
+
+    def output(self, h: _IV) -> Tuple[Tensor, Tensor]:
+        return h.c, (torch.zeros_like(h.c) if h.r is None else h.r)
+
+
+def _add_bias(c: Tensor, r: Optional[Tensor], b_c: Optional[Tensor], b_r: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+    """Add an interval bias ``(C,)`` along dimension 1 of an interval ``(N, C, ...)``."""
+    if b_c is None:
+        return c, r
+    shape = [1, -1] + [1] * (c.dim() - 2)
+    c = c + b_c.view(shape)
+    if b_r is not None:
+        r = b_r.view(shape).expand_as(c) if r is None else r + b_r.view(shape)
+    return c, r
+
+
+def _sort3(t: Tensor) -> Tensor:
+    """Elementwise sort of a ``(3, ...)`` stack into ``[min, median, max]``."""
+    a, b, c = t.unbind(0)
+    lo = torch.minimum(torch.minimum(a, b), c)
+    hi = torch.maximum(torch.maximum(a, b), c)
+    return torch.stack([lo, a + b + c - lo - hi, hi])
+
+
+class RelaxedExecutor:
+    """The reference's fast, NOT sound interval mode: three point passes (lower, middle, upper
+    weights) carried as a ``(3, N, ...)`` stack, sorted elementwise after every affine layer;
+    batch norm uses the middle pass's statistics for all three.
+
+    Args:
+        lower, middle, upper: unflattened weights of the three passes.
+    """
+
+    def __init__(self, lower: Sequence[Tensor], middle: Sequence[Tensor], upper: Sequence[Tensor]):
+        self.ps = (lower, middle, upper)
+
+    def _three(self, i: Optional[int]) -> Tuple[Optional[Tensor], ...]:
+        return (None, None, None) if i is None else tuple(p[i] for p in self.ps)
+
+    def input(self, x: Tensor, x_radius: Optional[Tensor] = None) -> Tensor:
+        if x_radius is None:
+            return torch.stack([x, x, x])
+        return torch.stack([x - x_radius, x, x + x_radius])
+
+    def conv(self, h: Tensor, w: int, b: Optional[int], stride: int, padding: int, nonneg: bool) -> Tensor:
+        ws, bs = self._three(w), self._three(b)
+        return _sort3(torch.stack([F.conv2d(h[k], ws[k], bs[k], stride=stride, padding=padding) for k in range(3)]))
+
+    def linear(self, h: Tensor, w: int, b: Optional[int], nonneg: bool) -> Tensor:
+        ws, bs = self._three(w), self._three(b)
+        return _sort3(torch.stack([F.linear(h[k], ws[k], bs[k]) for k in range(3)]))
+
+    def bn(self, h: Tensor, g: int, b: int) -> Tensor:
+        mean, var = batch_norm_stats(h[1])
+        gs, bs = self._three(g), self._three(b)
+        return _sort3(torch.stack([batch_norm_point(h[k], mean, var, gs[k], bs[k]) for k in range(3)]))
+
+    def relu(self, h: Tensor) -> Tensor:
+        return F.relu(h)
+
+    def add(self, a: Tensor, b: Tensor) -> Tensor:
+        return a + b
+
+    def max_pool(self, h: Tensor, k: int, s: Optional[int] = None, p: int = 0) -> Tensor:
+        return F.max_pool2d(h.flatten(0, 1), k, s if s is not None else k, p).unflatten(0, (3, -1))
+
+    def avg_pool(self, h: Tensor, k: int) -> Tensor:
+        return F.avg_pool2d(h.flatten(0, 1), k).unflatten(0, (3, -1))
+
+    def flatten(self, h: Tensor) -> Tensor:
+        return h.flatten(2)
+
+    def output(self, h: Tensor) -> Tuple[Tensor, Tensor]:
+        return from_bounds(h[0], h[2])
+
+
+# --- base class -----------------------------------------------------------------------------
+
+class ConvTarget(TargetNetwork):
+    """Functional CNN target: subclasses build ``param_shapes`` with :meth:`_add` and write
+    :meth:`_run` once against the executor interface.
+
+    Args:
+        interval_mode: ``"sound"`` (default; the guarantee) or ``"relaxed"`` (fast, not sound).
+    """
+
+    has_batch_norm: bool = False
+
+    def __init__(self, *, interval_mode: str = "sound"):
+        if interval_mode not in INTERVAL_MODES:
+            raise ValueError(f"interval_mode must be one of {INTERVAL_MODES}, got {interval_mode!r}")
+        self.interval_mode = interval_mode
+        self.param_shapes: List[Tuple[int, ...]] = []
+        self._bn_scale_ids: List[int] = []
+
+    def _add(self, *shape: int) -> int:
+        """Append a parameter shape; returns its index into the unflattened weight list."""
+        self.param_shapes.append(tuple(int(s) for s in shape))
+        return len(self.param_shapes) - 1
+
+    def _add_bn(self, channels: int) -> Tuple[int, int]:
+        """Batch-norm affine scale and shift, ``(C,)`` each; returns their indices."""
+        self.has_batch_norm = True
+        g = self._add(channels)
+        self._bn_scale_ids.append(g)
+        return g, self._add(channels)
+
+    def _run(self, ex: Any, h: Any) -> Any:
+        """The architecture, written against the executor interface."""
+        raise NotImplementedError
+
+    # --- the three forwards ----------------------------------------------------------------
+    def forward(self, x: Tensor, weights: Tensor, *, bn_stats: Optional[BNStats] = None) -> Tensor:
+        """Logits of point weights.
+
+        Args:
+            x: images ``(N, C, H, W)``.
+            weights: flat weights ``(P,)``.
+            bn_stats: optional per batch-norm layer ``(mean, var)`` (each ``(C_l,)``) to use
+                instead of the batch statistics; see :meth:`bn_statistics`.
+
+        Returns:
+            Logits ``(N, num_classes)``.
+        """
+        ex = PointExecutor(self.unflatten(weights), bn_stats)
+        return ex.output(self._run(ex, ex.input(x)))
+
+    def bn_statistics(self, x: Tensor, weights: Tensor) -> BNStats:
+        """Batch statistics ``[(mean, var), ...]`` of every batch norm, in execution order, for
+        inputs ``x`` ``(N, C, H, W)`` and point weights ``(P,)``. With the middle weights (default
+        of :meth:`forward_interval`: the centre) these are the statistics the interval forward
+        normalises with."""
+        ex = PointExecutor(self.unflatten(weights), record=True)
+        self._run(ex, ex.input(x))
+        return ex.recorded
+
+    def forward_interval(
+        self,
+        x: Tensor,
+        w_centre: Tensor,
+        w_radius: Optional[Tensor],
+        *,
+        w_middle: Optional[Tensor] = None,
+        x_radius: Optional[Tensor] = None,
+    ) -> Tuple[Tensor, Tensor]:
+        """Logit box for all weights in ``w_centre ± w_radius`` (and inputs in ``x ± x_radius``).
+
+        Args:
+            x: images ``(N, C, H, W)`` (the input box centre).
+            w_centre, w_radius: weight box ``(P,)`` each; ``w_radius`` ``None`` for a point.
+            w_middle: weights ``(P,)`` of the middle branch whose batch statistics every batch
+                norm uses (default ``w_centre``).
+            x_radius: optional input radius, same shape as ``x``.
+
+        Returns:
+            ``(centre, radius)`` of the logits, each ``(N, num_classes)``. Sound in ``"sound"``
+            mode (given the middle-branch statistics); a heuristic in ``"relaxed"`` mode.
+        """
+        pc = self.unflatten(w_centre)
+        pr = self.unflatten(w_radius) if w_radius is not None else [None] * len(pc)
+        pm = pc if w_middle is None else self.unflatten(w_middle)
+        if self.interval_mode == "relaxed":
+            if w_radius is None:
+                lower = upper = pc
+            else:
+                lower, upper = self.unflatten(w_centre - w_radius), self.unflatten(w_centre + w_radius)
+            ex: Any = RelaxedExecutor(lower, pm, upper)
+        else:
+            ex = SoundExecutor(pc, pr, pm, track_middle=self.has_batch_norm)
+        return ex.output(self._run(ex, ex.input(x, x_radius)))
+
+    def init_weights(self, generator: Optional[torch.Generator] = None) -> Tensor:
+        """Kaiming-uniform conv/linear weights, zero biases and shifts, unit batch-norm scales."""
+        flat = super().init_weights(generator)
+        parts = list(self.unflatten(flat))
+        for i in self._bn_scale_ids:
+            parts[i].fill_(1.0)
+        return flat
+
+
+def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Spatial output size of a convolution or pooling."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def num_params_of(shapes: Sequence[Tuple[int, ...]]) -> int:
+    """Total weight count of a list of shapes."""
+    return sum(math.prod(s) for s in shapes)
