@@ -1,0 +1,207 @@
+"""Driver-side Tune callback: one JSON record and one TensorBoard run per trial.
+
+Every result a trial reports reaches the driver, whichever node ran it, so writing here keeps
+``results/<name>/`` complete on multi-node clusters without shared storage for the results dir:
+
+* ``trials/<trial_id>.json``: status, searched params, full config, node ids and the metrics
+  after every task (atomically rewritten on each report; the reporting reads these files).
+* ``tensorboard/<trial_id>/``: per-task scalars through :class:`hinterval.callbacks.TensorBoardLogger`
+  and, when the trial ends, an HParams entry (one row per trial in TensorBoard's HParams tab).
+
+A task reported again after a resume (it had to be re-trained) is counted in ``reruns``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+from ray.tune import Callback
+
+from hinterval import metrics as M
+from hinterval.callbacks import TensorBoardLogger, hparams_of
+from hinterval.checkpoint import write_json
+from hinterval.config import make_config
+
+#: trainer metrics written to TensorBoard (the rest of a report is bookkeeping)
+_TB_KEYS = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "dil_avg_acc", "cil_avg_acc", "task_time_s", "elapsed_s")
+_HPARAM_METRICS = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, M.TASKS_DONE)
+#: Tune bookkeeping fields not kept in the per-task history
+_DROP = {"config", "done", "trial_id", "experiment_tag", "date", "pid", "iterations_since_restore",
+         "time_since_restore", "checkpoint_dir_name", "should_checkpoint", "timesteps_total", "episodes_total",
+         "timesteps_since_restore", "experiment_id"}
+
+COMPLETE, STOPPED, ERROR, RUNNING, RETRYING = "COMPLETE", "STOPPED", "ERROR", "RUNNING", "RETRYING"
+
+
+def _clean(v: Any) -> Any:
+    """JSON-safe: non-finite floats become ``None``."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def same_point(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two searcher configs are the same point (floats compared to 1e-9 relative)."""
+    if set(a) != set(b):
+        return False
+    for k in a:
+        x, y = a[k], b[k]
+        if isinstance(x, float) or isinstance(y, float):
+            try:
+                if not math.isclose(float(x), float(y), rel_tol=1e-9, abs_tol=1e-12):
+                    return False
+            except (TypeError, ValueError):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def load_records(out_dir: str | Path) -> List[Dict[str, Any]]:
+    """All ``trials/*.json`` records of a sweep, in trial start order."""
+    recs = []
+    for p in sorted((Path(out_dir) / "trials").glob("*.json")):
+        try:
+            recs.append(json.loads(p.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue  # written atomically, so only foreign files land here
+    return sorted(recs, key=lambda r: (r.get("started_at") or 0, r["trial_id"]))
+
+
+class SweepRecorder(Callback):
+    """Keeps ``trials/<id>.json`` and ``tensorboard/<id>/`` of every trial up to date.
+
+    Args:
+        out_dir: the sweep's results directory (absolute, on the driver).
+        base: fixed config keys of every trial (merged under the searcher's suggestion).
+        preset: the preset's point in the search space (marks the paper/default trial), or None.
+        tensorboard: write TensorBoard runs.
+    """
+
+    def __init__(self, out_dir: str, *, base: Dict[str, Any], preset: Optional[Dict[str, Any]], tensorboard: bool = True):
+        self.out_dir, self.base, self.preset, self.tensorboard = str(out_dir), dict(base), preset, tensorboard
+        self._records: Dict[str, Dict[str, Any]] = {}
+        self._tb: Dict[str, TensorBoardLogger] = {}
+
+    # Tune pickles the callback into the experiment state; open writers stay on this driver
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_records"], state["_tb"] = {}, {}
+        return state
+
+    # --- records ---------------------------------------------------------------------------------
+    def _path(self, trial_id: str) -> Path:
+        return Path(self.out_dir) / "trials" / f"{trial_id}.json"
+
+    def _record(self, trial: Any) -> Dict[str, Any]:
+        tid = trial.trial_id
+        if tid not in self._records:
+            p = self._path(tid)
+            if p.is_file():  # resumed sweep: continue the record written before
+                self._records[tid] = json.loads(p.read_text())
+            else:
+                params = {k: v for k, v in dict(trial.config).items()}
+                try:
+                    config = make_config(self.base, params).to_dict()
+                except Exception:  # noqa: BLE001 - the trial itself reports the error
+                    config = {**self.base, **params}
+                self._records[tid] = {
+                    "trial_id": tid, "status": "PENDING", "params": params, "config": config,
+                    "is_preset": self.preset is not None and same_point(params, self.preset) and not self._preset_taken(),
+                    "num_tasks": None, "tasks_done": 0, "node_id": None, "node_ids": [], "history": [],
+                    "reruns": [], "started_at": time.time(), "finished_at": None, "wall_time_s": None,
+                    "error": None, "restarts": 0,
+                }
+        return self._records[tid]
+
+    def _preset_taken(self) -> bool:
+        return any(r.get("is_preset") for r in self._records.values()) or any(
+            r.get("is_preset") for r in load_records(self.out_dir))
+
+    def _save(self, rec: Dict[str, Any]) -> None:
+        write_json(self._path(rec["trial_id"]), rec)
+
+    # --- Tune hooks ----------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: List[Any], trial: Any, **info: Any) -> None:
+        rec = self._record(trial)
+        if rec["status"] in (RUNNING, RETRYING, STOPPED, ERROR) or rec["history"]:
+            rec["restarts"] += 1
+        rec["status"] = RUNNING
+        self._save(rec)
+
+    def on_trial_result(self, iteration: int, trials: List[Any], trial: Any, result: Dict[str, Any], **info: Any) -> None:
+        rec = self._record(trial)
+        row = {k: _clean(v) for k, v in result.items() if k not in _DROP and not isinstance(v, (dict, list))}
+        done = int(row.get(M.TASKS_DONE, 0))
+        if done <= rec["tasks_done"]:
+            rec["reruns"].append(done)  # this task was trained (and reported) before
+        rec["history"] = [h for h in rec["history"] if h.get(M.TASKS_DONE) != done] + [row]
+        rec["history"].sort(key=lambda h: h.get(M.TASKS_DONE, 0))
+        rec["tasks_done"] = max(rec["tasks_done"], done)
+        rec["num_tasks"] = row.get("num_tasks", rec["num_tasks"])
+        node = row.get("node_id")
+        rec["node_id"] = node
+        if node and node not in rec["node_ids"]:
+            rec["node_ids"].append(node)
+        for k in ("device", "num_threads"):
+            if k in row:
+                rec["config"][k] = row[k]
+        rec["wall_time_s"] = row.get("elapsed_s", rec["wall_time_s"])
+        rec["status"] = RUNNING
+        self._save(rec)
+        if self.tensorboard:
+            metrics = {k: row[k] for k in row if (k in _TB_KEYS or k.startswith("acc/")) and M.is_finite_number(row[k])}
+            self._logger(rec).on_task_end(done - 1, metrics, {})
+
+    def on_trial_complete(self, iteration: int, trials: List[Any], trial: Any, **info: Any) -> None:
+        rec = self._record(trial)
+        finished = rec["num_tasks"] is not None and rec["tasks_done"] >= rec["num_tasks"]
+        self._finish(rec, COMPLETE if finished else STOPPED)
+
+    def on_trial_error(self, iteration: int, trials: List[Any], trial: Any, **info: Any) -> None:
+        rec = self._record(trial)
+        rec["error"] = _error_line(trial)
+        self._finish(rec, ERROR)
+
+    def on_trial_recover(self, iteration: int, trials: List[Any], trial: Any, **info: Any) -> None:
+        rec = self._record(trial)
+        rec["status"], rec["error"] = RETRYING, _error_line(trial)
+        self._save(rec)
+
+    def on_experiment_end(self, trials: List[Any], **info: Any) -> None:
+        for logger in self._tb.values():
+            logger.writer.close()
+        self._tb.clear()
+
+    # --- TensorBoard ---------------------------------------------------------------------------
+    def _logger(self, rec: Dict[str, Any]) -> TensorBoardLogger:
+        tid = rec["trial_id"]
+        if tid not in self._tb:
+            self._tb[tid] = TensorBoardLogger(Path(self.out_dir) / "tensorboard" / tid, rec["config"])
+        return self._tb[tid]
+
+    def _finish(self, rec: Dict[str, Any], status: str) -> None:
+        rec["status"], rec["finished_at"] = status, time.time()
+        self._save(rec)
+        if not self.tensorboard:
+            return
+        logger = self._logger(rec)
+        last = rec["history"][-1] if rec["history"] else {}
+        final = {f"hparam/{k}": last[k] for k in _HPARAM_METRICS if M.is_finite_number(last.get(k))}
+        hparams = {**hparams_of(rec["config"]), "status": status, "trial_id": rec["trial_id"]}
+        logger.writer.add_hparams(hparams, final, run_name=".")
+        logger.writer.close()
+        self._tb.pop(rec["trial_id"], None)
+
+
+def _error_line(trial: Any) -> Optional[str]:
+    path = getattr(trial, "error_file", None)
+    try:
+        text = Path(path).read_text() if path else ""
+    except OSError:
+        text = ""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:500] if lines else None

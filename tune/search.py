@@ -1,0 +1,466 @@
+"""Ray Tune + Optuna sweep over full continual-learning runs.
+
+Every trial trains one config on all tasks of a benchmark (``tune/trainable.py``) and reports
+after each task; the benchmark preset (the paper/default config) is evaluated first, then
+Optuna's seeded TPE sampler proposes the rest. Results land in ``results/<name>/``:
+``trials.csv``, ``leaderboard.md``, ``best_config.yaml`` (for ``hinterval train --config``),
+``plots/`` and ``tensorboard/`` (``tensorboard --logdir results/<name>``).
+
+Examples::
+
+    python tune/search.py                                  # 8 trials on split-digits, this machine
+    python tune/search.py --dry-run                        # show the space and resources, run nothing
+    python tune/search.py --smoke-test --overwrite         # 2 trials x 2 tasks, CPU, ~1 min
+    python tune/search.py --gamma 0.1:5 --embedding-dim 16,24,48 --num-samples 20 --name wide
+    python tune/search.py --space space.yaml --objective avg_acc,bwt --scheduler asha
+    python tune/search.py --name wide --resume             # continue a killed sweep
+    python tune/search.py --address auto --storage s3://BUCKET/sweeps --gpus-per-trial 0.25   # cluster head
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+if __name__ == "__main__" and not __package__:
+    # `python tune/search.py`: make the `tune` package importable (it is not part of the install)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hinterval import metrics as M  # noqa: E402
+from hinterval.errors import UserError  # noqa: E402
+
+TUNE_DIR = Path(__file__).resolve().parent
+SWEEP_FILE = "sweep.json"
+OBJECTIVES = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "dil_avg_acc", "cil_avg_acc")
+#: default iterations per task for sweeps: 8 split-digits trials fit in ~5 min on 2 CPU cores
+SWEEP_ITERS_PER_TASK = 200
+SMOKE = dict(num_samples=2, num_tasks=2, iters_per_task=20, max_concurrent=2, cpus_per_trial=1, gpus_per_trial=0)
+STORAGE_ENV = "HINTERVAL_SWEEP_STORAGE"
+# flag -> config key searched or fixed by it
+SPACE_FLAGS = (("--gamma", "gamma", "perturbation epsilon: LOW:HIGH (log scale) or a fixed value"),
+               ("--beta", "beta", "regulariser strength: LOW:HIGH (log scale) or a fixed value"),
+               ("--lr", "lr", "learning rate: LOW:HIGH (log scale) or a fixed value"),
+               ("--embedding-dim", "embedding_dim", "embedding sizes to try, e.g. 16,24,48 (one value fixes it)"),
+               ("--hnet-hidden", "hnet_hidden", "hypernetwork widths to try, ';'-separated, e.g. '50,50;100,100'"),
+               ("--method", "method", "methods to try, e.g. hyperinterval,hnet"),
+               ("--embedding-mode", "embedding_mode", "embedding modes to try: nested,non-forced"))
+
+
+# --- command line ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python tune/search.py",
+        description="Hyperparameter sweep (Ray Tune + Optuna TPE) over full HyperInterval continual runs. "
+        "Results go to RESULTS_DIR/NAME (default results/<benchmark>); an existing sweep of that name is "
+        "never overwritten: pass --resume to continue it, --overwrite to replace it, or a new --name.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="search space: the benchmark preset's gamma, beta, lr (log ranges) and embedding_dim, replaced by "
+        "--space FILE (YAML: key: {type: loguniform|uniform|int|choice, low/high | values}) and edited by the "
+        "flags above.\n\nexamples:" + __doc__.split("Examples::", 1)[1],
+    )
+    g = p.add_argument_group("what to search")
+    g.add_argument("--benchmark", default="split-digits", help="benchmark (see `hinterval benchmarks`); default split-digits")
+    g.add_argument("--space", help="YAML search space; replaces the preset's default space")
+    for flag, key, hlp in SPACE_FLAGS:
+        g.add_argument(flag, dest=f"space_{key}", metavar="SPEC", help=hlp)
+    g.add_argument("--set", dest="fixed", action="append", default=[], metavar="KEY=VALUE",
+                   help="fix a config key for every trial (repeatable), e.g. --set seed=1")
+    g.add_argument("--num-tasks", type=int, help="tasks per run (default: the benchmark's standard count)")
+    g.add_argument("--iters-per-task", type=int, default=None,
+                   help=f"training iterations per task (default {SWEEP_ITERS_PER_TASK}, so 8 split-digits trials fit in "
+                   "~5 min on 2 cores; 0 = the preset's value)")
+    g.add_argument("--data-dir", help="benchmark data directory (made absolute here; trials run in other dirs)")
+    g.add_argument("--objective", default=M.AVG_ACC,
+                   help=f"metric(s) to maximise, comma-separated for multi-objective (Pareto front), "
+                   f"e.g. avg_acc,bwt; from {', '.join(OBJECTIVES)}; default avg_acc")
+    g.add_argument("--scheduler", choices=("none", "asha"), default="none",
+                   help="asha: stop weak trials early at task boundaries (they are never ranked); default none")
+    g.add_argument("--num-samples", type=int, default=8, help="number of trials (the preset counts as one); default 8")
+    g.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (training seed: --set seed=N); default 0")
+
+    r = p.add_argument_group("where and how it runs")
+    r.add_argument("--name", help="sweep name (default: the benchmark, '-smoke' appended for --smoke-test)")
+    r.add_argument("--results-dir", default="results", help="parent of the sweep's results directory; default ./results")
+    r.add_argument("--address", help="Ray cluster to join ('auto' on a cluster node, or HOST:PORT); "
+                   "default: start Ray on this machine")
+    r.add_argument("--storage", default=os.environ.get(STORAGE_ENV),
+                   help=f"where Tune keeps trial checkpoints: absolute path or s3://BUCKET/PREFIX (shared storage is "
+                   f"needed on multi-node clusters); default ${STORAGE_ENV} or RESULTS_DIR/NAME/_ray")
+    r.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs per trial (also torch threads); default 1")
+    r.add_argument("--gpus-per-trial", type=float, default=0, help="GPUs per trial, fractional packs trials (0.25); default 0")
+    r.add_argument("--max-concurrent", type=int, default=0,
+                   help="trials running at once (0 = as many as the cluster's resources allow); default 0")
+    r.add_argument("--resume", action="store_true", help="continue the sweep NAME where it stopped (finished tasks are kept)")
+    r.add_argument("--overwrite", action="store_true", help="delete the existing sweep NAME and start again")
+    r.add_argument("--dry-run", action="store_true", help="print the resolved search space and resources, run nothing")
+    r.add_argument("--smoke-test", action="store_true", help="2 trials x 2 tasks, 20 iterations per task, on CPU")
+    r.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard runs")
+    r.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    return p
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+# --- resolving the sweep (no Ray) -----------------------------------------------------------------
+def _parse_fixed(items: List[str]) -> Dict[str, Any]:
+    import yaml
+
+    from hinterval.config import FIELDS
+
+    out: Dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not key:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        if key not in FIELDS:
+            raise UserError(f"--set: unknown config key {key!r}; valid keys: {', '.join(sorted(FIELDS))}")
+        if key in ("device", "num_threads", "benchmark"):
+            raise UserError(f"--set {key}: chosen per trial from --gpus-per-trial/--cpus-per-trial (--benchmark for the benchmark)")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def resolve(args: argparse.Namespace) -> Dict[str, Any]:
+    """Validate the command line and return the sweep spec (what ``sweep.json`` stores). No Ray."""
+    from hinterval.config import load_config_file, make_config
+    from hinterval.data.registry import BENCHMARK_NAMES
+    from tune import space as S
+
+    if args.benchmark not in BENCHMARK_NAMES:
+        raise UserError(f"unknown benchmark {args.benchmark!r}; choose one of: {', '.join(BENCHMARK_NAMES)}")
+    if args.smoke_test:
+        for k, v in SMOKE.items():
+            if k in ("num_tasks", "iters_per_task") and getattr(args, k) not in (None, v):
+                continue  # explicit flags win for the run length
+            setattr(args, k, v)
+    objectives = [o.strip() for o in args.objective.split(",") if o.strip()]
+    bad = [o for o in objectives if o not in OBJECTIVES] or ([] if objectives else ["(empty)"])
+    if bad or len(set(objectives)) != len(objectives):
+        raise UserError(f"--objective: {', '.join(bad) or 'repeated metric'} is not allowed; use metrics from {', '.join(OBJECTIVES)}")
+    for flag, val, lo in (("--num-samples", args.num_samples, 1), ("--max-concurrent", args.max_concurrent, 0)):
+        if val < lo:
+            raise UserError(f"{flag} must be >= {lo}, got {val}")
+    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
+        raise UserError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {args.cpus_per_trial:g}, {args.gpus_per_trial:g}")
+    if args.gpus_per_trial > 1 and args.gpus_per_trial != int(args.gpus_per_trial):
+        raise UserError(f"--gpus-per-trial above 1 must be a whole number, got {args.gpus_per_trial:g}")
+    if args.iters_per_task is not None and args.iters_per_task < 0:
+        raise UserError(f"--iters-per-task must be >= 1 (or 0 for the preset's value), got {args.iters_per_task}")
+    name = args.name or (args.benchmark + ("-smoke" if args.smoke_test else ""))
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+    if args.resume and args.overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pick one")
+
+    base: Dict[str, Any] = {"benchmark": args.benchmark}
+    if args.num_tasks is not None:
+        base["num_tasks"] = args.num_tasks
+    iters = SWEEP_ITERS_PER_TASK if args.iters_per_task is None else args.iters_per_task
+    if iters:
+        base["iters_per_task"] = iters
+    if args.data_dir:
+        base["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
+    base.update(_parse_fixed(args.fixed))
+    preset_cfg = make_config(base)  # defaults < preset < fixed keys: the trial everyone compares against
+
+    space = S.parse_space(load_config_file(args.space)) if args.space else S.default_space(preset_cfg)
+    flag_params, flag_fixed = [], {}
+    for _, key, _ in SPACE_FLAGS:
+        text = getattr(args, f"space_{key}")
+        if text is not None:
+            param, value = S.parse_flag(key, text)
+            if param is None:
+                flag_fixed[key] = value
+            else:
+                flag_params.append(param)
+    space = S.merge(space, flag_params, flag_fixed)
+    base.update(dict(space.fixed))
+    space = S.SearchSpace(space.params, ())
+    S.validate_space(space, base)
+    preset_cfg = make_config(base)
+    point, outside = S.preset_point(space, preset_cfg)
+
+    results_dir = Path(args.results_dir).expanduser().resolve()
+    out_dir = results_dir / name
+    storage = args.storage or str(out_dir / "_ray")
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+    return {
+        "name": name, "benchmark": args.benchmark, "out_dir": str(out_dir), "storage": storage,
+        "base": base, "space": space.to_dict(), "preset_point": point, "preset_outside": outside,
+        "objectives": objectives, "scheduler": args.scheduler, "num_samples": args.num_samples,
+        "max_concurrent": args.max_concurrent, "seed": args.seed, "cpus_per_trial": args.cpus_per_trial,
+        "gpus_per_trial": 0.0 if args.smoke_test else args.gpus_per_trial, "tensorboard": not args.no_tensorboard,
+        "smoke_test": bool(args.smoke_test),
+    }
+
+
+def load_saved_spec(out_dir: Path) -> Dict[str, Any]:
+    import json
+
+    path = out_dir / SWEEP_FILE
+    if not path.is_file():
+        raise UserError(f"--resume: no sweep to resume in {str(out_dir)!r} (missing {SWEEP_FILE}); start it without --resume")
+    return json.loads(path.read_text())
+
+
+def describe(spec: Dict[str, Any], *, address: Optional[str], max_concurrent: Any) -> str:
+    from tune import space as S
+
+    sp = S.parse_space(spec["space"])
+    lines = [f"sweep {spec['name']!r} on {spec['benchmark']}: {spec['num_samples']} trials, objective "
+             f"{', '.join(spec['objectives'])} (maximised), scheduler {spec['scheduler']}, TPE seed {spec['seed']}",
+             "search space:"]
+    lines += [f"  {p.name:16s} {p.describe()}" for p in sp.params]
+    lines.append("fixed for every trial (on top of the benchmark preset): "
+                 + ", ".join(f"{k}={v}" for k, v in spec["base"].items()))
+    if spec["preset_point"] is not None:
+        lines.append("first trial (preset): " + ", ".join(f"{k}={v}" for k, v in spec["preset_point"].items()))
+    else:
+        lines.append("preset not evaluated first, it lies outside the space: " + "; ".join(spec["preset_outside"]))
+    lines.append(f"resources per trial: {spec['cpus_per_trial']:g} CPU, {spec['gpus_per_trial']:g} GPU; "
+                 f"max concurrent: {max_concurrent or 'as many as fit'}; failures retried up to 2 times per trial")
+    lines.append(f"ray: {'join ' + address if address else 'start locally'}; checkpoints: {spec['storage']}")
+    lines.append(f"results: {spec['out_dir']}")
+    return "\n".join(lines)
+
+
+# --- Ray side -------------------------------------------------------------------------------------
+def runtime_env() -> Dict[str, Any]:
+    """Ship ``tune/`` to every worker (it is not part of the pip-installed package)."""
+    return {"py_modules": [str(TUNE_DIR)], "excludes": ["__pycache__", "*.pyc"]}
+
+
+def connect(address: Optional[str]) -> bool:
+    """Join ``address`` or start Ray here; returns whether this call started the connection."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: Dict[str, Any] = {"runtime_env": runtime_env(), "log_to_driver": True, "configure_logging": True,
+                              "logging_level": "warning"}
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(include_dashboard=False, **kwargs)
+    except ConnectionError as exc:
+        raise UserError(f"could not reach a Ray cluster at --address {address}: {exc}") from None
+    return True
+
+
+def check_resources(nodes: List[Dict[str, float]], *, cpus: float, gpus: float) -> Optional[str]:
+    """Why trials of this size could never start on these nodes (``None`` if they can).
+
+    A trial's CPUs and GPUs come from one node, so some alive node must hold both.
+    """
+    total_gpus = sum(n.get("GPU", 0) for n in nodes)
+    if gpus > 0 and total_gpus == 0:
+        return (f"--gpus-per-trial {gpus:g} but the Ray cluster has no GPUs (so trials would wait forever); "
+                "rerun with --gpus-per-trial 0 to train on CPUs, or start GPU workers first")
+    if not any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
+        biggest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
+        return (f"no node can hold one trial ({cpus:g} CPU, {gpus:g} GPU); the largest node has "
+                f"{biggest.get('CPU', 0):g} CPU, {biggest.get('GPU', 0):g} GPU: lower --cpus-per-trial/--gpus-per-trial")
+    return None
+
+
+def cluster_slots(nodes: List[Dict[str, float]], *, cpus: float, gpus: float) -> int:
+    """How many trials the nodes can run at once."""
+    slots = 0
+    for n in nodes:
+        k = int(n.get("CPU", 0) // cpus)
+        if gpus > 0:
+            k = min(k, int(round(n.get("GPU", 0) / gpus, 6) // 1))
+        slots += k
+    return max(1, slots)
+
+
+def alive_node_resources() -> List[Dict[str, float]]:
+    import ray
+
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
+def make_searcher(spec: Dict[str, Any], max_concurrent: int):
+    from tune.searcher import make_searcher as _make
+
+    return _make(space=spec["space"], objectives=spec["objectives"], seed=spec["seed"],
+                 preset_point=spec["preset_point"], max_concurrent=max_concurrent)
+
+
+def make_trainable(spec: Dict[str, Any]):
+    from ray import tune
+
+    from tune.trainable import run_trial
+
+    setup = {"base": spec["base"], "objectives": spec["objectives"]}
+    return tune.with_resources(tune.with_parameters(run_trial, setup=setup),
+                               {"cpu": spec["cpus_per_trial"], "gpu": spec["gpus_per_trial"]})
+
+
+def make_tuner(spec: Dict[str, Any], max_concurrent: int):
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+    from ray.tune.schedulers import ASHAScheduler
+
+    from tune import space as S
+    from tune.recorder import SweepRecorder
+
+    scheduler = None
+    if spec["scheduler"] == "asha":
+        # one rung per finished task; max_t only caps rungs, trials end after their last task anyway
+        scheduler = ASHAScheduler(time_attr=M.TASKS_DONE, metric=M.AVG_ACC, mode="max", max_t=1000, grace_period=1,
+                                  reduction_factor=2)
+    names = S.parse_space(spec["space"]).names
+    reporter = tune.CLIReporter(
+        metric_columns={M.TASKS_DONE: "tasks", M.AVG_ACC: "avg_acc", M.BWT: "bwt", M.WORST_AVG_ACC: "worst_acc"},
+        parameter_columns=names, max_report_frequency=30, metric=M.AVG_ACC, mode="max", sort_by_metric=True)
+    recorder = SweepRecorder(spec["out_dir"], base=spec["base"], preset=spec["preset_point"], tensorboard=spec["tensorboard"])
+    run_config = tune.RunConfig(
+        name=spec["name"], storage_path=spec["storage"], failure_config=tune.FailureConfig(max_failures=2),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        callbacks=[recorder, CSVLoggerCallback(), JsonLoggerCallback()], progress_reporter=reporter, verbose=1)
+    tune_config = tune.TuneConfig(search_alg=make_searcher(spec, max_concurrent), scheduler=scheduler,
+                                  num_samples=spec["num_samples"], reuse_actors=False)
+    return tune.Tuner(make_trainable(spec), tune_config=tune_config, run_config=run_config)
+
+
+def experiment_path(spec: Dict[str, Any]) -> str:
+    return spec["storage"].rstrip("/") + "/" + spec["name"]
+
+
+def _set_tune_env() -> None:
+    # CLIReporter's table instead of the new console output; our own TensorBoard runs instead of
+    # Tune's TBX logger (it would add `ray/tune/*` runs under results/<name>); save the experiment
+    # state after every result so a killed driver never resumes from an older task boundary.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
+
+
+def run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
+    """Run (or resume) a sweep as the command line describes; returns the report summary.
+
+    Raises:
+        UserError: bad input, an existing sweep without --resume/--overwrite, or resources the
+            cluster cannot provide. Nothing on disk is changed before these checks pass.
+    """
+    from hinterval.checkpoint import write_json
+
+    if args.resume:
+        name = args.name or (args.benchmark + ("-smoke" if args.smoke_test else ""))
+        out_dir = Path(args.results_dir).expanduser().resolve() / name
+        spec = load_saved_spec(out_dir)
+        print(f"resuming sweep {name!r} with its saved settings ({out_dir / SWEEP_FILE}); "
+              "search/resource flags given now are ignored", file=sys.stderr)
+    else:
+        spec = resolve(args)
+    out_dir = Path(spec["out_dir"])
+    if not args.resume and out_dir.exists() and any(out_dir.iterdir()) and not args.overwrite:
+        raise UserError(f"{out_dir} already holds a sweep named {spec['name']!r}; pass --resume to continue it, "
+                        "--overwrite to replace it, or choose another --name")
+    if args.dry_run:
+        print(describe(spec, address=args.address, max_concurrent=spec["max_concurrent"]))
+        return {"dry_run": True, "spec": spec}
+
+    import ray
+    from ray import tune
+
+    _set_tune_env()
+    started_ray = connect(args.address)
+    t0 = time.time()
+    try:
+        nodes = alive_node_resources()
+        problem = check_resources(nodes, cpus=spec["cpus_per_trial"], gpus=spec["gpus_per_trial"])
+        if problem:
+            raise UserError(problem)
+        max_concurrent = spec["max_concurrent"] or min(
+            spec["num_samples"], cluster_slots(nodes, cpus=spec["cpus_per_trial"], gpus=spec["gpus_per_trial"]))
+        if args.resume:
+            if not tune.Tuner.can_restore(experiment_path(spec)):
+                raise UserError(f"--resume: no Tune experiment state at {experiment_path(spec)}; start the sweep again "
+                                "with --overwrite")
+            tuner = tune.Tuner.restore(experiment_path(spec), trainable=make_trainable(spec), resume_errored=True)
+        else:
+            if args.overwrite and out_dir.exists():
+                shutil.rmtree(out_dir)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_json(out_dir / SWEEP_FILE, {**spec, "ray": ray.__version__, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+            tuner = make_tuner(spec, max_concurrent)
+        print(describe(spec, address=args.address, max_concurrent=max_concurrent), file=sys.stderr)
+        tuner.fit()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return finish(spec, wall_s=time.time() - t0)
+
+
+def finish(spec: Dict[str, Any], *, wall_s: float) -> Dict[str, Any]:
+    """Write the report files and print where they are."""
+    from tune import space as S
+    from tune.recorder import load_records
+    from tune.report import write_report
+
+    records = load_records(spec["out_dir"])
+    names = S.parse_space(spec["space"]).names
+    summary = write_report(spec["out_dir"], records, name=spec["name"], params=names, objectives=spec["objectives"])
+    best = summary["best"]
+    statuses: Dict[str, int] = {}
+    for r in records:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    print(f"\nsweep {spec['name']!r}: {len(records)}/{spec['num_samples']} trials started, "
+          f"{summary['complete']} finished every task ({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}); "
+          f"wall time {wall_s:.0f} s")
+    if best is not None:
+        last = best["history"][-1]
+        fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+        print(f"best trial {best['trial_id']}: avg_acc {fmt(last.get(M.AVG_ACC))}, bwt {fmt(last.get(M.BWT))}, "
+              f"worst_avg_acc {fmt(last.get(M.WORST_AVG_ACC))}; " + ", ".join(f"{k}={v}" for k, v in best["params"].items()))
+        preset = next((r for r in records if r.get("is_preset") and r["history"]), None)
+        if preset is not None:
+            print(f"preset trial {preset['trial_id']}: avg_acc {fmt(preset['history'][-1].get(M.AVG_ACC))} "
+                  f"({preset['status']}, {preset['tasks_done']}/{preset['num_tasks']} tasks)")
+    if len(records) < spec["num_samples"] or any(r["status"] not in ("COMPLETE", "STOPPED") for r in records):
+        print(f"not all trials finished; continue with: python tune/search.py --name {spec['name']} --resume"
+              + (f" --results-dir {Path(spec['out_dir']).parent}" if Path(spec["out_dir"]).parent != Path("results").resolve() else ""))
+    out = spec["out_dir"]
+    print(f"results: {out}/  (leaderboard.md, trials.csv{', best_config.yaml' if best else ''}, plots/)")
+    if spec["tensorboard"]:
+        print(f"tensorboard: tensorboard --logdir {out}")
+    if best is not None:
+        print(f"train the best config: hinterval train --config {out}/best_config.yaml")
+    summary.pop("frame", None)
+    return {**summary, "spec": spec, "records": records, "wall_s": wall_s}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        run_sweep(args)
+        return 0
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"search.py: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("search.py: interrupted; continue with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    # Run as `tune.search`, not `__main__`, so pickled objects (searcher, callbacks) name an
+    # importable module when the sweep is resumed from another process.
+    from tune.search import main as _main
+
+    sys.exit(_main())
