@@ -213,9 +213,10 @@ def _add_bias(c: Tensor, r: Optional[Tensor], b_c: Optional[Tensor], b_r: Option
 def _sort3(t: Tensor) -> Tensor:
     """Elementwise sort of a ``(3, ...)`` stack into ``[min, median, max]``."""
     a, b, c = t.unbind(0)
-    lo = torch.minimum(torch.minimum(a, b), c)
-    hi = torch.maximum(torch.maximum(a, b), c)
-    return torch.stack([lo, a + b + c - lo - hi, hi])
+    ab_lo, ab_hi = torch.minimum(a, b), torch.maximum(a, b)
+    lo, hi = torch.minimum(ab_lo, c), torch.maximum(ab_hi, c)
+    mid = torch.maximum(ab_lo, torch.minimum(ab_hi, c))  # selection only: no rounding
+    return torch.stack([lo, mid, hi])
 
 
 class RelaxedExecutor:
