@@ -59,7 +59,7 @@ class ExperimentConfig:
     # Optimisation (spec §3)
     beta: float = 0.01
     reg_normalisation: str = "reference"
-    reg_bounds: bool = False
+    reg_bounds: bool = True
     lr: float = 1e-3
     batch_size: int = 64
     iters_per_task: int = 1000
