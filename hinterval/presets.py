@@ -10,11 +10,13 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                          beta=0.01, batch_size=64, iters_per_task=600, val_every=100),
     "permuted-digits": dict(target_hidden=(100, 100), hnet_hidden=(100, 100), embedding_dim=24, gamma=0.5,
                             beta=0.01, batch_size=64, iters_per_task=800, val_every=100),
-    # Fashion-MNIST (ours; sized for a 2-core CPU, see hinterval/data/idx.py for the data layout)
+    # Fashion-MNIST (ours; sized for a 2-core CPU, see hinterval/data/idx.py for the data layout).
+    # split-fashion: TIL avg_acc 0.991, worst 0.977 in 481 s (1 thread, shared CPU). permuted-fashion:
+    # 1000 it/task gave only 0.82 on task 1; 2000 it/task gives 0.861 (worst 0.854) on task 1.
     "split-fashion": dict(target_hidden=(100, 100), hnet_hidden=(50, 50), embedding_dim=24, gamma=1.0,
                           beta=0.01, batch_size=128, iters_per_task=800, val_every=100),
     "permuted-fashion": dict(target_hidden=(100, 100), hnet_hidden=(50, 50), embedding_dim=24, gamma=0.5,
-                             beta=0.01, batch_size=128, iters_per_task=1000, val_every=100),
+                             beta=0.01, batch_size=128, iters_per_task=2000, val_every=100),
     # Paper rows (spec section 6)
     "permuted-mnist": dict(target_hidden=(1000, 1000), hnet_hidden=(100, 100), embedding_dim=24, gamma=0.5,
                            beta=0.01, lr=1e-3, batch_size=128, iters_per_task=5000),
