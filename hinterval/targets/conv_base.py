@@ -17,7 +17,8 @@ refers to parameters by their index in ``param_shapes``. Three executors give th
   network, which is how the property tests check soundness.
 * :class:`RelaxedExecutor` -- the reference implementation's fast mode ("relaxed", NOT sound):
   three ordinary passes with the lower, middle and upper weights, batch norm with the middle
-  pass's statistics, and after every affine layer an elementwise sort of the three results.
+  pass's statistics, and after every affine layer (convolution, linear, batch norm) an
+  elementwise sort of the three results; the output box is [smallest, largest] result.
 
 Everything is plain tensor code (reductions for batch-norm statistics instead of
 ``F.batch_norm``), so all modes run under ``torch.func.vmap`` over per-task weights.
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hinterval.intervals import (
+    BN_EPS,
     batch_norm_point,
     batch_norm_stats,
     from_bounds,
@@ -211,18 +213,17 @@ def _add_bias(c: Tensor, r: Optional[Tensor], b_c: Optional[Tensor], b_r: Option
 
 
 def _sort3(t: Tensor) -> Tensor:
-    """Elementwise sort of a ``(3, ...)`` stack into ``[min, median, max]``."""
-    a, b, c = t.unbind(0)
-    ab_lo, ab_hi = torch.minimum(a, b), torch.maximum(a, b)
-    lo, hi = torch.minimum(ab_lo, c), torch.maximum(ab_hi, c)
-    mid = torch.maximum(ab_lo, torch.minimum(ab_hi, c))  # selection only: no rounding
-    return torch.stack([lo, mid, hi])
+    """Elementwise sort of the three branches (dimension 1) into ``[min, median, max]``."""
+    return torch.sort(t, dim=1).values
 
 
 class RelaxedExecutor:
     """The reference's fast, NOT sound interval mode: three point passes (lower, middle, upper
-    weights) carried as a ``(3, N, ...)`` stack, sorted elementwise after every affine layer;
+    weights) carried as one ``(N, 3, ...)`` tensor, sorted elementwise after every affine layer;
     batch norm uses the middle pass's statistics for all three.
+
+    The three passes share each layer's call: convolutions run as one grouped convolution
+    (``groups=3``) over the branch-major channels, linear layers as one batched product.
 
     Args:
         lower, middle, upper: unflattened weights of the three passes.
@@ -231,26 +232,32 @@ class RelaxedExecutor:
     def __init__(self, lower: Sequence[Tensor], middle: Sequence[Tensor], upper: Sequence[Tensor]):
         self.ps = (lower, middle, upper)
 
-    def _three(self, i: Optional[int]) -> Tuple[Optional[Tensor], ...]:
-        return (None, None, None) if i is None else tuple(p[i] for p in self.ps)
+    def _stack(self, i: Optional[int], dim: int = 0) -> Optional[Tensor]:
+        return None if i is None else torch.stack([p[i] for p in self.ps], dim=dim)
 
     def input(self, x: Tensor, x_radius: Optional[Tensor] = None) -> Tensor:
         if x_radius is None:
-            return torch.stack([x, x, x])
-        return torch.stack([x - x_radius, x, x + x_radius])
+            return torch.stack([x, x, x], dim=1)
+        return torch.stack([x - x_radius, x, x + x_radius], dim=1)
 
     def conv(self, h: Tensor, w: int, b: Optional[int], stride: int, padding: int, nonneg: bool) -> Tensor:
-        ws, bs = self._three(w), self._three(b)
-        return _sort3(torch.stack([F.conv2d(h[k], ws[k], bs[k], stride=stride, padding=padding) for k in range(3)]))
+        weight = self._stack(w).flatten(0, 1)  # (3*out, in, k, k)
+        bias = None if b is None else self._stack(b).flatten()
+        y = F.conv2d(h.flatten(1, 2), weight, bias, stride=stride, padding=padding, groups=3)
+        return _sort3(y.unflatten(1, (3, -1)))
 
     def linear(self, h: Tensor, w: int, b: Optional[int], nonneg: bool) -> Tensor:
-        ws, bs = self._three(w), self._three(b)
-        return _sort3(torch.stack([F.linear(h[k], ws[k], bs[k]) for k in range(3)]))
+        y = torch.einsum("nbf,bof->nbo", h, self._stack(w))
+        if b is not None:
+            y = y + self._stack(b)
+        return _sort3(y)
 
     def bn(self, h: Tensor, g: int, b: int) -> Tensor:
-        mean, var = batch_norm_stats(h[1])
-        gs, bs = self._three(g), self._three(b)
-        return _sort3(torch.stack([batch_norm_point(h[k], mean, var, gs[k], bs[k]) for k in range(3)]))
+        mean, var = batch_norm_stats(h[:, 1])
+        extra = [1] * (h.dim() - 3)
+        scale = (torch.rsqrt(var + BN_EPS) * self._stack(g)).view(1, 3, -1, *extra)
+        y = (h - mean.view(1, 1, -1, *extra)) * scale + self._stack(b).view(1, 3, -1, *extra)
+        return _sort3(y)
 
     def relu(self, h: Tensor) -> Tensor:
         return F.relu(h)
@@ -259,16 +266,16 @@ class RelaxedExecutor:
         return a + b
 
     def max_pool(self, h: Tensor, k: int, s: Optional[int] = None, p: int = 0) -> Tensor:
-        return F.max_pool2d(h.flatten(0, 1), k, s if s is not None else k, p).unflatten(0, (3, -1))
+        return F.max_pool2d(h.flatten(1, 2), k, s if s is not None else k, p).unflatten(1, (3, -1))
 
     def avg_pool(self, h: Tensor, k: int) -> Tensor:
-        return F.avg_pool2d(h.flatten(0, 1), k).unflatten(0, (3, -1))
+        return F.avg_pool2d(h.flatten(1, 2), k).unflatten(1, (3, -1))
 
     def flatten(self, h: Tensor) -> Tensor:
         return h.flatten(2)
 
     def output(self, h: Tensor) -> Tuple[Tensor, Tensor]:
-        return from_bounds(h[0], h[2])
+        return from_bounds(h[:, 0], h[:, 2])
 
 
 # --- base class -----------------------------------------------------------------------------
