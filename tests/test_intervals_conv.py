@@ -163,3 +163,17 @@ def test_pools_are_sound(seed, scale):
         x = _sample(c, r, g)
         assert _inside(F.max_pool2d(x, 3, 2, 1), *bounds(mc, mr))
         assert _inside(F.avg_pool2d(x, 2), *bounds(ac, ar))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), scale=st.floats(0.001, 3.0))
+def test_scale_rump_contains_exact_and_both_are_sound(seed, scale):
+    g = torch.Generator().manual_seed(seed)
+    z_c, z_r = torch.randn(50, generator=g), torch.rand(50, generator=g) * scale
+    g_c, g_r = torch.randn(50, generator=g), torch.rand(50, generator=g) * scale
+    ec, er = interval_scale(z_c, z_r, g_c, g_r, exact=True)
+    rc, rr = interval_scale(z_c, z_r, g_c, g_r, exact=False)
+    assert (rc - rr <= ec - er + 1e-5).all() and (rc + rr >= ec + er - 1e-5).all()
+    for _ in range(30):
+        y = _sample(z_c, z_r, g) * _sample(g_c, g_r, g)
+        assert _inside(y, ec - er, ec + er, 1e-5)
