@@ -330,7 +330,7 @@ def make_tuner(spec: Dict[str, Any], max_concurrent: int):
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         callbacks=[recorder, CSVLoggerCallback(), JsonLoggerCallback()], progress_reporter=reporter, verbose=1)
     tune_config = tune.TuneConfig(search_alg=make_searcher(spec, max_concurrent), scheduler=scheduler,
-                                  num_samples=spec["num_samples"], reuse_actors=False)
+                                  num_samples=spec["num_samples"])
     return tune.Tuner(make_trainable(spec), tune_config=tune_config, run_config=run_config)
 
 
@@ -376,6 +376,12 @@ def run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
     import ray
     from ray import tune
 
+    if spec["gpus_per_trial"] > 0 and not args.address and not ray.is_initialized():
+        import torch
+
+        if torch.cuda.device_count() == 0:  # a local Ray would have no GPUs: fail before starting it
+            raise UserError(f"--gpus-per-trial {spec['gpus_per_trial']:g} but this machine has no CUDA GPU; rerun with "
+                            "--gpus-per-trial 0 to train on CPUs, or --address to join a cluster with GPUs")
     _set_tune_env()
     started_ray = connect(args.address)
     t0 = time.time()

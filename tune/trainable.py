@@ -10,6 +10,7 @@ fewer, easier tasks) accuracy -- see :class:`tune.search.FinalMetricOptunaSearch
 """
 from __future__ import annotations
 
+import logging
 import sys
 import tempfile
 import time
@@ -82,6 +83,7 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
     from hinterval.trainer import ContinualTrainer
 
     started = time.time()
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # one line per task checkpoint
     resources = tune.get_context().get_trial_resources().required_resources
     cpus = max(1, int(resources.get("CPU", 1) or 1))
     gpus = float(resources.get("GPU", 0) or 0)

@@ -1,0 +1,180 @@
+"""Sweep reporting (tune/report.py) and the driver-side recorder (tune/recorder.py), without Ray running."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+pytest.importorskip("ray")
+pytest.importorskip("pandas")
+pytest.importorskip("matplotlib")
+
+from hinterval.config import FIELDS, load_config_file, make_config  # noqa: E402
+from tune import report as R  # noqa: E402
+from tune.recorder import SweepRecorder, load_records  # noqa: E402
+
+PARAMS = ["gamma", "beta", "embedding_dim"]
+
+
+def make_record(tid, *, status="COMPLETE", accs=(0.9, 0.8), bwt=-0.01, gamma=1.0, beta=0.01, dim=24, num_tasks=2,
+                preset=False):
+    cfg = make_config(benchmark="split-digits", num_tasks=num_tasks, iters_per_task=20, gamma=gamma, beta=beta,
+                      embedding_dim=dim).to_dict()
+    cfg.update(device="cpu", num_threads=1)
+    history = []
+    for t, a in enumerate(accs):
+        h = {"tasks_done": t + 1, "avg_acc": a, "bwt": bwt if t else 0.0, "worst_avg_acc": a - 0.1,
+             "worst_bwt": 0.0, "cil_avg_acc": a / 2, "dil_avg_acc": None, "node_id": "n1", "elapsed_s": 3.0 * (t + 1)}
+        for j in range(t + 1):
+            h[f"acc/til/task_{j:02d}"] = a
+        history.append(h)
+    return {"trial_id": tid, "status": status, "params": {"gamma": gamma, "beta": beta, "embedding_dim": dim},
+            "config": cfg, "is_preset": preset, "num_tasks": num_tasks, "tasks_done": len(accs), "node_id": "n1",
+            "node_ids": ["n1"], "history": history, "reruns": [], "started_at": 0.0, "wall_time_s": 3.0 * len(accs),
+            "error": None, "restarts": 0}
+
+
+def test_pareto_front_maximises_every_coordinate():
+    pts = [(0.9, -0.1), (0.8, 0.0), (0.7, -0.05), (0.9, -0.2)]
+    assert sorted(R.pareto_front(pts)) == [0, 1]
+
+
+def test_best_and_ranking_only_among_trials_that_finished_every_task(tmp_path):
+    recs = [
+        make_record("a", accs=(0.9, 0.80), preset=True),
+        make_record("b", accs=(0.9, 0.85), gamma=0.3, beta=0.1, dim=16),
+        # stopped by ASHA after one (easy) task: higher partial accuracy, must not win
+        make_record("c", status="STOPPED", accs=(0.99,), gamma=3.0),
+        make_record("d", status="ERROR", accs=(0.95,), gamma=0.1),
+    ]
+    summary = R.write_report(tmp_path, recs, name="t", params=PARAMS)
+    assert summary["best"]["trial_id"] == "b"
+    assert summary["complete"] == 2
+
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "trials.csv")
+    assert list(df["trial_id"]) == ["b", "a", "c", "d"]  # finished first, then unfinished
+    for col in ("avg_acc", "bwt", "worst_avg_acc", "worst_bwt", "cil_avg_acc", "status", "tasks_done", "wall_time_s",
+                "node_id", "gamma", "beta", "embedding_dim", "config"):
+        assert col in df.columns
+    assert df.loc[df.trial_id == "a", "is_preset"].item()
+
+    board = (tmp_path / "leaderboard.md").read_text()
+    lines = [ln for ln in board.splitlines() if ln.startswith("| ")][1:]
+    assert lines[0].startswith("| 1 | b |") and lines[1].startswith("| 2 | a (preset) |")
+    assert lines[2].startswith("| - | c |") and "STOPPED" in lines[2]
+
+    cfg_path = tmp_path / "best_config.yaml"
+    data = load_config_file(cfg_path)
+    assert set(data) <= FIELDS and "device" not in data and "num_threads" not in data
+    assert make_config(data).gamma == pytest.approx(0.3) and make_config(data).embedding_dim == 16
+
+    for name in ("avg_acc_vs_gamma", "avg_acc_vs_beta", "avg_acc_vs_embedding_dim", "avg_acc_vs_bwt_pareto",
+                 "best_acc_matrix"):
+        png = tmp_path / "plots" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert not list(tmp_path.rglob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_best_config_trains_with_the_cli(tmp_path):
+    from hinterval.cli import main
+
+    R.write_report(tmp_path, [make_record("a")], name="t", params=PARAMS, plots=False)
+    rc = main(["train", "--config", str(tmp_path / "best_config.yaml"), "--out", str(tmp_path / "run"), "--num-tasks", "1",
+               "--iters-per-task", "3", "--no-progress", "--no-tensorboard"])
+    assert rc == 0 and json.loads((tmp_path / "run" / "result.json").read_text())["tasks_done"] == 1
+
+
+def test_no_finished_trial_means_no_best_config(tmp_path):
+    (tmp_path / "best_config.yaml").write_text("gamma: 1\n")  # stale file from an earlier run
+    R.write_report(tmp_path, [make_record("c", status="STOPPED", accs=(0.99,))], name="t", params=PARAMS)
+    assert not (tmp_path / "best_config.yaml").exists()
+    assert "No trial finished every task" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_multi_objective_marks_the_pareto_front(tmp_path):
+    recs = [make_record("a", accs=(0.9, 0.9), bwt=-0.2), make_record("b", accs=(0.9, 0.8), bwt=0.0),
+            make_record("c", accs=(0.9, 0.7), bwt=-0.1)]
+    summary = R.write_report(tmp_path, recs, name="t", params=PARAMS, objectives=["avg_acc", "bwt"], plots=False)
+    assert summary["best"]["trial_id"] == "a"
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "trials.csv").set_index("trial_id")
+    assert df["pareto"].to_dict() == {"a": True, "b": True, "c": False}
+
+
+def test_acc_matrix_from_history():
+    mat = R.acc_matrix(make_record("a", accs=(0.9, 0.8)))
+    assert mat == [[0.9, None], [0.8, 0.8]]
+
+
+# --- recorder ---------------------------------------------------------------------------------------
+def _result(done, acc, node="node-A"):
+    return {"tasks_done": done, "num_tasks": 2, "avg_acc": acc, "bwt": 0.0, "worst_avg_acc": acc - 0.1,
+            "worst_bwt": 0.0, "acc/til/task_00": acc, "node_id": node, "device": "cpu", "num_threads": 1,
+            "elapsed_s": float(done), "final_avg_acc": acc if done == 2 else None, "config": {"gamma": 1.0}}
+
+
+def hparams_sessions(run_dir: Path):
+    """HParams plugin entries in a TensorBoard run directory (what the HParams tab shows)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    found = []
+    for events in run_dir.rglob("events.out.tfevents.*"):
+        for event in EventFileLoader(str(events)).Load():
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "hparams":
+                    found.append(value.tag)
+    return found
+
+
+def test_recorder_writes_records_tensorboard_and_counts_reruns(tmp_path):
+    preset = {"gamma": 1.0, "beta": 0.01}
+    base = {"benchmark": "split-digits", "num_tasks": 2, "iters_per_task": 20}
+    trial = SimpleNamespace(trial_id="t1", config={"gamma": 1.0, "beta": 0.01}, error_file=None)
+    rec = SweepRecorder(str(tmp_path), base=base, preset=preset)
+    rec.on_trial_start(0, [], trial)
+    rec.on_trial_result(0, [], trial, _result(1, 0.9))
+    [r] = load_records(tmp_path)
+    assert r["status"] == "RUNNING" and r["tasks_done"] == 1 and r["is_preset"] and r["config"]["gamma"] == 1.0
+
+    # the driver is killed and the sweep resumed: a fresh (unpickled) recorder continues the record
+    import pickle
+
+    rec2 = pickle.loads(pickle.dumps(rec))
+    rec2.on_trial_start(0, [], trial)
+    rec2.on_trial_result(0, [], trial, _result(1, 0.9))  # task 1 trained again: a rerun
+    rec2.on_trial_result(0, [], trial, _result(2, 0.8, node="node-B"))
+    rec2.on_trial_complete(0, [], trial)
+    [r] = load_records(tmp_path)
+    assert r["status"] == "COMPLETE" and r["tasks_done"] == 2 and r["reruns"] == [1] and r["restarts"] == 1
+    assert r["node_ids"] == ["node-A", "node-B"] and [h["tasks_done"] for h in r["history"]] == [1, 2]
+    assert "config" not in r["history"][0]
+
+    sessions = hparams_sessions(tmp_path / "tensorboard" / "t1")
+    assert sessions, "no HParams entry written for the trial"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars = set()
+    for events in (tmp_path / "tensorboard" / "t1").rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        scalars |= set(acc.Tags()["scalars"])
+    assert {"metrics/avg_acc", "metrics/bwt", "acc/til/task_00", "hparam/avg_acc"} <= scalars
+
+
+def test_recorder_marks_only_one_preset_trial(tmp_path):
+    preset = {"gamma": 1.0}
+    rec = SweepRecorder(str(tmp_path), base={"benchmark": "split-digits"}, preset=preset, tensorboard=False)
+    for tid in ("a", "b"):
+        rec.on_trial_start(0, [], SimpleNamespace(trial_id=tid, config={"gamma": 1.0}, error_file=None))
+    marks = {r["trial_id"]: r["is_preset"] for r in load_records(tmp_path)}
+    assert sum(marks.values()) == 1
