@@ -7,6 +7,7 @@ Run sweeps with ``python tune/search.py --help``; the driver ships this folder t
 Modules:
     space: search-space specs (YAML / flags / preset defaults) and the Optuna define-by-run function.
     trainable: the Tune function trainable (one full continual run) and its ``TuneReporter`` callback.
+    searcher: seeded Optuna TPE behind a ConcurrencyLimiter, told only final metrics (ASHA-safe).
     recorder: a driver-side Tune callback that keeps one JSON record and TensorBoard run per trial.
     report: trials.csv, leaderboard.md, best_config.yaml and plots from those records.
     search: the command line and :func:`run_sweep`.

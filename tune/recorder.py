@@ -24,6 +24,7 @@ from hinterval import metrics as M
 from hinterval.callbacks import TensorBoardLogger, hparams_of
 from hinterval.checkpoint import write_json
 from hinterval.config import make_config
+from tune.trainable import DIVERGED
 
 #: trainer metrics written to TensorBoard (the rest of a report is bookkeeping)
 _TB_KEYS = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "dil_avg_acc", "cil_avg_acc", "task_time_s", "elapsed_s")
@@ -33,6 +34,7 @@ _DROP = {"config", "done", "trial_id", "experiment_tag", "date", "pid", "iterati
          "time_since_restore", "checkpoint_dir_name", "should_checkpoint", "timesteps_total", "episodes_total",
          "timesteps_since_restore", "experiment_id"}
 
+#: trial statuses in the records: STOPPED = ended early by the scheduler, DIVERGED = loss became NaN/inf
 COMPLETE, STOPPED, ERROR, RUNNING, RETRYING = "COMPLETE", "STOPPED", "ERROR", "RUNNING", "RETRYING"
 
 
@@ -135,6 +137,10 @@ class SweepRecorder(Callback):
     def on_trial_result(self, iteration: int, trials: List[Any], trial: Any, result: Dict[str, Any], **info: Any) -> None:
         rec = self._record(trial)
         row = {k: _clean(v) for k, v in result.items() if k not in _DROP and not isinstance(v, (dict, list))}
+        if row.get(DIVERGED):  # not a task result: the trial ends here
+            rec["diverged"], rec["error"] = True, str(row[DIVERGED])[:500]
+            self._save(rec)
+            return
         done = int(row.get(M.TASKS_DONE, 0))
         if done <= rec["tasks_done"]:
             rec["reruns"].append(done)  # this task was trained (and reported) before
@@ -159,7 +165,7 @@ class SweepRecorder(Callback):
     def on_trial_complete(self, iteration: int, trials: List[Any], trial: Any, **info: Any) -> None:
         rec = self._record(trial)
         finished = rec["num_tasks"] is not None and rec["tasks_done"] >= rec["num_tasks"]
-        self._finish(rec, COMPLETE if finished else STOPPED)
+        self._finish(rec, DIVERGED.upper() if rec.get("diverged") else COMPLETE if finished else STOPPED)
 
     def on_trial_error(self, iteration: int, trials: List[Any], trial: Any, **info: Any) -> None:
         rec = self._record(trial)

@@ -169,6 +169,8 @@ def resolve(args: argparse.Namespace) -> Dict[str, Any]:
     if args.data_dir:
         base["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
     base.update(_parse_fixed(args.fixed))
+    if base.get("data_dir"):
+        base["data_dir"] = str(Path(str(base["data_dir"])).expanduser().resolve())
     preset_cfg = make_config(base)  # defaults < preset < fixed keys: the trial everyone compares against
 
     space = S.parse_space(load_config_file(args.space)) if args.space else S.default_space(preset_cfg)
@@ -195,7 +197,7 @@ def resolve(args: argparse.Namespace) -> Dict[str, Any]:
         storage = str(Path(storage).expanduser().resolve())
     return {
         "name": name, "benchmark": args.benchmark, "out_dir": str(out_dir), "storage": storage,
-        "base": base, "space": space.to_dict(), "preset_point": point, "preset_outside": outside,
+        "base": base, "space": space.to_dict(), "param_order": space.names, "preset_point": point, "preset_outside": outside,
         "objectives": objectives, "scheduler": args.scheduler, "num_samples": args.num_samples,
         "max_concurrent": args.max_concurrent, "seed": args.seed, "cpus_per_trial": args.cpus_per_trial,
         "gpus_per_trial": 0.0 if args.smoke_test else args.gpus_per_trial, "tensorboard": not args.no_tensorboard,
@@ -209,7 +211,10 @@ def load_saved_spec(out_dir: Path) -> Dict[str, Any]:
     path = out_dir / SWEEP_FILE
     if not path.is_file():
         raise UserError(f"--resume: no sweep to resume in {str(out_dir)!r} (missing {SWEEP_FILE}); start it without --resume")
-    return json.loads(path.read_text())
+    spec = json.loads(path.read_text())
+    order = spec.get("param_order") or list(spec["space"])  # the JSON file has sorted keys
+    spec["space"] = {k: spec["space"][k] for k in order}
+    return spec
 
 
 def describe(spec: Dict[str, Any], *, address: Optional[str], max_concurrent: Any) -> str:
@@ -404,11 +409,17 @@ def run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
             write_json(out_dir / SWEEP_FILE, {**spec, "ray": ray.__version__, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
             tuner = make_tuner(spec, max_concurrent)
         print(describe(spec, address=args.address, max_concurrent=max_concurrent), file=sys.stderr)
-        tuner.fit()
+        interrupted = False
+        try:
+            tuner.fit()
+        except KeyboardInterrupt:  # the experiment state is saved after every result: --resume continues
+            interrupted = True
     finally:
         if started_ray:
             ray.shutdown()
-    return finish(spec, wall_s=time.time() - t0)
+    summary = finish(spec, wall_s=time.time() - t0)
+    summary["interrupted"] = interrupted or summary["unfinished"]  # Tune stops gracefully on the first Ctrl-C
+    return summary
 
 
 def finish(spec: Dict[str, Any], *, wall_s: float) -> Dict[str, Any]:
@@ -436,7 +447,11 @@ def finish(spec: Dict[str, Any], *, wall_s: float) -> Dict[str, Any]:
         if preset is not None:
             print(f"preset trial {preset['trial_id']}: avg_acc {fmt(preset['history'][-1].get(M.AVG_ACC))} "
                   f"({preset['status']}, {preset['tasks_done']}/{preset['num_tasks']} tasks)")
-    if len(records) < spec["num_samples"] or any(r["status"] not in ("COMPLETE", "STOPPED") for r in records):
+    unfinished = len(records) < spec["num_samples"] or any(r["status"] in ("PENDING", "RUNNING", "RETRYING") for r in records)
+    for r in records:
+        if r["status"] in ("ERROR", "DIVERGED"):
+            print(f"trial {r['trial_id']} {r['status'].lower()} after {r['tasks_done']} task(s): {r.get('error')}")
+    if unfinished:
         print(f"not all trials finished; continue with: python tune/search.py --name {spec['name']} --resume"
               + (f" --results-dir {Path(spec['out_dir']).parent}" if Path(spec["out_dir"]).parent != Path("results").resolve() else ""))
     out = spec["out_dir"]
@@ -446,13 +461,16 @@ def finish(spec: Dict[str, Any], *, wall_s: float) -> Dict[str, Any]:
     if best is not None:
         print(f"train the best config: hinterval train --config {out}/best_config.yaml")
     summary.pop("frame", None)
-    return {**summary, "spec": spec, "records": records, "wall_s": wall_s}
+    return {**summary, "spec": spec, "records": records, "wall_s": wall_s, "unfinished": unfinished}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        run_sweep(args)
+        summary = run_sweep(args)
+        if summary.get("interrupted"):
+            print("search.py: interrupted; the report covers the trials so far, continue with --resume", file=sys.stderr)
+            return 130
         return 0
     except UserError as exc:
         if args.debug:

@@ -19,8 +19,11 @@ from typing import Any, Dict, Sequence
 
 from hinterval import metrics as M
 from hinterval.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from hinterval.errors import TrainingDiverged
 
 FINAL_PREFIX = "final_"
+#: result key set (to the error message) when a trial's loss became NaN/inf
+DIVERGED = "diverged"
 
 
 def final_metric(name: str) -> str:
@@ -100,5 +103,12 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
             trainer.load_state(load_checkpoint(Path(d) / CHECKPOINT_NAME))
     extra = {"node_id": ray.get_runtime_context().get_node_id(), "device": device, "num_threads": cpus,
              "trial_started_at": started, "resumed_from_task": trainer.tasks_done}
-    trainer.callbacks.append(TuneReporter(num_tasks=len(trainer.benchmark), objectives=setup["objectives"], extra=extra))
-    trainer.fit()
+    reporter = TuneReporter(num_tasks=len(trainer.benchmark), objectives=setup["objectives"], extra=extra)
+    trainer.callbacks.append(reporter)
+    try:
+        trainer.fit()
+    except TrainingDiverged as exc:
+        # Deterministic (seeded per task): a retry from the checkpoint would diverge again. End the
+        # trial with a result without final metrics (Optuna: PRUNED; never ranked).
+        last = trainer.task_metrics(trainer.tasks_done - 1) if trainer.tasks_done else {M.TASKS_DONE: 0, M.AVG_ACC: None}
+        tune.report({**reporter.report_dict(last), **{final_metric(o): None for o in setup["objectives"]}, DIVERGED: str(exc)})
