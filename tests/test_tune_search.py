@@ -49,6 +49,16 @@ def test_space_yaml_types_and_fixed_values():
     S.validate_space(sp, {"benchmark": "split-digits"})
 
 
+def test_example_space_file_is_valid_and_contains_the_preset():
+    from hinterval.config import load_config_file
+
+    sp = S.parse_space(load_config_file(REPO / "tune" / "example_space.yaml"))
+    S.validate_space(sp, {"benchmark": "split-digits"})
+    assert {"gamma", "beta", "embedding_dim", "hnet_hidden"} <= set(sp.names)
+    point, outside = S.preset_point(sp, make_config(benchmark="split-digits"))
+    assert outside == [] and point["hnet_hidden"] == "100,100"
+
+
 @pytest.mark.parametrize("spec, msg", [
     ({"gamma": {"type": "loguniform", "low": 5, "high": 0.05}}, "must be smaller than high"),
     ({"gamma": {"type": "loguniform", "low": 0, "high": 1}}, "needs low > 0"),

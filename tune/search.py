@@ -12,7 +12,7 @@ Examples::
     python tune/search.py --dry-run                        # show the space and resources, run nothing
     python tune/search.py --smoke-test --overwrite         # 2 trials x 2 tasks, CPU, ~1 min
     python tune/search.py --gamma 0.1:5 --embedding-dim 16,24,48 --num-samples 20 --name wide
-    python tune/search.py --space space.yaml --objective avg_acc,bwt --scheduler asha
+    python tune/search.py --space tune/example_space.yaml --objective avg_acc,bwt --scheduler asha --name pareto
     python tune/search.py --name wide --resume             # continue a killed sweep
     python tune/search.py --address auto --storage s3://BUCKET/sweeps --gpus-per-trial 0.25   # cluster head
 """
@@ -37,7 +37,8 @@ from hinterval.errors import UserError  # noqa: E402
 TUNE_DIR = Path(__file__).resolve().parent
 SWEEP_FILE = "sweep.json"
 OBJECTIVES = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "dil_avg_acc", "cil_avg_acc")
-#: default iterations per task for sweeps: 8 split-digits trials fit in ~5 min on 2 CPU cores
+#: default iterations per task for sweeps: 8 split-digits trials (2 at a time) take 4-8 min on 2
+#: busy CPU cores, where the preset's 600 would take 15-25 min; the best configs still reach ~100 %
 SWEEP_ITERS_PER_TASK = 200
 SMOKE = dict(num_samples=2, num_tasks=2, iters_per_task=20, max_concurrent=2, cpus_per_trial=1, gpus_per_trial=0)
 STORAGE_ENV = "HINTERVAL_SWEEP_STORAGE"
@@ -72,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fix a config key for every trial (repeatable), e.g. --set seed=1")
     g.add_argument("--num-tasks", type=int, help="tasks per run (default: the benchmark's standard count)")
     g.add_argument("--iters-per-task", type=int, default=None,
-                   help=f"training iterations per task (default {SWEEP_ITERS_PER_TASK}, so 8 split-digits trials fit in "
-                   "~5 min on 2 cores; 0 = the preset's value)")
+                   help=f"training iterations per task (default {SWEEP_ITERS_PER_TASK}: 8 split-digits trials take 4-8 min on "
+                   "2 CPU cores; 0 = the preset's value, e.g. 600 for split-digits)")
     g.add_argument("--data-dir", help="benchmark data directory (made absolute here; trials run in other dirs)")
     g.add_argument("--objective", default=M.AVG_ACC,
                    help=f"metric(s) to maximise, comma-separated for multi-objective (Pareto front), "
