@@ -59,14 +59,34 @@ class ContinualMethod(nn.Module):
         raise NotImplementedError
 
 
+def kappa_radius_schedule(progress: float, *, kappa_min: float, ramp_fraction: float) -> Tuple[float, float]:
+    """``(kappa, radius_scale)`` at ``progress`` in [0, 1] of a task (spec §3).
+
+    Shared by every interval method (HyperInterval, InterContiNet) so that they train under the
+    same schedule: over the first ``ramp_fraction`` of the task ``kappa`` decays linearly from 1
+    to ``kappa_min`` and the radius scale ramps from 0 to 1; both then stay fixed.
+    """
+    ramp = 1.0 if ramp_fraction == 0 else min(1.0, progress / ramp_fraction)
+    return 1.0 - (1.0 - kappa_min) * ramp, ramp
+
+
 def batched_target(target: TargetNetwork, x: Tensor, weights: Tensor) -> Tensor:
     """Run the point target for a batch of weight vectors ``(B, P)`` -> logits ``(B, N, C)``."""
     return torch.func.vmap(target.forward, in_dims=(None, 0))(x, weights)
 
 
-def batched_target_interval(target: TargetNetwork, x: Tensor, centre: Tensor, radius: Tensor) -> Tuple[Tensor, Tensor]:
-    """Interval target for ``(B, P)`` weight boxes -> logit ``(centre, radius)``, each ``(B, N, C)``."""
-    return torch.func.vmap(target.forward_interval, in_dims=(None, 0, 0))(x, centre, radius)
+def batched_target_interval(target: TargetNetwork, x: Tensor, centre: Tensor, radius: Tensor,
+                            middle: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """Interval target for ``(B, P)`` weight boxes -> logit ``(centre, radius)``, each ``(B, N, C)``.
+
+    ``middle`` ``(B, P)`` gives each task's batch-norm statistics network (default: the centres).
+    """
+    middle = centre if middle is None else middle
+
+    def one(x_: Tensor, c: Tensor, r: Tensor, m: Tensor) -> Tuple[Tensor, Tensor]:
+        return target.forward_interval(x_, c, r, w_middle=m)
+
+    return torch.func.vmap(one, in_dims=(None, 0, 0, 0))(x, centre, radius, middle)
 
 
 class WeightBoxPredictor(Predictor):
@@ -89,7 +109,7 @@ class WeightBoxPredictor(Predictor):
     def bounds(self, x: Tensor) -> Optional[Tuple[Tensor, Tensor]]:
         if self.radius is None:
             return None
-        c, r = batched_target_interval(self.target, x, self.centre, self.radius)
+        c, r = batched_target_interval(self.target, x, self.centre, self.radius, self.middle)
         return c - r, c + r
 
     def universal(self, x: Tensor) -> Optional[Tensor]:

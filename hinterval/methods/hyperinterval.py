@@ -83,7 +83,7 @@ class HyperIntervalMethod(ContinualMethod):
         ce_mid = F.cross_entropy(self.target.forward(x, out.middle[0]), y)
         loss, logs = kappa * ce_mid, {"ce_middle": float(ce_mid.detach()), "kappa": kappa, "radius_scale": scale}
         if use_interval:
-            c, r = self.target.forward_interval(x, out.centre[0], out.radius[0])
+            c, r = self.target.forward_interval(x, out.centre[0], out.radius[0], w_middle=out.middle[0])
             ce_worst = F.cross_entropy(worst_case_logits(c - r, c + r, y), y)
             loss = loss + (1.0 - kappa) * ce_worst
             logs["ce_worst"] = float(ce_worst.detach())

@@ -34,8 +34,13 @@ class TargetNetwork:
         """Logits ``(N, C)`` of inputs ``x`` with point weights ``(P,)``."""
         raise NotImplementedError
 
-    def forward_interval(self, x: Tensor, w_centre: Tensor, w_radius: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
-        """Logit box ``(centre, radius)``, each ``(N, C)``, for weights in ``w_centre ± w_radius``."""
+    def forward_interval(self, x: Tensor, w_centre: Tensor, w_radius: Optional[Tensor], *,
+                         w_middle: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """Logit box ``(centre, radius)``, each ``(N, C)``, for weights in ``w_centre ± w_radius``.
+
+        ``w_middle`` (the hypernetwork's image of the embedding centre) supplies the batch-norm
+        statistics of networks that have batch norm; others ignore it.
+        """
         raise NotImplementedError
 
     def init_weights(self, generator: Optional[torch.Generator] = None) -> Tensor:

@@ -37,7 +37,9 @@ class MLPTarget(TargetNetwork):
                 h = F.relu(h)
         return h
 
-    def forward_interval(self, x: Tensor, w_centre: Tensor, w_radius: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+    def forward_interval(self, x: Tensor, w_centre: Tensor, w_radius: Optional[Tensor], *,
+                         w_middle: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        # no batch norm: w_middle is not needed
         pc = self.unflatten(w_centre)
         pr = self.unflatten(w_radius) if w_radius is not None else [None] * len(pc)
         h_c, h_r = x.reshape(x.shape[0], -1), None
