@@ -14,6 +14,22 @@ def build_method(cfg: ExperimentConfig, benchmark: Benchmark, target: TargetNetw
         from hinterval.methods.hyperinterval import HyperIntervalMethod
 
         return HyperIntervalMethod(cfg, benchmark, target)
+    if cfg.method == "finetune":
+        from hinterval.methods.finetune import FinetuneMethod
+
+        return FinetuneMethod(cfg, benchmark, target)
+    if cfg.method == "joint":
+        from hinterval.methods.joint import JointMethod
+
+        return JointMethod(cfg, benchmark, target)
+    if cfg.method == "ewc":
+        from hinterval.methods.ewc import EWCMethod
+
+        return EWCMethod(cfg, benchmark, target)
+    if cfg.method == "intercontinet":
+        from hinterval.methods.intercontinet import InterContiNetMethod
+
+        return InterContiNetMethod(cfg, benchmark, target)
     raise UserError(f"method {cfg.method!r} is not available in this build")
 
 
