@@ -96,7 +96,7 @@ def test_flags_give_ranges_choices_or_fixed_values():
 def test_default_space_contains_the_preset():
     cfg = make_config(benchmark="split-digits")
     point, outside = S.preset_point(S.default_space(cfg), cfg)
-    assert outside == [] and point == {"gamma": 1.0, "beta": 0.01, "embedding_dim": 24, "lr": 0.001}
+    assert outside == [] and point == {"gamma": cfg.gamma, "beta": cfg.beta, "embedding_dim": cfg.embedding_dim, "lr": cfg.lr}
     point, outside = S.preset_point(S.parse_space({"gamma": {"type": "uniform", "low": 2, "high": 3}}), cfg)
     assert point is None and "gamma" in outside[0]
 
@@ -218,14 +218,18 @@ def test_existing_sweep_is_never_overwritten_without_a_flag(tmp_path, capsys):
 
 
 def test_dry_run_prints_space_and_resources_and_runs_nothing(tmp_path, capsys):
-    rc = search.main(["--dry-run", "--results-dir", str(tmp_path), "--gpus-per-trial", "0.5", "--embedding-dim", "16,24,48"])
+    cfg = make_config(benchmark="split-digits")
+    dims = f"{cfg.embedding_dim // 2},{cfg.embedding_dim},{cfg.embedding_dim * 2}"
+    rc = search.main(["--dry-run", "--results-dir", str(tmp_path), "--gpus-per-trial", "0.5", "--embedding-dim", dims])
     out = capsys.readouterr().out
     assert rc == 0 and not any(tmp_path.iterdir())
-    for text in ("gamma", "loguniform [0.05, 5]", "embedding_dim", "choice [16, 24, 48]", "0.5 GPU",
-                 "first trial (preset): gamma=1.0, beta=0.01, embedding_dim=24"):
+    gamma = S.default_space(cfg).params[0]
+    for text in ("gamma", gamma.describe(), "embedding_dim", f"choice [{dims.replace(',', ', ')}]", "0.5 GPU",
+                 f"first trial (preset): gamma={cfg.gamma}, beta={cfg.beta}, embedding_dim={cfg.embedding_dim}"):
         assert text in out, text
     # a space that excludes the preset says so instead of failing later inside Optuna
-    assert search.main(["--dry-run", "--results-dir", str(tmp_path), "--embedding-dim", "16,48"]) == 0
+    assert search.main(["--dry-run", "--results-dir", str(tmp_path), "--embedding-dim", f"{cfg.embedding_dim + 1}"
+                        f",{cfg.embedding_dim + 2}"]) == 0
     assert "preset not evaluated first" in capsys.readouterr().out
 
 
@@ -280,13 +284,13 @@ def _max_overlap(intervals):
 
 
 @pytest.mark.slow
-def test_multi_node_sweep_with_fractional_gpus_asha_and_resume(fake_cluster, tmp_path):
+def test_multi_node_sweep_with_fractional_gpus_asha_pareto_and_resume(fake_cluster, tmp_path):
     import ray
 
     cluster, workers = fake_cluster
     argv = ["--address", cluster.address, "--results-dir", str(tmp_path), "--name", "mn", "--num-samples", "6",
             "--num-tasks", "2", "--iters-per-task", "5", "--gpus-per-trial", "0.5", "--cpus-per-trial", "1",
-            "--max-concurrent", "8", "--scheduler", "asha", "--no-tensorboard"]
+            "--max-concurrent", "8", "--scheduler", "asha", "--objective", "avg_acc,bwt", "--no-tensorboard"]
     summary = search.run_sweep(search.parse_args(argv))
     assert not ray.is_initialized()  # the sweep disconnected from the cluster it joined
     recs = summary["records"]
@@ -313,11 +317,16 @@ def test_multi_node_sweep_with_fractional_gpus_asha_and_resume(fake_cluster, tmp
     study = state["_ot_study"]
     for r in recs:
         frozen = study._storage.get_trial(state["_ot_trials"][r["trial_id"]]._trial_id)
-        if r["status"] == "COMPLETE":
+        if r["status"] == "COMPLETE":  # multi-objective: (avg_acc, bwt) after the last task
             assert frozen.state == optuna.trial.TrialState.COMPLETE
-            assert frozen.value == pytest.approx(r["history"][-1]["avg_acc"])
+            assert frozen.values == pytest.approx([r["history"][-1]["avg_acc"], r["history"][-1]["bwt"]])
         else:
-            assert frozen.state == optuna.trial.TrialState.PRUNED and frozen.value is None
+            assert frozen.state == optuna.trial.TrialState.PRUNED and frozen.values is None
+    assert study.best_trials  # the Pareto front Optuna keeps
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "mn" / "trials.csv")
+    assert df.loc[df["complete"], "pareto"].any() and not df.loc[~df["complete"], "pareto"].any()
     print("multi-node statuses:", sorted((r["status"], r["node_id"][:6]) for r in recs))
 
     # resuming a finished sweep re-runs nothing and keeps every record
