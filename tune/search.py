@@ -396,6 +396,10 @@ def run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
         problem = check_resources(nodes, cpus=spec["cpus_per_trial"], gpus=spec["gpus_per_trial"])
         if problem:
             raise UserError(problem)
+        hosts = {n.get("NodeManagerAddress") for n in ray.nodes() if n.get("Alive")}
+        if len(hosts) > 1 and "://" not in spec["storage"]:
+            print(f"search.py: warning: {len(hosts)} machines share this sweep but checkpoints go to the local path "
+                  f"{spec['storage']}; unless it is shared (NFS), pass --storage s3://BUCKET/PREFIX", file=sys.stderr)
         max_concurrent = spec["max_concurrent"] or min(
             spec["num_samples"], cluster_slots(nodes, cpus=spec["cpus_per_trial"], gpus=spec["gpus_per_trial"]))
         if args.resume:
