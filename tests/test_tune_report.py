@@ -100,6 +100,15 @@ def test_no_finished_trial_means_no_best_config(tmp_path):
     assert "No trial finished every task" in (tmp_path / "leaderboard.md").read_text()
 
 
+def test_report_survives_trials_without_any_result(tmp_path):
+    recs = [make_record(t, status="ERROR", accs=(), gamma=g) for t, g in (("a", 1.0), ("b", 0.5))]
+    for r in recs:
+        r["num_tasks"] = None
+    summary = R.write_report(tmp_path, recs, name="t", params=PARAMS)
+    assert summary["best"] is None and (tmp_path / "trials.csv").is_file()
+    assert (tmp_path / "plots" / "avg_acc_vs_gamma.png").is_file()
+
+
 def test_multi_objective_marks_the_pareto_front(tmp_path):
     recs = [make_record("a", accs=(0.9, 0.9), bwt=-0.2), make_record("b", accs=(0.9, 0.8), bwt=0.0),
             make_record("c", accs=(0.9, 0.7), bwt=-0.1)]

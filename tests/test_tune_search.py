@@ -169,6 +169,17 @@ def test_resource_checks_refuse_what_would_stay_pending():
     assert search.cluster_slots(cpu_only, cpus=1, gpus=0) == 2
 
 
+def test_local_start_never_joins_another_ray_on_this_machine(monkeypatch):
+    import ray
+
+    seen = {}
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))
+    assert search.connect(None) is True
+    assert seen["address"] == "local" and str(REPO / "tune") in seen["runtime_env"]["py_modules"]
+    assert search.connect("10.0.0.1:6379") is True and seen["address"] == "10.0.0.1:6379"
+
+
 # --- command line: bad input is one line and exit 2, nothing touched -----------------------------------------
 def _main(capsys, *argv):
     rc = search.main(list(argv))

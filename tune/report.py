@@ -7,8 +7,10 @@ This module does not import Ray.
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -166,14 +168,17 @@ def plot_param(df, param: str, path: Path, metric: str = M.AVG_ACC) -> None:
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x.dropna())
     if not numeric:
         x = x.astype(str)
-    done, rest = df["complete"], ~df["complete"]
+    has = df[metric].notna()
+    done, rest = df["complete"] & has, ~df["complete"] & has
     ax.scatter(x[done], df.loc[done, metric], label="finished all tasks", color="tab:blue")
     if rest.any():
         ax.scatter(x[rest], df.loc[rest, metric], facecolors="none", edgecolors="grey", label="stopped / unfinished")
-    pre = df["is_preset"]
+    pre = df["is_preset"] & has
     if pre.any():
         ax.scatter(x[pre], df.loc[pre, metric], marker="*", s=220, color="tab:orange", label="preset", zorder=3)
-    if numeric and param in ("gamma", "beta", "lr") and (x.dropna() > 0).all() and x.nunique() > 1:
+    if not has.any():
+        ax.text(0.5, 0.5, "no trial has finished a task yet", ha="center", va="center", transform=ax.transAxes)
+    elif numeric and param in ("gamma", "beta", "lr") and (x[has].dropna() > 0).all() and x[has].nunique() > 1:
         ax.set_xscale("log")
     ax.set_xlabel(param)
     ax.set_ylabel(metric)
@@ -240,6 +245,7 @@ def write_report(out_dir: str | Path, records: Sequence[Dict[str, Any]], *, name
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     import yaml
 
     out = Path(out_dir)
@@ -264,17 +270,21 @@ def write_report(out_dir: str | Path, records: Sequence[Dict[str, Any]], *, name
         (out / "best_config.yaml").unlink(missing_ok=True)  # a stale one would not match these trials
     if plots and len(df):
         plot_dir = out / "plots"
+        jobs = []
         for p in dict.fromkeys([*PLOT_PARAMS, *params]):
             if p not in df.columns:
                 df[p] = [json.loads(c).get(p) for c in df["config"]]
-            if isinstance(df[p].dropna().iloc[0] if df[p].notna().any() else None, list):
-                df[p] = df[p].map(lambda v: ",".join(map(str, v)) if isinstance(v, list) else v)
-            plot_param(df, p, plot_dir / f"avg_acc_vs_{p}.png")
-            files.append(plot_dir / f"avg_acc_vs_{p}.png")
-        plot_pareto(df, plot_dir / "avg_acc_vs_bwt_pareto.png")
-        files.append(plot_dir / "avg_acc_vs_bwt_pareto.png")
+            df[p] = df[p].map(lambda v: ",".join(map(str, v)) if isinstance(v, list) else v)
+            jobs.append((functools.partial(plot_param, df, p), plot_dir / f"avg_acc_vs_{p}.png"))
+        jobs.append((functools.partial(plot_pareto, df), plot_dir / "avg_acc_vs_bwt_pareto.png"))
         if best is not None:
-            plot_matrix(best, plot_dir / "best_acc_matrix.png")
-            files.append(plot_dir / "best_acc_matrix.png")
+            jobs.append((functools.partial(plot_matrix, best), plot_dir / "best_acc_matrix.png"))
+        for plot, path in jobs:
+            try:
+                plot(path)
+                files.append(path)
+            except Exception as exc:  # noqa: BLE001 - a plot must never cost the tables above
+                print(f"report: could not draw {path.name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                plt.close("all")
     return {"trials": len(df), "complete": int(df["complete"].sum()) if len(df) else 0, "best": best,
             "files": [str(f) for f in files], "frame": df}

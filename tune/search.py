@@ -256,8 +256,8 @@ def connect(address: Optional[str]) -> bool:
     try:
         if address:
             ray.init(address=address, **kwargs)
-        else:
-            ray.init(include_dashboard=False, **kwargs)
+        else:  # "local": a new instance even if another Ray cluster runs on this machine
+            ray.init(address="local", include_dashboard=False, **kwargs)
     except ConnectionError as exc:
         raise UserError(f"could not reach a Ray cluster at --address {address}: {exc}") from None
     return True
