@@ -26,8 +26,10 @@ from hinterval.methods.finetune import FinetuneMethod
 
 #: samples of a task's training split used to estimate its Fisher ("a few hundred")
 FISHER_SAMPLES = 300
-#: samples per vectorised per-sample-gradient chunk (bounds memory: chunk x P gradients)
+#: most samples per vectorised per-sample-gradient chunk
 FISHER_CHUNK = 100
+#: most per-sample gradient numbers held at once (chunk x P floats; 2^27 = 512 MiB in fp32)
+FISHER_BUDGET = 2**27
 
 
 class EWCMethod(FinetuneMethod):
@@ -75,8 +77,9 @@ class EWCMethod(FinetuneMethod):
 
         per_sample = torch.func.vmap(torch.func.grad(nll), in_dims=(None, 0, 0))
         total = torch.zeros_like(trunk)
-        for start in range(0, n, FISHER_CHUNK):
-            sel = idx[start : start + FISHER_CHUNK]
+        chunk = max(1, min(FISHER_CHUNK, FISHER_BUDGET // trunk.numel()))  # AlexNet: a few samples
+        for start in range(0, n, chunk):
+            sel = idx[start : start + chunk]
             g = per_sample(trunk, task.inputs(task.train.x[sel]), task.train.y[sel])
             total += (g**2).sum(0)
         return total / n
