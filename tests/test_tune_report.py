@@ -187,3 +187,28 @@ def test_recorder_marks_only_one_preset_trial(tmp_path):
         rec.on_trial_start(0, [], SimpleNamespace(trial_id=tid, config={"gamma": 1.0}, error_file=None))
     marks = {r["trial_id"]: r["is_preset"] for r in load_records(tmp_path)}
     assert sum(marks.values()) == 1
+
+
+def test_recorder_marks_trials_the_resumed_experiment_does_not_know(tmp_path):
+    rec = SweepRecorder(str(tmp_path), base={"benchmark": "split-digits"}, preset=None, tensorboard=False)
+    known, lost = (SimpleNamespace(trial_id=t, config={"gamma": 1.0}, error_file=None) for t in ("k", "l"))
+    for t in (known, lost):
+        rec.on_trial_start(0, [], t)
+    rec.on_experiment_end([known])
+    status = {r["trial_id"]: r["status"] for r in load_records(tmp_path)}
+    assert status == {"k": "RUNNING", "l": "LOST"}
+
+
+@pytest.mark.parametrize("uri", [False, True])
+def test_trial_state_round_trip_local_and_uri(tmp_path, uri):
+    import torch
+
+    from tune.trainable import TrialState
+
+    root = (tmp_path / "states").as_uri() if uri else str(tmp_path / "states")
+    st = TrialState(root, "abc")
+    assert st.load() is None
+    for done in (1, 2):
+        st.save({"config": {"benchmark": "split-digits"}, "model": {"w": torch.ones(2) * done}, "tasks_done": done})
+    back = st.load()
+    assert back["tasks_done"] == 2 and torch.equal(back["model"]["w"], torch.full((2,), 2.0))

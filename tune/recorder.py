@@ -35,7 +35,8 @@ _DROP = {"config", "done", "trial_id", "experiment_tag", "date", "pid", "iterati
          "timesteps_since_restore", "experiment_id"}
 
 #: trial statuses in the records: STOPPED = ended early by the scheduler, DIVERGED = loss became NaN/inf
-COMPLETE, STOPPED, ERROR, RUNNING, RETRYING = "COMPLETE", "STOPPED", "ERROR", "RUNNING", "RETRYING"
+#: LOST = started just before the driver died and unknown to the resumed experiment
+COMPLETE, STOPPED, ERROR, RUNNING, RETRYING, LOST = "COMPLETE", "STOPPED", "ERROR", "RUNNING", "RETRYING", "LOST"
 
 
 def _clean(v: Any) -> Any:
@@ -181,6 +182,13 @@ class SweepRecorder(Callback):
         for logger in self._tb.values():
             logger.writer.close()
         self._tb.clear()
+        # A trial created in the last seconds before the driver died may be missing from the
+        # experiment state Tune resumed from: it will never run again, so say so in its record.
+        known = {t.trial_id for t in trials}
+        for rec in load_records(self.out_dir):
+            if rec["trial_id"] not in known and rec["status"] in ("PENDING", RUNNING, RETRYING):
+                rec["status"], rec["error"] = LOST, "not in Tune's saved experiment state when the sweep was resumed"
+                self._save(rec)
 
     # --- TensorBoard ---------------------------------------------------------------------------
     def _logger(self, rec: Dict[str, Any]) -> TensorBoardLogger:

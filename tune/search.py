@@ -308,7 +308,7 @@ def make_trainable(spec: Dict[str, Any]):
 
     from tune.trainable import run_trial
 
-    setup = {"base": spec["base"], "objectives": spec["objectives"]}
+    setup = {"base": spec["base"], "objectives": spec["objectives"], "state_root": experiment_path(spec) + "/trial_states"}
     return tune.with_resources(tune.with_parameters(run_trial, setup=setup),
                                {"cpu": spec["cpus_per_trial"], "gpu": spec["gpus_per_trial"]})
 
@@ -347,10 +347,10 @@ def experiment_path(spec: Dict[str, Any]) -> str:
 def _set_tune_env() -> None:
     # CLIReporter's table instead of the new console output; our own TensorBoard runs instead of
     # Tune's TBX logger (it would add `ray/tune/*` runs under results/<name>); save the experiment
-    # state after every result so a killed driver never resumes from an older task boundary.
+    # state every 2 s (trials also keep their own latest state, see tune.trainable.TrialState).
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
 
 

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from hinterval import metrics as M
 from hinterval.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
@@ -31,6 +31,54 @@ def final_metric(name: str) -> str:
     return FINAL_PREFIX + name
 
 
+class TrialState:
+    """The latest trainer state of one trial, kept next to Tune's checkpoints.
+
+    Tune records a trial's newest checkpoint in its experiment state, which the driver saves
+    every few seconds; a driver killed in between would resume the trial from an older task and
+    train a reported task again. This copy is written *before* each report, so a resumed trial
+    starts after the last task it reported. ``root`` is a local directory or a URI (``s3://``).
+    """
+
+    def __init__(self, root: str, trial_id: str):
+        self.root, self.name = str(root).rstrip("/"), f"{trial_id}.pt"
+
+    def _remote(self):
+        import pyarrow.fs
+
+        fs, path = pyarrow.fs.FileSystem.from_uri(self.root)
+        return fs, f"{path}/{self.name}"
+
+    def save(self, state: Dict[str, Any]) -> None:
+        if "://" not in self.root:
+            save_checkpoint(state, Path(self.root) / self.name)  # atomic: temp file + rename
+            return
+        import io
+
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        fs, path = self._remote()
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(path) as f:  # one object PUT: readers see the old or the new state
+            f.write(buf.getvalue())
+
+    def load(self) -> Optional[Dict[str, Any]]:
+        if "://" not in self.root:
+            path = Path(self.root) / self.name
+            return load_checkpoint(path) if path.is_file() else None
+        fs, path = self._remote()
+        try:
+            with fs.open_input_stream(path) as f:
+                data = f.read()
+        except (FileNotFoundError, OSError):
+            return None
+        with tempfile.TemporaryDirectory(prefix="hinterval-state-") as d:
+            (Path(d) / self.name).write_bytes(data)
+            return load_checkpoint(Path(d) / self.name)
+
+
 class TuneReporter:
     """Trainer callback: ``tune.report(metrics, checkpoint=...)`` after every task.
 
@@ -38,10 +86,12 @@ class TuneReporter:
         num_tasks: tasks in the benchmark (to know which report is the final one).
         objectives: metric names the searcher optimises (reported as ``final_<name>``).
         extra: constant fields added to every report (node id, device, start time).
+        durable: where the state is also written before each report (see :class:`TrialState`).
     """
 
-    def __init__(self, *, num_tasks: int, objectives: Sequence[str], extra: Dict[str, Any]):
-        self.num_tasks, self.objectives, self.extra = num_tasks, tuple(objectives), dict(extra)
+    def __init__(self, *, num_tasks: int, objectives: Sequence[str], extra: Dict[str, Any],
+                 durable: Optional[TrialState] = None):
+        self.num_tasks, self.objectives, self.extra, self.durable = num_tasks, tuple(objectives), dict(extra), durable
 
     def report_dict(self, metrics: Dict[str, Any]) -> Dict[str, Any]:
         done = metrics[M.TASKS_DONE] >= self.num_tasks
@@ -53,6 +103,8 @@ class TuneReporter:
     def on_task_end(self, task_id: int, metrics: Dict[str, Any], state: Dict[str, Any]) -> None:
         from ray import tune
 
+        if self.durable is not None:
+            self.durable.save(state)
         with tempfile.TemporaryDirectory(prefix="hinterval-ckpt-") as d:
             save_checkpoint(state, Path(d) / CHECKPOINT_NAME)
             # report() copies the directory to the run's storage before it returns
@@ -75,8 +127,8 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
 
     Args:
         config: the searcher's suggestion (searched keys only).
-        setup: ``{"base": fixed config dict (absolute data_dir), "objectives": [...]}``, bound
-            with ``tune.with_parameters``.
+        setup: ``{"base": fixed config dict (absolute data_dir), "objectives": [...],
+            "state_root": dir or URI for :class:`TrialState`}``, bound with ``tune.with_parameters``.
     """
     import ray
     import torch
@@ -97,13 +149,20 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
     torch.set_num_threads(cpus)  # the CPUs Tune reserved for this trial, not the whole node
     cfg = make_config(setup["base"], config, device=device, num_threads=cpus)
     trainer = ContinualTrainer(cfg, progress=False)
+    durable = TrialState(setup["state_root"], tune.get_context().get_trial_id()) if setup.get("state_root") else None
+    state = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            trainer.load_state(load_checkpoint(Path(d) / CHECKPOINT_NAME))
+            state = load_checkpoint(Path(d) / CHECKPOINT_NAME)
+    newer = durable.load() if durable is not None else None
+    if newer is not None and (state is None or newer["tasks_done"] > state["tasks_done"]):
+        state = newer  # the driver died before Tune recorded this trial's last checkpoint
+    if state is not None:
+        trainer.load_state(state)
     extra = {"node_id": ray.get_runtime_context().get_node_id(), "device": device, "num_threads": cpus,
              "trial_started_at": started, "resumed_from_task": trainer.tasks_done}
-    reporter = TuneReporter(num_tasks=len(trainer.benchmark), objectives=setup["objectives"], extra=extra)
+    reporter = TuneReporter(num_tasks=len(trainer.benchmark), objectives=setup["objectives"], extra=extra, durable=durable)
     trainer.callbacks.append(reporter)
     try:
         trainer.fit()
