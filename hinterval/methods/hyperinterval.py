@@ -12,7 +12,7 @@ from hinterval.evaluation import Predictor
 from hinterval.hypernet import HnetOutput, HyperNetwork
 from hinterval.intervals import worst_case_logits
 from hinterval.methods.base import ContinualMethod, WeightBoxPredictor, kappa_radius_schedule
-from hinterval.regularizers import output_regularizer, regularizer_weight
+from hinterval.regularizers import box_regularizer, output_regularizer, regularizer_weight
 
 
 class HyperIntervalMethod(ContinualMethod):
@@ -37,7 +37,9 @@ class HyperIntervalMethod(ContinualMethod):
             chunk_size=cfg.hnet_chunk_size,
             chunk_embedding_dim=cfg.chunk_embedding_dim,
         )
-        self._reg_targets: List[Tensor] = []
+        # Stored regulariser targets: [T_middle] or, with bounds, [T_middle, T_centre, T_radius]
+        # (centre/radius form: see :func:`box_regularizer`).
+        self._reg_stored: List[Tensor] = []
 
     # --- training -------------------------------------------------------------------------
     @property
@@ -52,13 +54,22 @@ class HyperIntervalMethod(ContinualMethod):
             return [out.middle[rows], out.lower[rows], out.upper[rows]]
         return [out.middle[rows]]
 
+    @property
+    def _reg_targets(self) -> List[Tensor]:
+        """The stored targets in the form of :meth:`_reg_view`: ``[middle]`` or ``[middle, lower, upper]``."""
+        if len(self._reg_stored) == 3:
+            mid, c, r = self._reg_stored
+            return [mid, c - r, c + r]
+        return list(self._reg_stored)
+
     def begin_task(self, task_id: int) -> None:
-        self._reg_targets = []
+        self._reg_stored = []
         if task_id > 0 and self.cfg.beta > 0:
             with torch.no_grad():
                 centre, radius = self.embeddings.box(range(task_id))
                 out = self.hnet(centre, radius if self._reg_bounds else None)
-                self._reg_targets = [t.detach().clone() for t in self._reg_view(out, slice(None))]
+                kept = [out.middle, out.centre, out.radius] if self._reg_bounds else [out.middle]
+                self._reg_stored = [t.detach().clone() for t in kept]
 
     def trainable_parameters(self, task_id: int) -> List[nn.Parameter]:
         return [*self.embeddings.task_parameters(task_id), *self.hnet.parameters()]
@@ -72,7 +83,7 @@ class HyperIntervalMethod(ContinualMethod):
         use_interval = self.gamma > 0 and kappa < 1.0
         # One hypernetwork pass for the current task (row 0) AND all previous tasks (rows 1..t)
         # that the regulariser needs: the big output layer is read once per step (spec §8).
-        regularise = bool(self._reg_targets)
+        regularise = bool(self._reg_stored)
         ids = [task_id, *range(task_id)] if regularise else [task_id]
         centre, radius = self.embeddings.box(ids)
         if regularise and not self._reg_bounds:
@@ -80,15 +91,22 @@ class HyperIntervalMethod(ContinualMethod):
         radius = torch.cat([radius[:1] * scale, radius[1:]])
         need_radius = use_interval or (regularise and self._reg_bounds)
         out = self.hnet(centre, radius if need_radius else None)
-        ce_mid = F.cross_entropy(self.target.forward(x, out.middle[0]), y)
+        if use_interval:  # one call: CNN targets share the middle network with the interval forward
+            logits_mid, c, r = self.target.forward_with_interval(x, out.middle[0], out.centre[0], out.radius[0])
+        else:
+            logits_mid = self.target.forward(x, out.middle[0])
+        ce_mid = F.cross_entropy(logits_mid, y)
         loss, logs = kappa * ce_mid, {"ce_middle": float(ce_mid.detach()), "kappa": kappa, "radius_scale": scale}
         if use_interval:
-            c, r = self.target.forward_interval(x, out.centre[0], out.radius[0], w_middle=out.middle[0])
             ce_worst = F.cross_entropy(worst_case_logits(c - r, c + r, y), y)
             loss = loss + (1.0 - kappa) * ce_worst
             logs["ce_worst"] = float(ce_worst.detach())
         if regularise:
-            reg = output_regularizer(self._reg_view(out, slice(1, None)), self._reg_targets)
+            prev = slice(1, None)
+            if self._reg_bounds:  # = output_regularizer of [middle, lower, upper], without forming the bounds
+                reg = box_regularizer(out.middle[prev], out.centre[prev], out.radius[prev], self._reg_stored)
+            else:
+                reg = output_regularizer([out.middle[prev]], self._reg_stored)
             loss = loss + regularizer_weight(self.cfg.beta, task_id, self.cfg.reg_normalisation) * reg
             logs["reg"] = float(reg.detach())
         logs["loss"] = float(loss.detach())
