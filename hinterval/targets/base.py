@@ -43,6 +43,19 @@ class TargetNetwork:
         """
         raise NotImplementedError
 
+    def forward_with_interval(self, x: Tensor, w_middle: Tensor, w_centre: Tensor,
+                              w_radius: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+        """Middle logits ``forward(x, w_middle)`` and the box of
+        ``forward_interval(x, w_centre, w_radius, w_middle=w_middle)`` in one call (the training
+        step needs both). Targets whose interval forward already runs the middle network (the
+        batch-norm statistics branch) return that instead of computing it twice.
+
+        Returns:
+            ``(middle_logits, centre, radius)``, each ``(N, C)``.
+        """
+        c, r = self.forward_interval(x, w_centre, w_radius, w_middle=w_middle)
+        return self.forward(x, w_middle), c, r
+
     def init_weights(self, generator: Optional[torch.Generator] = None) -> Tensor:
         """A flat Kaiming-uniform weight vector, for methods that train the target directly."""
         parts = []
