@@ -160,6 +160,7 @@ def test_recorder_writes_records_tensorboard_and_counts_reruns(tmp_path):
 
     rec2 = pickle.loads(pickle.dumps(rec))
     rec2.on_trial_start(0, [], trial)
+    rec2.on_trial_result(0, [], trial, {**_result(1, 0.9), "replayed": True})  # re-sent, not re-trained: ignored
     rec2.on_trial_result(0, [], trial, _result(1, 0.9))  # task 1 trained again: a rerun
     rec2.on_trial_result(0, [], trial, _result(2, 0.8, node="node-B"))
     rec2.on_trial_complete(0, [], trial)

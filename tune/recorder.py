@@ -24,7 +24,7 @@ from hinterval import metrics as M
 from hinterval.callbacks import TensorBoardLogger, hparams_of
 from hinterval.checkpoint import write_json
 from hinterval.config import make_config
-from tune.trainable import DIVERGED
+from tune.trainable import DIVERGED, REPLAYED
 
 #: trainer metrics written to TensorBoard (the rest of a report is bookkeeping)
 _TB_KEYS = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "dil_avg_acc", "cil_avg_acc", "task_time_s", "elapsed_s")
@@ -143,6 +143,8 @@ class SweepRecorder(Callback):
             self._save(rec)
             return
         done = int(row.get(M.TASKS_DONE, 0))
+        if row.get(REPLAYED) and done <= rec["tasks_done"]:
+            return  # a resumed trial re-sent a task this record already has (it was not trained again)
         if done <= rec["tasks_done"]:
             rec["reruns"].append(done)  # this task was trained (and reported) before
         rec["history"] = [h for h in rec["history"] if h.get(M.TASKS_DONE) != done] + [row]

@@ -24,6 +24,8 @@ from hinterval.errors import TrainingDiverged
 FINAL_PREFIX = "final_"
 #: result key set (to the error message) when a trial's loss became NaN/inf
 DIVERGED = "diverged"
+#: result key marking a task reported again after a resume without being trained again
+REPLAYED = "replayed"
 
 
 def final_metric(name: str) -> str:
@@ -156,7 +158,8 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
         with checkpoint.as_directory() as d:
             state = load_checkpoint(Path(d) / CHECKPOINT_NAME)
     newer = durable.load() if durable is not None else None
-    if newer is not None and (state is None or newer["tasks_done"] > state["tasks_done"]):
+    replay = newer is not None and (state is None or newer["tasks_done"] > state["tasks_done"])
+    if replay:
         state = newer  # the driver died before Tune recorded this trial's last checkpoint
     if state is not None:
         trainer.load_state(state)
@@ -164,6 +167,9 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
              "trial_started_at": started, "resumed_from_task": trainer.tasks_done}
     reporter = TuneReporter(num_tasks=len(trainer.benchmark), objectives=setup["objectives"], extra=extra, durable=durable)
     trainer.callbacks.append(reporter)
+    if replay:  # report that task again (no training) so the driver has its metrics and checkpoint
+        t = trainer.tasks_done - 1
+        reporter.on_task_end(t, {**trainer.task_metrics(t), REPLAYED: True}, trainer.state())
     try:
         trainer.fit()
     except TrainingDiverged as exc:
