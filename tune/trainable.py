@@ -6,7 +6,7 @@ continues from ``tune.get_checkpoint()`` at that task boundary, so no finished t
 
 Searcher metrics (``final_avg_acc``, ``final_bwt``...) are ``None`` until the last task: a trial
 that ASHA stops early is therefore never told to Optuna as complete with its partial (inflated:
-fewer, easier tasks) accuracy -- see :class:`tune.search.FinalMetricOptunaSearch`.
+fewer, easier tasks) accuracy -- see :class:`tune.searcher.FinalMetricOptunaSearch`.
 """
 from __future__ import annotations
 
