@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import shutil
 import sys
@@ -100,18 +101,24 @@ def _overrides(args: argparse.Namespace) -> Dict[str, Any]:
     return {dest: getattr(args, dest) for _, dest, _, _ in TRAIN_FLAGS if getattr(args, dest) is not None}
 
 
-def _prepare_out_dir(out: Path, *, overwrite: bool, resume: bool) -> None:
-    """Refuse to clobber a run: a non-empty dir needs --overwrite or --resume."""
+def _check_out_dir(out: Path, *, overwrite: bool, resume: bool) -> bool:
+    """Refuse to clobber a run: a non-empty dir needs --overwrite or --resume. Returns whether to empty it."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {str(out)!r} exists and is not a directory")
     non_empty = out.is_dir() and any(out.iterdir())
     if resume:
-        return
+        return False
     if non_empty and not overwrite:
         raise UserError(f"--out {str(out)!r} is not empty; pass --resume to continue it or --overwrite to replace it")
-    if non_empty and overwrite:
+    return non_empty
+
+
+def _prepare_out_dir(out: Path, *, overwrite: bool, resume: bool) -> None:
+    """:func:`_check_out_dir`, then empty (``--overwrite``) and create the directory."""
+    if _check_out_dir(out, overwrite=overwrite, resume=resume):
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        out.mkdir(parents=True, exist_ok=True)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -125,6 +132,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if overrides.get("data_dir"):
         overrides["data_dir"] = str(Path(overrides["data_dir"]).expanduser().resolve())
     state = None
+    if args.resume and args.overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pick one")
     if args.resume:
         if not args.out:
             raise UserError("--resume needs --out DIR of the run to continue")
@@ -133,15 +142,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = make_config(file_layer, **overrides)
     out = Path(args.out or f"runs/{cfg.benchmark}-{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}")
-    _prepare_out_dir(out, overwrite=args.overwrite, resume=args.resume)
+    _check_out_dir(out, overwrite=args.overwrite, resume=args.resume)
 
-    trainer = ContinualTrainer(cfg, progress=not args.no_progress)
+    trainer = ContinualTrainer(cfg, progress=not args.no_progress)  # data and device errors come before any write
     if state is not None:
         trainer.load_state(state)
         if trainer.tasks_done >= len(trainer.benchmark):
             print(f"run in {out} already finished all {trainer.tasks_done} tasks; nothing to resume", file=sys.stderr)
             return 0
         print(f"resuming {out} at task {trainer.tasks_done + 1}/{len(trainer.benchmark)}", file=sys.stderr)
+    _prepare_out_dir(out, overwrite=args.overwrite, resume=args.resume)
     write_json(out / "config.json", cfg.to_dict())
     trainer.callbacks.append(RunDirWriter(out, trainer.result))
     if not args.no_tensorboard:
@@ -217,6 +227,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         if debug:
             raise
         print(f"hinterval: training diverged: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. disk full while saving: checkpoints are atomic, the last one is intact
+        if debug:
+            raise
+        hint = ("; the last checkpoint is intact: free space and continue with --resume"
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "")
+        print(f"hinterval: error: {exc}{hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("hinterval: interrupted; finished tasks are saved, continue with --resume", file=sys.stderr)

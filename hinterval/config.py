@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -82,6 +83,8 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "hnet_hidden", parse_widths(self.hnet_hidden))
         object.__setattr__(self, "target_hidden", parse_widths(self.target_hidden))
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
         self._validate()
 
     def _validate(self) -> None:
@@ -134,6 +137,41 @@ class ExperimentConfig:
 
 FIELDS = {f.name for f in dataclasses.fields(ExperimentConfig)}
 
+
+def _coerce(name: str, kind: str, value: Any) -> Any:
+    """Check one field's type (config files and ``--set`` give strings, lists, ...); numbers must be finite.
+
+    Why: ``gamma: high`` or ``seed: abc`` must be one clear error, not a ``TypeError`` later (or a
+    run that multiplies a string); YAML 1.1 reads ``1e-3`` as a string, so numeric strings are accepted.
+    """
+    base = str(kind).replace("Optional[", "").rstrip("]")
+    if value is None or base not in ("int", "float", "str"):
+        return value
+    key = name.replace("_", "-")
+    if base == "str":
+        if isinstance(value, Path):
+            return str(value)
+        if not isinstance(value, str):
+            raise UserError(f"config key {name} (--{key}) must be a string, got {value!r}")
+        return value
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value.strip()) if base == "float" else int(value.strip())
+        except ValueError:
+            number = None
+    elif isinstance(value, float) and base == "int" and value.is_integer():
+        number = int(value)
+    if isinstance(number, bool) or not isinstance(number, (int, float) if base == "float" else int):
+        what = "a number" if base == "float" else "an integer"
+        raise UserError(f"config key {name} (--{key}) must be {what}, got {value!r}")
+    if base == "float":
+        number = float(number)
+        if not math.isfinite(number):
+            raise UserError(f"config key {name} (--{key}) must be a finite number, got {value!r}")
+    return number
+
+
 def make_config(*layers: Mapping[str, Any], **overrides: Any) -> ExperimentConfig:
     """Build a config from ``defaults < benchmark preset < layers... < overrides``.
 
@@ -165,7 +203,10 @@ def load_config_file(path: str | Path) -> Dict[str, Any]:
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise UserError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+        raise UserError(f"config file {str(p)!r} is not valid YAML{where}: {what}") from None
     if not isinstance(data, dict):
         raise UserError(f"config file {str(p)!r} must contain a mapping of key: value")
     return data

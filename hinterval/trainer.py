@@ -146,11 +146,18 @@ class ContinualTrainer:
         if diff:
             raise UserError(f"checkpoint was made with a different config {diff} (saved, requested); "
                             "resume with the same settings or start a new run")
-        self.method.load_state_dict(state["model"])
-        self.matrices = state["matrices"]
-        self.task_times = list(state["task_times"])
-        self.tasks_done = int(state["tasks_done"])
-        self.elapsed_before = float(state.get("elapsed", 0.0))
+        try:
+            self.method.load_state_dict(state["model"])
+            matrices = {s: state["matrices"][s] for s in M.SCENARIOS}
+            task_times, tasks_done = list(state["task_times"]), int(state["tasks_done"])
+            elapsed = float(state.get("elapsed", 0.0))
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # e.g. a model of another shape
+            first = (str(exc).splitlines() or [""])[0][:200]
+            raise UserError(f"checkpoint does not fit this run ({type(exc).__name__}: {first}); "
+                            "it is damaged or from another hinterval version: start a new run") from None
+        if not 0 <= tasks_done <= len(self.benchmark):
+            raise UserError(f"checkpoint says {tasks_done} tasks done but the run has {len(self.benchmark)}; start a new run")
+        self.matrices, self.task_times, self.tasks_done, self.elapsed_before = matrices, task_times, tasks_done, elapsed
 
     def _elapsed(self) -> float:
         return time.perf_counter() - self._t0 if hasattr(self, "_t0") else 0.0
@@ -200,7 +207,8 @@ class ContinualTrainer:
             loss, logs = method.training_loss(t, x, task.train.y[idx], it / n_iters)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
-                    f"loss became {float(loss.detach())} at task {t} iteration {it}; lower --lr (now {cfg.lr}) or --beta/--gamma")
+                    f"loss became {float(loss.detach())} at task {t + 1}/{len(self.benchmark)}, iteration {it + 1}/{n_iters}; "
+                    f"lower --lr (now {cfg.lr}) or --beta/--gamma")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

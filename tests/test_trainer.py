@@ -89,7 +89,7 @@ def test_gamma_zero_hnet_has_no_intervals(synthetic_benchmark):
 
 
 def test_divergence_is_reported_with_task_and_iteration(synthetic_benchmark):
-    with pytest.raises(TrainingDiverged, match=r"task 0 iteration \d+"):
+    with pytest.raises(TrainingDiverged, match=r"task 1/\d+, iteration \d+/\d+"):
         train_continual(_cfg(lr=1e30), benchmark=synthetic_benchmark, progress=False)
 
 

@@ -190,6 +190,10 @@ def resolve(args: argparse.Namespace) -> Dict[str, Any]:
     S.validate_space(space, base)
     preset_cfg = make_config(base)
     point, outside = S.preset_point(space, preset_cfg)
+    if not args.address:  # a local sweep: check the data here, once, instead of failing every trial
+        from hinterval.data.registry import check_data
+
+        check_data(preset_cfg.benchmark, num_tasks=preset_cfg.num_tasks, data_dir=preset_cfg.data_dir)
 
     results_dir = Path(args.results_dir).expanduser().resolve()
     out_dir = results_dir / name
@@ -212,9 +216,14 @@ def load_saved_spec(out_dir: Path) -> Dict[str, Any]:
     path = out_dir / SWEEP_FILE
     if not path.is_file():
         raise UserError(f"--resume: no sweep to resume in {str(out_dir)!r} (missing {SWEEP_FILE}); start it without --resume")
-    spec = json.loads(path.read_text())
-    order = spec.get("param_order") or list(spec["space"])  # the JSON file has sorted keys
-    spec["space"] = {k: spec["space"][k] for k in order}
+    try:
+        spec = json.loads(path.read_text())
+        order = spec.get("param_order") or list(spec["space"])  # the JSON file has sorted keys
+        spec["space"] = {k: spec["space"][k] for k in order}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise UserError(f"--resume: {path} is corrupted ({type(exc).__name__}: {first}); "
+                        "restore it or start the sweep again with --overwrite") from None
     return spec
 
 
@@ -327,9 +336,10 @@ def make_tuner(spec: Dict[str, Any], max_concurrent: int):
         scheduler = ASHAScheduler(time_attr=M.TASKS_DONE, metric=M.AVG_ACC, mode="max", max_t=1000, grace_period=1,
                                   reduction_factor=2)
     names = S.parse_space(spec["space"]).names
+    # sort_by_metric=False: Ray's sort crashes the driver on a trial whose avg_acc is None (diverged in task 1)
     reporter = tune.CLIReporter(
         metric_columns={M.TASKS_DONE: "tasks", M.AVG_ACC: "avg_acc", M.BWT: "bwt", M.WORST_AVG_ACC: "worst_acc"},
-        parameter_columns=names, max_report_frequency=30, metric=M.AVG_ACC, mode="max", sort_by_metric=True)
+        parameter_columns=names, max_report_frequency=30, metric=M.AVG_ACC, mode="max", sort_by_metric=False)
     recorder = SweepRecorder(spec["out_dir"], base=spec["base"], preset=spec["preset_point"], tensorboard=spec["tensorboard"])
     run_config = tune.RunConfig(
         name=spec["name"], storage_path=spec["storage"], failure_config=tune.FailureConfig(max_failures=2),
@@ -363,6 +373,8 @@ def run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
     """
     from hinterval.checkpoint import write_json
 
+    if args.resume and args.overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pick one")
     if args.resume:
         name = args.name or (args.benchmark + ("-smoke" if args.smoke_test else ""))
         out_dir = Path(args.results_dir).expanduser().resolve() / name
@@ -385,9 +397,13 @@ def run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
     if spec["gpus_per_trial"] > 0 and not args.address and not ray.is_initialized():
         import torch
 
-        if torch.cuda.device_count() == 0:  # a local Ray would have no GPUs: fail before starting it
+        have = torch.cuda.device_count()
+        if have == 0:  # a local Ray would have no GPUs: fail before starting it
             raise UserError(f"--gpus-per-trial {spec['gpus_per_trial']:g} but this machine has no CUDA GPU; rerun with "
                             "--gpus-per-trial 0 to train on CPUs, or --address to join a cluster with GPUs")
+        if spec["gpus_per_trial"] > have:  # no trial would ever be scheduled
+            raise UserError(f"--gpus-per-trial {spec['gpus_per_trial']:g} but this machine has only {have} CUDA GPU(s); "
+                            f"rerun with --gpus-per-trial {have} or less, or --address to join a cluster with more")
     _set_tune_env()
     started_ray = connect(args.address)
     t0 = time.time()

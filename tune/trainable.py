@@ -11,6 +11,7 @@ fewer, easier tasks) accuracy -- see :class:`tune.searcher.FinalMetricOptunaSear
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -26,6 +27,30 @@ FINAL_PREFIX = "final_"
 DIVERGED = "diverged"
 #: result key marking a task reported again after a resume without being trained again
 REPLAYED = "replayed"
+#: TEST HOOK (fault injection, used by benchmarks/faults.py): with ``HINTERVAL_FAULT_AT_TASK=k`` in the
+#: environment Ray's workers inherit, every trial raises :class:`InjectedFault` once, at the first step of
+#: its task ``k`` (1-based), so the ``FailureConfig`` retry from the last checkpoint can be exercised. A
+#: marker file in the trial directory makes it fire once per trial. Never set it for real sweeps.
+FAULT_ENV = "HINTERVAL_FAULT_AT_TASK"
+FAULT_MARKER = ".hinterval_fault_injected"
+
+
+class InjectedFault(RuntimeError):
+    """The failure raised by the ``HINTERVAL_FAULT_AT_TASK`` test hook."""
+
+
+class FaultInjector:
+    """Trainer callback of the ``HINTERVAL_FAULT_AT_TASK`` test hook: raise once at task ``task`` (1-based)."""
+
+    def __init__(self, task: int, marker: Path):
+        self.task, self.marker = task, Path(marker)
+
+    def on_step(self, task_id: int, step: int, logs: Dict[str, float]) -> None:
+        if task_id + 1 == self.task and not self.marker.exists():
+            self.marker.parent.mkdir(parents=True, exist_ok=True)
+            self.marker.write_text(f"{FAULT_ENV}={self.task}\n")
+            raise InjectedFault(f"{FAULT_ENV}={self.task}: injected failure at the start of task {self.task} "
+                                "(test hook, once per trial)")
 
 
 def final_metric(name: str) -> str:
@@ -170,6 +195,9 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
     if replay:  # report that task again (no training) so the driver has its metrics and checkpoint
         t = trainer.tasks_done - 1
         reporter.on_task_end(t, {**trainer.task_metrics(t), REPLAYED: True}, trainer.state())
+    if os.environ.get(FAULT_ENV):  # test hook, see FAULT_ENV
+        marker = Path(tune.get_context().get_trial_dir()) / FAULT_MARKER
+        trainer.callbacks.append(FaultInjector(int(os.environ[FAULT_ENV]), marker))
     try:
         trainer.fit()
     except TrainingDiverged as exc:

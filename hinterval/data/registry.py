@@ -22,9 +22,10 @@ def register(name: str) -> Callable[[Callable[..., Benchmark]], Callable[..., Be
 
 @register("split-digits")
 def _split_digits(*, num_tasks: Optional[int], seed: int, data_dir: Optional[str]) -> Benchmark:
+    from hinterval.data.common import resolve_tasks
     from hinterval.data.digits import split_digits
 
-    return split_digits(num_tasks=num_tasks or 5, seed=seed)
+    return split_digits(num_tasks=resolve_tasks("split-digits", num_tasks, standard=5, maximum=5), seed=seed)
 
 
 @register("permuted-digits")
@@ -91,3 +92,37 @@ def load_benchmark(name: str, *, num_tasks: Optional[int] = None, seed: int = 0,
     if name not in _LOADERS:
         raise UserError(f"unknown benchmark {name!r}; choose one of: {', '.join(_LOADERS)}")
     return _LOADERS[name](num_tasks=num_tasks, seed=seed, data_dir=data_dir)
+
+
+#: (standard, maximum) task counts of the benchmarks whose loaders take them from the data layout
+_TASKS = {"split-digits": (5, 5), "permuted-digits": (10, None), "split-mnist": (5, 5), "permuted-mnist": (10, None),
+          "split-fashion": (5, 5), "permuted-fashion": (10, None), "split-cifar10": (5, 5), "split-cifar100": (10, 10)}
+
+
+def check_data(name: str, *, num_tasks: Optional[int] = None, data_dir: Optional[str] = None) -> None:
+    """Pre-flight check without building tasks: the benchmark exists, its files are readable where its
+    loader looks, and ``num_tasks`` fits. Raises :class:`UserError`/``DataError`` like the loader would.
+
+    A sweep calls this before any trial starts, so a bad ``--data-dir`` is one error line instead of
+    every trial failing (and being retried). Reads the raw arrays (MNIST/Fashion/CIFAR, seconds);
+    for TinyImageNet only the class list and file names (no JPEG decoding).
+    """
+    from hinterval.data.common import resolve_tasks
+
+    if name not in _LOADERS:
+        raise UserError(f"unknown benchmark {name!r}; choose one of: {', '.join(_LOADERS)}")
+    if name.endswith(("mnist", "fashion")):
+        from hinterval.data.idx import load_idx_arrays
+
+        load_idx_arrays(data_dir, "fashion" if name.endswith("fashion") else "mnist")
+    elif name.startswith("split-cifar"):
+        from hinterval.data.cifar import load_cifar_arrays
+
+        load_cifar_arrays(data_dir, 100 if name.endswith("100") else 10)
+    elif name == "tinyimagenet":
+        from hinterval.data import tinyimagenet as ti
+
+        wnids = ti.read_wnids(ti.find_root(data_dir))
+        resolve_tasks(name, num_tasks, standard=min(40, len(wnids) // 5), maximum=len(wnids) // 5)
+    if name in _TASKS:
+        resolve_tasks(name, num_tasks, standard=_TASKS[name][0], maximum=_TASKS[name][1])
