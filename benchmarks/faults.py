@@ -1,0 +1,385 @@
+"""Fault benchmark: crash, corrupt, diverge and fill the disk on purpose, then check the runs survive.
+
+One line per scenario (``name: survived | FAILED (details)``), then
+``faults survived N/M, bad inputs answered K/L``. Scenarios, all on tiny split-digits configs:
+
+a. ``hinterval train`` SIGKILLed once ``checkpoint.pt`` holds >= 1 finished task: ``--resume``
+   restarts at the next task and ends with exactly the metrics of an uninterrupted run (same seed).
+b. the sweep driver (``tune/search.py``) SIGKILLed mid-sweep, its Ray processes ended, then
+   ``--resume``: every trial finishes, no finished task is trained again, ``trials.csv`` lists
+   each trial once.
+c. every trial raises once at the start of task 2 (the ``HINTERVAL_FAULT_AT_TASK`` test hook in
+   ``tune/trainable.py``): Tune's ``FailureConfig`` retries it from its last checkpoint and it finishes.
+d. truncated, bit-flipped and empty checkpoints: ``train --resume`` and ``eval`` refuse them with
+   exit code 2 and one line; no file is changed.
+e. NaN loss (``--lr 1e30``): ``hinterval train`` stops with exit code 1 and one line naming the
+   task and iteration; in a sweep (shared with c: ``--lr 0.001,1e30``) that trial ends DIVERGED
+   with the message and the other trials finish.
+f. disk full while saving (``torch.save`` patched to write half the checkpoint and raise ENOSPC):
+   exit code 1, one line, the previous checkpoint is intact, and ``--resume`` after "freeing space"
+   ends with the uninterrupted run's metrics.
+
+Bad inputs: ``tests/test_bad_inputs.py`` (flags, config and space files, data directories, run
+directories, resumes) is run with pytest; K of its L cases answered with exit code 2 and one line.
+
+    .venv/bin/python benchmarks/faults.py                 # ~5 min on 2 busy CPU cores
+    .venv/bin/python benchmarks/faults.py --only a,d,f    # a subset (no Ray: ~1 min)
+
+Exit code 0 when every scenario survived and every bad input was answered, else 1.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import hashlib
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import xml.etree.ElementTree as ET
+import zipfile
+from pathlib import Path
+from typing import Callable, Dict, List, NamedTuple, Optional
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from hinterval.checkpoint import load_checkpoint  # noqa: E402
+
+PY = sys.executable
+HINTERVAL = [PY, "-m", "hinterval"]
+SEARCH = [PY, str(REPO / "tune" / "search.py")]
+NUM_TASKS = 3
+#: the tiny run every single-run scenario uses (1 thread: bit-for-bit reproducible)
+TINY = ["--benchmark", "split-digits", "--num-tasks", str(NUM_TASKS), "--target-hidden", "16,16", "--hnet-hidden", "32",
+        "--num-threads", "1", "--device", "cpu", "--seed", "0", "--no-progress"]
+#: long enough per task (~1-3 s) that a kill lands between the first and the last task
+KILL_ITERS = 150
+SWEEP_TINY = ["--num-tasks", str(NUM_TASKS), "--set", "target_hidden=16,16", "--hnet-hidden", "32"]
+COMPARED = ("avg_acc", "bwt", "worst_avg_acc", "worst_bwt", "acc_matrix", "til", "worst", "dil", "cil")
+
+
+class Outcome(NamedTuple):
+    ok: bool
+    detail: str
+
+
+def sh(cmd: List[str], log: Path, env: Optional[Dict[str, str]] = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``cmd``; stdout+stderr also go to ``log``."""
+    proc = subprocess.run([str(c) for c in cmd], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    log.write_text(f"$ {' '.join(map(str, cmd))}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+    return proc
+
+
+def result_of(run: Path) -> dict:
+    import json
+
+    return json.loads((run / "result.json").read_text())
+
+
+def same_metrics(a: dict, b: dict) -> bool:
+    return all(a.get(k) == b.get(k) for k in COMPARED)
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def error_lines(stderr: str) -> List[str]:
+    return [ln for ln in stderr.splitlines() if ln.startswith("hinterval: ")]
+
+
+class Faults:
+    def __init__(self, work: Path):
+        self.work = work
+        self._ref: Optional[dict] = None
+
+    # --- shared: the uninterrupted reference run -----------------------------------------------
+    def reference(self) -> dict:
+        if self._ref is None:
+            out = self.work / "ref"
+            proc = sh(HINTERVAL + ["train", *TINY, "--iters-per-task", KILL_ITERS, "--out", out], self.work / "ref.log")
+            if proc.returncode != 0:
+                raise RuntimeError(f"the uninterrupted reference run failed (exit {proc.returncode}), see {self.work / 'ref.log'}")
+            self._ref = result_of(out)
+        return self._ref
+
+    # --- a ----------------------------------------------------------------------------------------
+    def killed_train(self) -> Outcome:
+        ref = self.reference()
+        out = self.work / "a-killed"
+        with open(self.work / "a-killed.log", "w") as log:
+            p = subprocess.Popen([str(c) for c in HINTERVAL + ["train", *TINY, "--iters-per-task", KILL_ITERS, "--out", out]],
+                                 cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            ck = out / "checkpoint.pt"
+            while p.poll() is None:
+                if ck.is_file() and load_checkpoint(ck)["tasks_done"] >= 1:
+                    p.send_signal(signal.SIGKILL)
+                    break
+                time.sleep(0.05)
+            p.wait()
+        if p.returncode != -signal.SIGKILL:
+            return Outcome(False, f"the run ended (exit {p.returncode}) before it could be killed; raise KILL_ITERS")
+        done = load_checkpoint(ck)["tasks_done"]
+        if done >= NUM_TASKS:
+            return Outcome(False, "the kill came after the last task; raise KILL_ITERS")
+        proc = sh(HINTERVAL + ["train", "--out", out, "--resume", "--no-progress"], self.work / "a-resume.log")
+        m = re.search(r"resuming .* at task (\d+)/(\d+)", proc.stderr)
+        restart = int(m.group(1)) if m else None
+        trained = [int(t) for t in re.findall(r"^task (\d+):", proc.stderr, flags=re.M)]
+        rerun = [t for t in trained if t <= done]
+        res = result_of(out)
+        equal = same_metrics(res, ref)
+        ok = proc.returncode == 0 and restart == done + 1 and not rerun and res.get("complete") is True and equal
+        return Outcome(ok, f"SIGKILL after {done}/{NUM_TASKS} tasks; --resume restarted at task {restart}/{NUM_TASKS} "
+                           f"(exit {proc.returncode}), finished tasks re-run: {len(rerun)}; metrics "
+                           f"{'equal' if equal else 'DIFFERENT'} to the uninterrupted run (avg_acc {res.get('avg_acc'):.4f} "
+                           f"vs {ref['avg_acc']:.4f})")
+
+    # --- b ----------------------------------------------------------------------------------------
+    def killed_sweep(self) -> Outcome:
+        from benchmarks.sweep import session_pids  # the kill/resume helpers of the sweep benchmark
+        from tune.recorder import load_records
+        from tune.report import is_complete
+
+        results, name, samples = self.work / "sweeps", "b-killed", 3
+        out = results / name
+        common = ["--results-dir", results, "--name", name]
+        with open(self.work / "b-driver.log", "w") as log:
+            driver = subprocess.Popen([str(c) for c in SEARCH + common + SWEEP_TINY + [
+                "--num-samples", samples, "--iters-per-task", 150, "--max-concurrent", 2, "--overwrite"]],
+                cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            snapshot: Dict[str, int] = {}
+            while driver.poll() is None:
+                time.sleep(0.3)
+                recs = load_records(out) if out.is_dir() else []
+                if any(r["tasks_done"] >= 1 for r in recs):
+                    os.kill(driver.pid, signal.SIGKILL)  # a crash: the driver saves nothing more
+                    driver.wait()
+                    snapshot = {r["trial_id"]: r["tasks_done"] for r in load_records(out)}
+                    break
+        if not snapshot:
+            return Outcome(False, f"the sweep ended (exit {driver.returncode}) before it could be killed")
+        time.sleep(2)
+        leftovers = session_pids(driver.pid)  # raylet, GCS, trial workers of the killed driver
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc = sh(SEARCH + common + ["--resume"], self.work / "b-resume.log")
+        recs = {r["trial_id"]: r for r in load_records(out)}
+        rerun = {}
+        for tid, before in snapshot.items():
+            r = recs.get(tid, {"reruns": ["record missing"], "history": []})
+            starts = [h.get("resumed_from_task") for h in r["history"] if h.get("tasks_done", 0) > before]
+            if r["reruns"] or any(s is not None and s < before for s in starts):
+                rerun[tid] = {"reruns": r["reruns"], "resumed_from": sorted({s for s in starts if s is not None})}
+        rows = list(csv.DictReader(open(out / "trials.csv"))) if (out / "trials.csv").is_file() else []
+        ids = [row["trial_id"] for row in rows]
+        complete = sum(is_complete(r) for r in recs.values())
+        ok = (proc.returncode == 0 and not rerun and len(ids) == len(set(ids)) == samples and complete == samples)
+        return Outcome(ok, f"SIGKILL with tasks done {sorted(snapshot.values(), reverse=True)} ({len(leftovers)} Ray processes "
+                           f"ended); --resume exit {proc.returncode}: {complete}/{samples} trials finished, trials re-running "
+                           f"a finished task: {len(rerun)}{' ' + str(rerun) if rerun else ''}; trials.csv rows "
+                           f"{len(ids)}, distinct {len(set(ids))}")
+
+    # --- c and the sweep half of e: one sweep ------------------------------------------------------
+    def fault_and_nan_sweep(self) -> Dict[str, Outcome]:
+        from tune.recorder import load_records
+        from tune.trainable import FAULT_ENV
+
+        results, name = self.work / "sweeps", "ce-fault-nan"
+        # lr 1e30 diverges in task 1, before the injected fault at task 2; lr 0.001 trials hit the fault
+        proc = sh(SEARCH + ["--results-dir", results, "--name", name, *SWEEP_TINY, "--iters-per-task", 60,
+                            "--lr", "0.001,1e30", "--num-samples", 3, "--max-concurrent", 2, "--overwrite"],
+                  self.work / "ce-sweep.log", env={FAULT_ENV: "2"})
+        recs = load_records(results / name)
+        healthy = [r for r in recs if float(r["params"].get("lr", 0)) < 1]
+        diverging = [r for r in recs if float(r["params"].get("lr", 0)) >= 1]
+        out: Dict[str, Outcome] = {}
+        retried = [r for r in healthy if r["restarts"] >= 1 and "injected failure" in str(r.get("error"))]
+        clean = [r for r in retried if r["status"] == "COMPLETE" and r["tasks_done"] == NUM_TASKS and not r["reruns"]
+                 and {h.get("resumed_from_task") for h in r["history"] if h["tasks_done"] >= 2} == {1}]
+        ok = proc.returncode == 0 and healthy and len(clean) == len(healthy)
+        out["trial raises once"] = Outcome(bool(ok), (
+            f"{len(healthy)} trial(s) raised at task 2; {len(retried)} retried by FailureConfig, {len(clean)} resumed "
+            f"from task 1's checkpoint and finished {NUM_TASKS}/{NUM_TASKS} tasks with no task re-run "
+            f"(statuses {sorted(r['status'] for r in healthy)}, sweep exit {proc.returncode})"))
+        div_ok = [r for r in diverging if r["status"] == "DIVERGED" and r["restarts"] == 0
+                  and re.search(r"loss became \w+ at task \d+/\d+, iteration \d+/\d+", str(r.get("error")))]
+        ok = proc.returncode == 0 and diverging and len(div_ok) == len(diverging) and healthy and all(
+            r["status"] == "COMPLETE" for r in healthy)
+        msg = diverging[0].get("error") if diverging else "no trial drew lr=1e30 (change the sweep's --seed)"
+        out["NaN loss (sweep)"] = Outcome(bool(ok), (
+            f"{len(div_ok)}/{len(diverging)} lr=1e30 trial(s) DIVERGED without retries ({msg!r}); the sweep went on: "
+            f"{sum(r['status'] == 'COMPLETE' for r in healthy)}/{len(healthy)} other trial(s) COMPLETE, exit {proc.returncode}"))
+        return out
+
+    # --- d ----------------------------------------------------------------------------------------
+    def corrupted_checkpoint(self) -> Outcome:
+        self.reference()
+        good = (self.work / "ref" / "checkpoint.pt").read_bytes()
+
+        def bitflip(data: bytes) -> bytes:
+            with zipfile.ZipFile(self.work / "ref" / "checkpoint.pt") as z:
+                big = max(z.infolist(), key=lambda i: i.file_size)
+            h = big.header_offset
+            off = h + 30 + int.from_bytes(data[h + 26:h + 28], "little") + int.from_bytes(data[h + 28:h + 30], "little")
+            b = bytearray(data)
+            b[off + big.file_size // 2] ^= 0x01  # one bit inside the largest tensor
+            return bytes(b)
+
+        variants: Dict[str, Callable[[bytes], bytes]] = {
+            "truncated": lambda d: d[: len(d) // 2], "bit-flipped": bitflip, "empty": lambda d: b"",
+            "not a checkpoint": lambda d: b"PK\x03\x04" + os.urandom(512)}
+        from hinterval.cli import main as hinterval_main  # in-process: 8 refusals, no 8 torch imports
+
+        answers, bad, example = [], [], ""
+        for label, damage in variants.items():
+            run = self.work / f"d-{label.replace(' ', '-')}"
+            shutil.copytree(self.work / "ref", run)
+            (run / "checkpoint.pt").write_bytes(damage(good))
+            before = {p.name: sha(p) for p in run.iterdir() if p.is_file()}
+            for cmd in (["train", "--out", str(run), "--resume", "--no-progress"], ["eval", str(run)]):
+                err = io.StringIO()
+                try:
+                    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                        code = hinterval_main(cmd)
+                except BaseException as exc:  # noqa: BLE001 - a traceback is what this scenario must not see
+                    code, _ = None, err.write(f"Traceback: {type(exc).__name__}: {exc}")
+                lines = error_lines(err.getvalue())
+                (self.work / f"{run.name}-{cmd[0]}.log").write_text(err.getvalue())
+                fine = (code == 2 and len(lines) == 1 and "corrupted" in lines[0] and "Traceback" not in err.getvalue()
+                        and {p.name: sha(p) for p in run.iterdir() if p.is_file()} == before)
+                (answers if fine else bad).append(f"{label}/{cmd[0]}")
+                if label == "bit-flipped" and cmd[0] == "train":
+                    example = lines[0] if lines else err.getvalue().strip()[-200:]
+        return Outcome(not bad, f"{len(answers)}/{len(answers) + len(bad)} of (train --resume, eval) x (truncated, "
+                                f"bit-flipped, empty, random bytes) refused with exit 2 and one line, files unchanged"
+                                f"{'; NOT: ' + ', '.join(bad) if bad else ''}; e.g. {example!r}")
+
+    # --- e (single run) ---------------------------------------------------------------------------
+    def nan_train(self) -> Outcome:
+        out = self.work / "e-nan"
+        proc = sh(HINTERVAL + ["train", *TINY, "--iters-per-task", 60, "--lr", "1e30", "--out", out], self.work / "e-nan.log")
+        lines = error_lines(proc.stderr)
+        ok = (proc.returncode == 1 and len(lines) == 1 and "Traceback" not in proc.stderr
+              and re.search(r"loss became \w+ at task \d+/\d+, iteration \d+/\d+", lines[0]) is not None)
+        return Outcome(ok, f"exit {proc.returncode}: {lines[0] if lines else proc.stderr.strip()[-300:]!r}")
+
+    # --- f ----------------------------------------------------------------------------------------
+    def disk_full(self) -> Outcome:
+        ref = self.reference()
+        out = self.work / "f-disk-full"
+        # in a child process: the 2nd checkpoint save (after task 2) writes half its bytes, then ENOSPC
+        code = (
+            "import errno, io, sys, torch\n"
+            "real, calls = torch.save, []\n"
+            "def full_disk(obj, f, *a, **k):\n"
+            "    calls.append(1)\n"
+            "    if len(calls) == 2 and hasattr(f, 'write'):\n"
+            "        buf = io.BytesIO(); real(obj, buf, *a, **k); f.write(buf.getvalue()[: len(buf.getvalue()) // 2])\n"
+            "        raise OSError(errno.ENOSPC, 'No space left on device')\n"
+            "    return real(obj, f, *a, **k)\n"
+            "torch.save = full_disk\n"
+            "from hinterval.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+        proc = sh([PY, "-c", code, "train", *TINY, "--iters-per-task", KILL_ITERS, "--out", out], self.work / "f-disk-full.log")
+        lines = error_lines(proc.stderr)
+        one_line = len(lines) == 1 and "No space left" in lines[0] and "Traceback" not in proc.stderr
+        try:
+            kept = load_checkpoint(out / "checkpoint.pt")["tasks_done"]
+        except Exception as exc:  # noqa: BLE001
+            kept = f"unreadable ({exc})"
+        temps = [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+        resume = sh(HINTERVAL + ["train", "--out", out, "--resume", "--no-progress"], self.work / "f-resume.log")
+        equal = resume.returncode == 0 and same_metrics(result_of(out), ref)
+        ok = proc.returncode == 1 and one_line and kept == 1 and not temps and equal
+        return Outcome(ok, f"ENOSPC while saving task 2's checkpoint: exit {proc.returncode}, "
+                           f"{lines[0][:110] + '...' if lines else 'no error line'!r}; checkpoint.pt still holds "
+                           f"{kept} task(s), temp files left: {len(temps)}; --resume afterwards: metrics "
+                           f"{'equal' if equal else 'DIFFERENT'} to the uninterrupted run")
+
+    # --- bad inputs -------------------------------------------------------------------------------
+    def bad_inputs(self) -> tuple:
+        xml = self.work / "bad_inputs.xml"
+        sh([PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(REPO / "tests" / "test_bad_inputs.py"),
+            f"--junitxml={xml}"], self.work / "bad_inputs.log")
+        cases = [c for c in ET.parse(xml).getroot().iter("testcase") if "[" in c.get("name", "")]
+        failed = [c.get("name") for c in cases if c.find("failure") is not None or c.find("error") is not None
+                  or c.find("skipped") is not None]
+        return len(cases) - len(failed), len(cases), failed
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", default="a,b,c,d,e,f,bad", help="comma-separated subset of a,b,c,d,e,f,bad; default all")
+    p.add_argument("--workdir", help="keep every run, sweep and log here (default: a temporary dir, deleted at the end)")
+    args = p.parse_args()
+    only = set(args.only.split(","))
+    work = Path(args.workdir).resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="hinterval-faults-"))
+    work.mkdir(parents=True, exist_ok=True)
+    f = Faults(work)
+    t0 = time.time()
+    outcomes: Dict[str, Outcome] = {}
+
+    def attempt(key: str, name: str, fn: Callable[[], Outcome]) -> None:
+        if key not in only:
+            return
+        t = time.time()
+        try:
+            outcome = fn()
+        except Exception as exc:  # noqa: BLE001 - a broken scenario is a FAILED line, not a crash
+            traceback.print_exc(file=open(work / f"{key}-exception.log", "w"))
+            outcome = Outcome(False, f"{type(exc).__name__}: {exc}")
+        outcomes[name] = outcome
+        print(f"{name}: {'survived' if outcome.ok else 'FAILED'} ({outcome.detail}) [{time.time() - t:.0f} s]", flush=True)
+
+    attempt("a", "a. killed train", f.killed_train)
+    attempt("d", "d. corrupted checkpoint", f.corrupted_checkpoint)
+    attempt("f", "f. disk full while saving", f.disk_full)
+    attempt("e", "e. NaN loss (train)", f.nan_train)
+    attempt("b", "b. killed sweep driver", f.killed_sweep)
+    if only & {"c", "e"}:
+        t = time.time()
+        try:
+            sweep = f.fault_and_nan_sweep()
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc(file=open(work / "ce-exception.log", "w"))
+            sweep = {k: Outcome(False, f"{type(exc).__name__}: {exc}") for k in ("trial raises once", "NaN loss (sweep)")}
+        for key, name in (("c", "trial raises once"), ("e", "NaN loss (sweep)")):
+            if key in only:
+                outcomes[f"{key}. {name}"] = sweep[name]
+                print(f"{key}. {name}: {'survived' if sweep[name].ok else 'FAILED'} ({sweep[name].detail}) "
+                      f"[{time.time() - t:.0f} s, one sweep]", flush=True)
+    k = n = 0
+    if "bad" in only:
+        try:
+            k, n, failed = f.bad_inputs()
+            print(f"bad inputs: {k}/{n} answered with exit 2 and one clear line, nothing overwritten"
+                  + (f"; NOT: {', '.join(failed)}" if failed else "") + f" (tests/test_bad_inputs.py)", flush=True)
+        except Exception as exc:  # noqa: BLE001
+            print(f"bad inputs: FAILED to run tests/test_bad_inputs.py ({type(exc).__name__}: {exc})")
+    # a scenario counts as survived when all its parts did (e has a train part and a sweep part)
+    by_letter: Dict[str, bool] = {}
+    for name, o in outcomes.items():
+        by_letter[name[0]] = by_letter.get(name[0], True) and o.ok
+    survived = sum(by_letter.values())
+    print(f"faults survived {survived}/{len(by_letter)}, bad inputs answered {k}/{n}  (wall {time.time() - t0:.0f} s; "
+          f"logs in {work if args.workdir else 'a deleted temp dir: pass --workdir to keep them'})")
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if survived == len(by_letter) and k == n else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
