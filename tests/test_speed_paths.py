@@ -103,3 +103,48 @@ def test_mlp_forward_with_interval_is_the_default_pair():
     assert torch.equal(mid, net.forward(x, w))
     c2, r2 = net.forward_interval(x, w, r)
     assert torch.equal(c, c2) and torch.equal(rad, r2)
+
+
+@pytest.mark.parametrize("mode,reg_bounds", [("non-forced", True), ("non-forced", False), ("nested", False)])
+def test_grouped_hypernetwork_passes_equal_one_pass(synthetic_benchmark, monkeypatch, mode, reg_bounds):
+    """Rows in several passes (chunked hypernetworks of large targets) give the loss, the logs and
+    the gradients of one pass over all rows, and the same stored regulariser targets."""
+    from hinterval.data.base import Benchmark
+    from hinterval.hypernet import HyperNetwork
+
+    bench = Benchmark("synthetic", synthetic_benchmark.tasks * 2, input_shape=synthetic_benchmark.input_shape,
+                      classes_per_task=2, num_classes=12)  # 6 tasks (tasks repeat; only the count matters)
+    cfg = make_config(dict(benchmark="split-digits", embedding_mode=mode, gamma=1.0, embedding_dim=4, hnet_hidden="8",
+                           hnet_chunk_size=7, chunk_embedding_dim=3, device="cpu", reg_bounds=reg_bounds))
+    results = {}
+    for rows in (100, 2, 1):
+        monkeypatch.setattr(HyperNetwork, "rows_per_pass", property(lambda self, n=rows: n))
+        torch.manual_seed(0)
+        m = HyperIntervalMethod(cfg, bench, MLPTarget(in_features=16, hidden=(5,), num_classes=2))
+        m.begin_task(5)
+        stored = [t.clone() for t in m._reg_stored]
+        with torch.no_grad():
+            for p in m.hnet.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+        task = bench.tasks[5]
+        loss, logs = m.training_loss(5, task.inputs(task.train.x[:8]), task.train.y[:8], progress=0.9)
+        loss.backward()
+        results[rows] = (stored, loss.detach(), logs, [p.grad.clone() for p in m.hnet.parameters()])
+    ref = results[100]
+    for rows in (2, 1):
+        stored, loss, logs, grads = results[rows]
+        for a, b in zip(stored, ref[0]):
+            assert torch.allclose(a, b, atol=1e-6)
+        assert torch.allclose(loss, ref[1], rtol=1e-5)
+        assert abs(logs["reg"] - ref[2]["reg"]) <= 1e-5 * max(1.0, abs(ref[2]["reg"]))
+        for a, b in zip(grads, ref[3]):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_rows_per_pass_batches_unchunked_and_groups_chunked():
+    from hinterval.hypernet import ROW_BUDGET, HyperNetwork
+
+    unchunked = HyperNetwork(embedding_dim=4, num_outputs=50_000, hidden=(10, 10))
+    assert unchunked.rows_per_pass == max(10, ROW_BUDGET // 50_000)  # >= hidden: the weight read is shared
+    chunked = HyperNetwork(embedding_dim=4, num_outputs=3 * ROW_BUDGET, hidden=(10,), chunk_size=1000)
+    assert chunked.rows_per_pass == 1

@@ -67,9 +67,18 @@ class HyperIntervalMethod(ContinualMethod):
         if task_id > 0 and self.cfg.beta > 0:
             with torch.no_grad():
                 centre, radius = self.embeddings.box(range(task_id))
-                out = self.hnet(centre, radius if self._reg_bounds else None)
-                kept = [out.middle, out.centre, out.radius] if self._reg_bounds else [out.middle]
-                self._reg_stored = [t.detach().clone() for t in kept]
+                outs = [out for _, out in self._hnet_passes(centre, radius if self._reg_bounds else None)]
+                kept = [[o.middle for o in outs]]
+                if self._reg_bounds:
+                    kept += [[o.centre for o in outs], [o.radius for o in outs]]
+                self._reg_stored = [torch.cat(parts).detach().clone() for parts in kept]
+
+    def _hnet_passes(self, centre: Tensor, radius: Optional[Tensor]) -> List[Tuple[slice, HnetOutput]]:
+        """The hypernetwork over ``B`` embedding rows in as few passes as pay (all rows in one pass
+        for an unchunked hypernetwork; see :attr:`HyperNetwork.rows_per_pass`), with each pass's rows."""
+        step = self.hnet.rows_per_pass
+        rows = [slice(s, min(s + step, centre.shape[0])) for s in range(0, centre.shape[0], step)]
+        return [(s, self.hnet(centre[s], None if radius is None else radius[s])) for s in rows]
 
     def trainable_parameters(self, task_id: int) -> List[nn.Parameter]:
         return [*self.embeddings.task_parameters(task_id), *self.hnet.parameters()]
@@ -81,8 +90,9 @@ class HyperIntervalMethod(ContinualMethod):
     def training_loss(self, task_id: int, x: Tensor, y: Tensor, progress: float) -> Tuple[Tensor, Dict[str, float]]:
         kappa, scale = self.schedule(progress)
         use_interval = self.gamma > 0 and kappa < 1.0
-        # One hypernetwork pass for the current task (row 0) AND all previous tasks (rows 1..t)
-        # that the regulariser needs: the big output layer is read once per step (spec §8).
+        # The current task (row 0) AND all previous tasks (rows 1..t) that the regulariser needs go
+        # through the hypernetwork together: one pass when unchunked, so the big output layer is read
+        # once per step (spec §8); cache-sized groups of rows when chunked (see _hnet_passes).
         regularise = bool(self._reg_stored)
         ids = [task_id, *range(task_id)] if regularise else [task_id]
         centre, radius = self.embeddings.box(ids)
@@ -90,11 +100,19 @@ class HyperIntervalMethod(ContinualMethod):
             radius = torch.cat([radius[:1], torch.zeros_like(radius[1:])])
         radius = torch.cat([radius[:1] * scale, radius[1:]])
         need_radius = use_interval or (regularise and self._reg_bounds)
-        out = self.hnet(centre, radius if need_radius else None)
+        passes = self._hnet_passes(centre, radius if need_radius else None)
+        # Row 0 and the regulariser's rows by split, not [0] and [1:]: the backward of an index or a
+        # slice writes a zero tensor of the pass's full (rows, P) size (measured: a large share of
+        # the step for a 2M-weight target).
+        first = passes[0][1]
+        n0 = first.middle.shape[0]
+        w_mid, prev_mid = first.middle.split([1, n0 - 1])
         if use_interval:  # one call: CNN targets share the middle network with the interval forward
-            logits_mid, c, r = self.target.forward_with_interval(x, out.middle[0], out.centre[0], out.radius[0])
+            w_c, _ = first.centre.split([1, n0 - 1])
+            w_r, _ = first.radius.split([1, n0 - 1])
+            logits_mid, c, r = self.target.forward_with_interval(x, w_mid[0], w_c[0], w_r[0])
         else:
-            logits_mid = self.target.forward(x, out.middle[0])
+            logits_mid = self.target.forward(x, w_mid[0])
         ce_mid = F.cross_entropy(logits_mid, y)
         loss, logs = kappa * ce_mid, {"ce_middle": float(ce_mid.detach()), "kappa": kappa, "radius_scale": scale}
         if use_interval:
@@ -102,15 +120,28 @@ class HyperIntervalMethod(ContinualMethod):
             loss = loss + (1.0 - kappa) * ce_worst
             logs["ce_worst"] = float(ce_worst.detach())
         if regularise:
-            prev = slice(1, None)
-            if self._reg_bounds:  # = output_regularizer of [middle, lower, upper], without forming the bounds
-                reg = box_regularizer(out.middle[prev], out.centre[prev], out.radius[prev], self._reg_stored)
-            else:
-                reg = output_regularizer([out.middle[prev]], self._reg_stored)
+            reg = self._regulariser(passes, task_id)
             loss = loss + regularizer_weight(self.cfg.beta, task_id, self.cfg.reg_normalisation) * reg
             logs["reg"] = float(reg.detach())
         logs["loss"] = float(loss.detach())
         return loss, logs
+
+    def _regulariser(self, passes: List[Tuple[slice, HnetOutput]], n_prev: int) -> Tensor:
+        """Mean over the previous tasks (rows 1..n_prev of the passes) of the output drift."""
+        total = None
+        for rows, out in passes:
+            skip = 1 if rows.start == 0 else 0  # row 0 is the current task
+            n = rows.stop - rows.start - skip
+            if n == 0:
+                continue
+            targets = [t[rows.start + skip - 1 : rows.stop - 1] for t in self._reg_stored]
+            cur = [t.split([skip, n])[1] for t in ((out.middle, out.centre, out.radius) if self._reg_bounds else (out.middle,))]
+            if self._reg_bounds:  # = output_regularizer of [middle, lower, upper], without forming the bounds
+                part = box_regularizer(*cur, targets) * n
+            else:
+                part = output_regularizer(cur, targets) * n
+            total = part if total is None else total + part
+        return total / n_prev
 
     # --- prediction -------------------------------------------------------------------------
     def task_weights(self, task_ids: Sequence[int]) -> HnetOutput:
