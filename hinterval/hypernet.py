@@ -95,14 +95,15 @@ class HyperNetwork(nn.Module):
 
         A pass reads the output layer's weights once and writes about ``rows x P`` outputs (three
         times: middle, centre, radius) that the loss and the backward then stream through. Rows
-        are batched until the outputs reach the output layer's size or :data:`ROW_BUDGET` values,
-        whichever is larger: unchunked, the ``hidden x P`` weight read dominates and about
-        ``hidden`` rows share it (spec §8); chunked for a large target, the weights are small and
-        a big batch only streams more through memory (measured on CPU, P = 2.04M, chunk 16384:
-        10 rows at once cost 1.2x per row of 4 rows at once, and 0.48x the speed of one pass per
-        row at 100 rows).
+        are batched until the outputs reach four times the output layer's size or
+        :data:`ROW_BUDGET` values, whichever is larger: unchunked, the ``hidden x P`` weight read
+        dominates and up to ``4 hidden`` rows share it (spec §8; measured per-row cost still
+        falling at 100 rows); chunked for a large target, the weights are small and a big batch
+        only streams more through memory (measured on CPU, P = 2.04M, chunk 16384: 10 rows at
+        once cost 1.3x per row of 4 rows at once, and 100 rows ran at half the speed of one pass
+        per row).
         """
-        return max(1, max(self.layers[-1].weight.numel(), ROW_BUDGET) // self.num_outputs)
+        return max(1, max(4 * self.layers[-1].weight.numel(), ROW_BUDGET) // self.num_outputs)
 
     def forward(self, centre: Tensor, radius: Optional[Tensor] = None, *, with_middle: bool = True) -> HnetOutput:
         """Map a batch of embedding boxes to target-weight boxes.

@@ -145,6 +145,6 @@ def test_rows_per_pass_batches_unchunked_and_groups_chunked():
     from hinterval.hypernet import ROW_BUDGET, HyperNetwork
 
     unchunked = HyperNetwork(embedding_dim=4, num_outputs=50_000, hidden=(10, 10))
-    assert unchunked.rows_per_pass == max(10, ROW_BUDGET // 50_000)  # >= hidden: the weight read is shared
+    assert unchunked.rows_per_pass == max(40, ROW_BUDGET // 50_000)  # >= 4 hidden: the weight read is shared
     chunked = HyperNetwork(embedding_dim=4, num_outputs=3 * ROW_BUDGET, hidden=(10,), chunk_size=1000)
     assert chunked.rows_per_pass == 1

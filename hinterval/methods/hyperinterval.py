@@ -76,8 +76,10 @@ class HyperIntervalMethod(ContinualMethod):
     def _hnet_passes(self, centre: Tensor, radius: Optional[Tensor]) -> List[Tuple[slice, HnetOutput]]:
         """The hypernetwork over ``B`` embedding rows in as few passes as pay (all rows in one pass
         for an unchunked hypernetwork; see :attr:`HyperNetwork.rows_per_pass`), with each pass's rows."""
-        step = self.hnet.rows_per_pass
-        rows = [slice(s, min(s + step, centre.shape[0])) for s in range(0, centre.shape[0], step)]
+        n = centre.shape[0]
+        passes = -(-n // self.hnet.rows_per_pass)
+        step = -(-n // passes)  # equal groups: no small remainder pass re-reading the weights
+        rows = [slice(s, min(s + step, n)) for s in range(0, n, step)]
         return [(s, self.hnet(centre[s], None if radius is None else radius[s])) for s in rows]
 
     def trainable_parameters(self, task_id: int) -> List[nn.Parameter]:
