@@ -71,7 +71,7 @@ class HyperIntervalMethod(ContinualMethod):
                 kept = [[o.middle for o in outs]]
                 if self._reg_bounds:
                     kept += [[o.centre for o in outs], [o.radius for o in outs]]
-                self._reg_stored = [torch.cat(parts).detach().clone() for parts in kept]
+                self._reg_stored = [torch.cat(parts) if len(parts) > 1 else parts[0].clone() for parts in kept]
 
     def _hnet_passes(self, centre: Tensor, radius: Optional[Tensor]) -> List[Tuple[slice, HnetOutput]]:
         """The hypernetwork over ``B`` embedding rows in as few passes as pay (all rows in one pass
@@ -108,13 +108,12 @@ class HyperIntervalMethod(ContinualMethod):
         # the step for a 2M-weight target).
         first = passes[0][1]
         n0 = first.middle.shape[0]
-        w_mid, prev_mid = first.middle.split([1, n0 - 1])
+        w_mid, w_c, w_r = (None if t is None else t.split([1, n0 - 1])[0].squeeze(0)
+                           for t in (first.middle, first.centre, first.radius))
         if use_interval:  # one call: CNN targets share the middle network with the interval forward
-            w_c, _ = first.centre.split([1, n0 - 1])
-            w_r, _ = first.radius.split([1, n0 - 1])
-            logits_mid, c, r = self.target.forward_with_interval(x, w_mid[0], w_c[0], w_r[0])
+            logits_mid, c, r = self.target.forward_with_interval(x, w_mid, w_c, w_r)
         else:
-            logits_mid = self.target.forward(x, w_mid[0])
+            logits_mid = self.target.forward(x, w_mid)
         ce_mid = F.cross_entropy(logits_mid, y)
         loss, logs = kappa * ce_mid, {"ce_middle": float(ce_mid.detach()), "kappa": kappa, "radius_scale": scale}
         if use_interval:
