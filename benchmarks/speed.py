@@ -25,6 +25,23 @@ Items:
    config (skipped with ``--quick``), and a profile (cProfile + torch.profiler top entries) of a
    few hundred training steps.
 
+Measured (2-core shared CPU, 1 thread, CPU clock; full sizes; ``--json`` has every figure):
+
+* reg, unchunked hnet (11.5M), target 113,610: ours/ref ms at t = 1, 10, 50, 100:
+  184/334 (1.8x), 235/1910 (8.1x), 365/8394 (23x), 717/16870 (23.5x); ours grows 3.9x over
+  t = 1..100 (sub-linear). UNCHUNKED 205.6M hnet, target 2,036,010 (``--unchunked-full``):
+  t = 1: 2.6 s / 5.4 s (2.1x), t = 10: 3.8 s / 40.6 s (10.6x). Chunked (16384) hnet, same
+  target: 1.1-1.2x at every t -- per row the chunked output layer is a matrix product (FLOP
+  bound), so sharing a pass saves nothing; before the row grouping of
+  ``HyperNetwork.rows_per_pass`` one big pass ran at 0.48x the loop.
+* step, interval / point cost: MLP 1024-1000-1000-10 + chunked hnet 8.3x (target alone 4.9x;
+  FLOP floor ~4.2x for the target, the hnet output layer adds ~2.5x); ResNet-18 sound 4.5x
+  (FLOP floor ~5x: exact non-negative product = 4 convolutions + the middle branch), relaxed
+  6.0x (5.4x target alone).
+* cil: 56x (permuted-digits), 26x (permuted-fashion, 100k samples); predictions agree 100%.
+* data: Fashion-MNIST batches 5.3x; TinyImageNet cached load 5.6x (600-JPEG miniature).
+* e2e: permuted-digits 133 s wall / 129 s CPU, split-digits 23.5 s / 23 s.
+
 Usage::
 
     .venv/bin/python benchmarks/speed.py --quick            # < 3 min on a 2-core CPU
