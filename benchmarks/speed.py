@@ -45,7 +45,7 @@ Measured (2-core shared CPU, 1 thread, CPU clock; full sizes; ``--json`` has eve
 Usage::
 
     .venv/bin/python benchmarks/speed.py --quick            # < 3 min on a 2-core CPU
-    .venv/bin/python benchmarks/speed.py                    # full sizes (~20-30 min on 2 cores)
+    .venv/bin/python benchmarks/speed.py                    # full sizes (9-15 min on 2 cores)
     .venv/bin/python benchmarks/speed.py --items reg,cil --threads 2 --json /tmp/speed.json
     .venv/bin/python benchmarks/speed.py --device cuda
 """
@@ -65,8 +65,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
-import torch
-import torch.nn.functional as F
+# Before torch loads its OpenMP runtime: with --threads > 1 on a shared CPU, spinning OpenMP
+# threads made every step 2-30x slower (measured; see benchmarks/acceptance.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -635,7 +639,8 @@ def main() -> int:
     if clock == "cpu" and (args.threads > 1 or device.type == "cuda"):
         ap.error("--clock cpu needs --threads 1 on --device cpu (CPU time of several threads or a GPU is not a duration)")
     timer = Timer(device, clock)
-    print(f"speed benchmark: device {device}, threads {args.threads}, clock {clock}, torch {torch.__version__}, "
+    print(f"speed benchmark: device {device}, threads {args.threads} (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), "
+          f"clock {clock}, torch {torch.__version__}, "
           f"{'quick' if args.quick else 'full'} sizes; times are best-of-N, interleaved", flush=True)
     t0 = time.perf_counter()
     fns = {"reg": bench_regulariser, "step": bench_steps, "cil": bench_cil, "data": bench_data, "e2e": bench_e2e}
