@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hinterval.intervals import linear_and_abs_linear
+
 
 #: outputs (values per middle/centre/radius tensor) up to which rows share one pass, see
 #: :attr:`HyperNetwork.rows_per_pass` (16 MB in float32: cache-sized on a CPU)
@@ -136,7 +138,7 @@ class HyperNetwork(nn.Module):
         h_mid = h_c if (with_middle and not point_only) else None
         h_r = None
         if not point_only:
-            h_r = F.linear(radius, w_task.abs())
+            h_r = F.linear(radius, w_task.abs())  # the embedding: small, plain autograd is fine
             if chunk_part is not None:
                 h_r = h_r.unsqueeze(1).expand_as(h_c)
         for layer in self.layers[1:]:
@@ -145,15 +147,18 @@ class HyperNetwork(nn.Module):
                 h_c, h_r = (lo + hi) / 2, (hi - lo) / 2
             else:
                 h_c = F.relu(h_c)
-            if h_mid is not None:
-                h_mid = F.relu(h_mid)
-                # split, not two slices: the backward of a slice writes a zero tensor of the full
-                # (2B, ..., P) size and copies into it (measured: a fifth of the hnet's backward)
-                h_mid, h_c = F.linear(torch.cat([h_mid, h_c], dim=0), layer.weight, layer.bias).split(B)
+            # [middle; ibp-centre] rows in one matmul, split after, not two slices: the backward of a
+            # slice writes a zero tensor of the full (2B, ..., P) size (measured: a fifth of the
+            # hnet's backward)
+            rows = h_c if h_mid is None else torch.cat([F.relu(h_mid), h_c], dim=0)
+            if h_r is None:
+                rows = F.linear(rows, layer.weight, layer.bias)
+            else:  # centre and radius halves with one fused weight gradient
+                rows, h_r = linear_and_abs_linear(rows, h_r, layer.weight, layer.bias)
+            if h_mid is None:
+                h_c = rows
             else:
-                h_c = F.linear(h_c, layer.weight, layer.bias)
-            if h_r is not None:
-                h_r = F.linear(h_r, layer.weight.abs())
+                h_mid, h_c = rows.split(B)
         centre_out = self._flatten(h_c, B)
         middle = self._flatten(h_mid, B) if h_mid is not None else centre_out
         return HnetOutput(middle=middle, centre=centre_out, radius=self._flatten(h_r, B))

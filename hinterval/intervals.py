@@ -44,10 +44,57 @@ def interval_affine(c: Tensor, r: Radius, weight: Tensor, bias: Optional[Tensor]
     Returns:
         ``(c', r')`` with ``c' = W c + b`` and ``r' = |W| r``, shape ``(..., out)``.
     """
-    c_out = F.linear(c, weight, bias)
     if r is None:
-        return c_out, None
-    return c_out, F.linear(r, weight.abs())
+        return F.linear(c, weight, bias), None
+    return linear_and_abs_linear(c, r, weight, bias)
+
+
+class _LinearAndAbsLinear(torch.autograd.Function):
+    """``(c W^T + b, r |W|^T)`` with one fused weight gradient (see :func:`linear_and_abs_linear`)."""
+
+    @staticmethod
+    def forward(ctx, c: Tensor, r: Tensor, weight: Tensor, bias: Optional[Tensor]):  # type: ignore[override]
+        abs_w = weight.abs()
+        ctx.save_for_backward(c, r, weight, abs_w)
+        ctx.has_bias = bias is not None
+        return F.linear(c, weight, bias), F.linear(r, abs_w)
+
+    @staticmethod
+    def backward(ctx, g_c: Optional[Tensor], g_r: Optional[Tensor]):  # type: ignore[override]
+        c, r, weight, abs_w = ctx.saved_tensors
+        need_c, need_r, need_w, need_b = ctx.needs_input_grad
+        d_c = d_r = d_w = d_b = None
+        if g_c is not None and need_c:
+            d_c = g_c @ weight
+        if g_r is not None and need_r:
+            d_r = g_r @ abs_w
+        if need_w:
+            # dW = g_c^T c + sgn(W) * (g_r^T r): the radius part is formed, signed and then the centre
+            # part is accumulated into it in place -- three passes over a (out, in) tensor instead of
+            # autograd's five (two products, sgn, multiply, accumulate); the hypernetwork's output
+            # layer is the largest tensor of a step.
+            if g_r is not None:
+                d_w = g_r.reshape(-1, g_r.shape[-1]).t().mm(r.reshape(-1, r.shape[-1]))
+                d_w.mul_(torch.sign(weight))  # sign, not sgn: 2.7x faster on CPU, same for real
+            if g_c is not None:
+                g2, c2 = g_c.reshape(-1, g_c.shape[-1]), c.reshape(-1, c.shape[-1])
+                d_w = g2.t().mm(c2) if d_w is None else d_w.addmm_(g2.t(), c2)
+            if d_w is None:
+                d_w = torch.zeros_like(weight)
+        if ctx.has_bias and need_b and g_c is not None:
+            d_b = g_c.reshape(-1, g_c.shape[-1]).sum(0)
+        return d_c, d_r, d_w, d_b
+
+
+def linear_and_abs_linear(c: Tensor, r: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Interval:
+    """``(F.linear(c, W, b), F.linear(r, |W|))``: the centre and radius halves of an affine layer.
+
+    ``c`` and ``r`` may have different leading shapes (the hypernetwork sends the middle and IBP
+    centre rows as ``c`` and only the IBP radius rows as ``r``). Same values as the two
+    ``F.linear`` calls; the backward fuses the weight gradient of both halves (measured 1.2-1.3x
+    per hypernetwork step on CPU, see ``benchmarks/speed.py``).
+    """
+    return _LinearAndAbsLinear.apply(c, r, weight, bias)
 
 
 def interval_monotone(fn: Callable[[Tensor], Tensor], c: Tensor, r: Radius) -> Interval:

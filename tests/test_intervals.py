@@ -1,6 +1,7 @@
 """Interval arithmetic: hand-worked 2x2 cases and soundness properties with sampled points."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
@@ -110,3 +111,28 @@ def test_nonneg_rule_is_exact_at_vertices():
             y = F.linear(x, w)
             best_lo, best_hi = torch.minimum(best_lo, y), torch.maximum(best_hi, y)
     assert torch.allclose(lo, best_lo, atol=1e-6) and torch.allclose(hi, best_hi, atol=1e-6)
+
+
+@pytest.mark.parametrize("lead_c, lead_r", [((6,), (3,)), ((4, 5), (2, 5)), ((3,), (3,))])
+def test_linear_and_abs_linear_matches_two_linears_and_their_gradients(lead_c, lead_r):
+    from hinterval.intervals import linear_and_abs_linear
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(7, 4, generator=g, dtype=torch.float64)
+    w[0, 0] = 0.0  # sgn(0) = 0, as autograd's abs backward
+    args = [torch.randn(*lead_c, 4, generator=g, dtype=torch.float64), torch.rand(*lead_r, 4, generator=g, dtype=torch.float64),
+            w, torch.randn(7, generator=g, dtype=torch.float64)]
+    args = [a.requires_grad_() for a in args]
+    got = linear_and_abs_linear(*args)
+    want = (F.linear(args[0], args[2], args[3]), F.linear(args[1], args[2].abs()))
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+    gc, gr = torch.randn_like(want[0]), torch.randn_like(want[1])
+    grads_got = torch.autograd.grad(got, args, (gc, gr))
+    grads_want = torch.autograd.grad(want, args, (gc, gr))
+    for a, b in zip(grads_got, grads_want):
+        torch.testing.assert_close(a, b)
+    assert torch.autograd.gradcheck(lambda *a: linear_and_abs_linear(*a), args)
+    # only one half used: the other half's gradient is absent, not an error
+    (gw,) = torch.autograd.grad(linear_and_abs_linear(*args)[1].sum(), [args[2]])
+    torch.testing.assert_close(gw, torch.autograd.grad(F.linear(args[1], args[2].abs()).sum(), [args[2]])[0])
