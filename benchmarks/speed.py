@@ -325,20 +325,26 @@ def bench_steps(args, timer: Timer) -> None:
     cases = [
         ("MLP 1024-1000-1000-10, batch 128, chunked hnet 16384", dict(benchmark="permuted-mnist", target_hidden=(1000, 1000),
                                                                       hnet_chunk_size=16384), "mlp", 128),
+        ("MLP 1024-1000-1000-10, batch 128, chunked hnet 16384, rump (sound)",
+         dict(benchmark="permuted-mnist", target_hidden=(1000, 1000), hnet_chunk_size=16384, interval_mode="rump"), "mlp", 128),
         ("ResNet-18 slim 32x32, batch 32, sound, hnet [100] chunk 7000",
          dict(benchmark="split-cifar100", interval_mode="sound"), "resnet", 32),
+        ("ResNet-18 slim 32x32, batch 32, rump (sound), hnet [100] chunk 7000",
+         dict(benchmark="split-cifar100", interval_mode="rump"), "resnet", 32),
         ("ResNet-18 slim 32x32, batch 32, relaxed, hnet [100] chunk 7000",
          dict(benchmark="split-cifar100", interval_mode="relaxed"), "resnet", 32),
     ]
     if args.quick:
-        cases[0] = ("MLP 1024-400-400-10, batch 128, chunked hnet 4096",
-                    dict(benchmark="permuted-mnist", target_hidden=(400, 400), hnet_chunk_size=4096), "mlp", 128)
+        for i, mode in ((0, "sound"), (1, "rump")):
+            cases[i] = (f"MLP 1024-400-400-10, batch 128, chunked hnet 4096, {mode}",
+                        dict(benchmark="permuted-mnist", target_hidden=(400, 400), hnet_chunk_size=4096,
+                             interval_mode=mode), "mlp", 128)
     repeats = 3 if args.quick else 5
     for label, over, kind, bs in cases:
         cfg = make_config(dict(device=device.type, **over))
         if kind == "mlp":
             bench = dummy_benchmark(2, (1024,), 10, device, n=bs)
-            target = MLPTarget(in_features=1024, hidden=cfg.target_hidden, num_classes=10)
+            target = MLPTarget(in_features=1024, hidden=cfg.target_hidden, num_classes=10, interval_mode=cfg.interval_mode)
         else:
             bench = dummy_benchmark(2, (3, 32, 32), 10, device, n=bs)
             target = ResNet18Target(10, in_channels=3, image_size=32, interval_mode=cfg.interval_mode)

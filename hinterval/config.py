@@ -20,7 +20,7 @@ from hinterval.errors import UserError
 METHODS = ("hyperinterval", "hnet", "finetune", "joint", "intercontinet", "ewc")
 EMBEDDING_MODES = ("nested", "non-forced")
 REG_NORMALISATIONS = ("reference", "mean")
-INTERVAL_MODES = ("sound", "relaxed")
+INTERVAL_MODES = ("sound", "rump", "relaxed")
 DEVICES = ("auto", "cpu", "cuda")
 TARGETS = ("mlp", "resnet18", "alexnet")
 

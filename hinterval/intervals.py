@@ -148,21 +148,17 @@ def interval_product_general(
     """Rump's midpoint-radius product ``op(x, W)`` for intervals of any sign (sound superset).
 
     ``c = op(x_c, W_c)``, ``r = op(x_r, |W_c|) + op(|x_c| + x_r, W_r)``. With a point input
-    (``x_r`` is ``None``) this is exact: ``r = op(|x_c|, W_r)``.
+    (``x_r`` is ``None``) this is exact: ``r = op(|x_c|, W_r)``. With both radii the two radius
+    products are ONE ``op`` over inputs and weights stacked along dimension 1 (the input
+    features / channels of ``F.linear`` and convolutions): two products per layer in all,
+    against four for the exact non-negative rule (:func:`interval_product_nonneg`).
     """
     c = op(x_c, w_c)
-    parts = []
-    if x_r is not None:
-        parts.append(op(x_r, w_c.abs()))
-    if w_r is not None:
-        mag = x_c.abs() if x_r is None else x_c.abs() + x_r
-        parts.append(op(mag, w_r))
-    if not parts:
-        return c, None
-    r = parts[0]
-    for p in parts[1:]:
-        r = r + p
-    return c, r
+    if x_r is None:
+        return c, (None if w_r is None else op(x_c.abs(), w_r))
+    if w_r is None:
+        return c, op(x_r, w_c.abs())
+    return c, op(torch.cat([x_r, x_c.abs() + x_r], dim=1), torch.cat([w_c.abs(), w_r], dim=1))
 
 
 def interval_layer(
@@ -179,7 +175,8 @@ def interval_layer(
     """Interval weights times interval input plus interval bias, for ``F.linear``/conv ops.
 
     Uses the exact non-negative rule when ``nonneg_input`` (e.g. after ReLU or for images in
-    [0, 1]) and the input really is an interval; otherwise Rump's midpoint-radius product.
+    [0, 1]) and the input really is an interval; otherwise Rump's midpoint-radius product (pass
+    ``nonneg_input=False`` to choose Rump's cheaper, slightly wider product on purpose).
     ``op(x, w)`` must be bilinear and bias-free; the bias (shape ``(out,)``) is added along
     dimension 1 (features/channels).
 

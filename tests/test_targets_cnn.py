@@ -72,7 +72,7 @@ def test_bad_shapes_are_rejected():
 # --- point / interval agreement ------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(TINY))
-@pytest.mark.parametrize("mode", ["sound", "relaxed"])
+@pytest.mark.parametrize("mode", ["sound", "rump", "relaxed"])
 def test_zero_radius_interval_equals_point_forward(name, mode):
     g = torch.Generator().manual_seed(0)
     net = TINY[name](interval_mode=mode)
@@ -105,19 +105,20 @@ def test_given_bn_stats_reproduce_batch_statistics():
 
 # --- soundness -------------------------------------------------------------------------------
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=16, deadline=None)
 @given(
     name=st.sampled_from(sorted(TINY)),
     seed=st.integers(0, 10_000),
     scale=st.sampled_from([1e-4, 1e-3, 1e-2, 0.1]),
     input_box=st.booleans(),
     middle=st.sampled_from(["centre", "other"]),
+    mode=st.sampled_from(["sound", "rump"]),
 )
-def test_sound_interval_forward_contains_sampled_networks(name, seed, scale, input_box, middle):
+def test_sound_interval_forward_contains_sampled_networks(name, seed, scale, input_box, middle, mode):
     """Every network with weights in the box (and input in the input box), its batch norms
-    using the middle branch's statistics, has logits inside the propagated box."""
+    using the middle branch's statistics, has logits inside the propagated box (both sound modes)."""
     g = torch.Generator().manual_seed(seed)
-    net = TINY[name]()
+    net = TINY[name](interval_mode=mode)
     P = net.num_params
     w_c = torch.randn(P, generator=g) * 0.5  # BN scales of both signs
     w_r = torch.rand(P, generator=g) * scale
@@ -138,6 +139,20 @@ def test_sound_interval_forward_contains_sampled_networks(name, seed, scale, inp
     for w in (w_c - w_r, w_c + w_r):
         y = net.forward(x_c, w, bn_stats=stats)
         assert (y >= lo - tol).all() and (y <= hi + tol).all()
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_rump_mode_box_contains_the_exact_box(name):
+    g = torch.Generator().manual_seed(11)
+    exact, rump = TINY[name](), TINY[name](interval_mode="rump")
+    w_c = torch.randn(exact.num_params, generator=g) * 0.5
+    w_r = torch.rand(exact.num_params, generator=g) * 1e-3
+    x = _images(exact, 4, g)
+    (ce, re), (cr, rr) = exact.forward_interval(x, w_c, w_r), rump.forward_interval(x, w_c, w_r)
+    tol = TOL * (1 + (ce.abs() + re).max())
+    assert (cr - rr <= ce - re + tol).all() and (cr + rr >= ce + re - tol).all()
+    logits, c, r = rump.forward_with_interval(x, w_c, w_c, w_r)
+    assert torch.allclose(logits, rump.forward(x, w_c), atol=1e-5) and torch.allclose(r, rr, atol=1e-5)
 
 
 def test_box_shrinks_linearly_to_the_point():

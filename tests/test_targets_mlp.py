@@ -1,6 +1,7 @@
 """MLP target: point/interval agreement and soundness of the interval forward."""
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,10 +25,10 @@ def test_zero_radius_interval_equals_point():
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), scale=st.floats(0.0, 0.5))
-def test_interval_forward_is_sound(seed, scale):
+@given(seed=st.integers(0, 10_000), scale=st.floats(0.0, 0.5), mode=st.sampled_from(["sound", "rump"]))
+def test_interval_forward_is_sound(seed, scale, mode):
     g = torch.Generator().manual_seed(seed)
-    net = MLPTarget(in_features=5, hidden=(6, 4), num_classes=3)
+    net = MLPTarget(in_features=5, hidden=(6, 4), num_classes=3, interval_mode=mode)
     w_c = net.init_weights(generator=g)
     w_r = torch.rand(w_c.shape, generator=g) * scale
     x = torch.randn(4, 5, generator=g)  # general-sign input: first layer uses the exact point rule
@@ -44,3 +45,25 @@ def test_unflatten_roundtrip():
     parts = net.unflatten(flat)
     assert [tuple(p.shape) for p in parts] == net.param_shapes
     assert torch.equal(torch.cat([p.reshape(-1) for p in parts]), flat)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), scale=st.sampled_from([1e-3, 0.05, 0.3]))
+def test_rump_box_contains_the_exact_box_and_is_not_much_wider(seed, scale):
+    """Rump's product is a superset of the exact non-negative rule (inclusion isotonicity), and
+    only second order in the radii wider: with small radii the widths nearly agree."""
+    g = torch.Generator().manual_seed(seed)
+    exact = MLPTarget(in_features=5, hidden=(6, 4), num_classes=3)
+    rump = MLPTarget(in_features=5, hidden=(6, 4), num_classes=3, interval_mode="rump")
+    w_c = exact.init_weights(generator=g)
+    w_r = torch.rand(w_c.shape, generator=g) * scale
+    x = torch.randn(4, 5, generator=g)
+    (ce, re), (cr, rr) = exact.forward_interval(x, w_c, w_r), rump.forward_interval(x, w_c, w_r)
+    assert (cr - rr <= ce - re + 1e-5).all() and (cr + rr >= ce + re - 1e-5).all()
+    if scale == 1e-3:
+        assert float(rr.max()) <= 1.05 * float(re.max()) + 1e-6
+
+
+def test_relaxed_mode_is_refused_for_the_mlp():
+    with pytest.raises(ValueError, match="CNN"):
+        MLPTarget(in_features=5, hidden=(6,), num_classes=3, interval_mode="relaxed")

@@ -41,7 +41,7 @@ class AlexNetTarget(ConvTarget):
         channels: widths of the five convolutions.
         hidden: widths of the hidden fully-connected layers.
         batch_norm: batch norm after every convolution (off by default: the spec count has none).
-        interval_mode: ``"sound"`` or ``"relaxed"`` (see :mod:`hinterval.targets.conv_base`).
+        interval_mode: ``"sound"``, ``"rump"`` or ``"relaxed"`` (see :mod:`hinterval.targets.conv_base`).
 
     ``forward(x, weights)`` maps ``(N, in_channels, S, S)`` images and ``(P,)`` weights to
     ``(N, C)`` logits; ``forward_interval`` returns the logit box (centre, radius).

@@ -22,8 +22,11 @@ def _image_shape(benchmark: Benchmark, target: str) -> tuple:
 def build_target(cfg: ExperimentConfig, benchmark: Benchmark) -> TargetNetwork:
     """MLP for flat inputs; CNN targets for image benchmarks."""
     if cfg.target == "mlp":
+        if cfg.interval_mode == "relaxed":
+            raise UserError("--interval-mode relaxed exists for the CNN targets only; the MLP target takes "
+                            "sound (default) or rump")
         return MLPTarget(in_features=math.prod(benchmark.input_shape), hidden=cfg.target_hidden,
-                         num_classes=benchmark.classes_per_task)
+                         num_classes=benchmark.classes_per_task, interval_mode=cfg.interval_mode)
     if cfg.target in ("resnet18", "alexnet"):
         from hinterval.targets.alexnet import AlexNetTarget
         from hinterval.targets.resnet import ResNet18Target

@@ -9,6 +9,8 @@ from torch import Tensor
 from hinterval.intervals import interval_layer, interval_relu
 from hinterval.targets.base import TargetNetwork, check_widths
 
+MLP_INTERVAL_MODES = ("sound", "rump")
+
 
 class MLPTarget(TargetNetwork):
     """``in -> hidden... -> num_classes`` with ReLU; inputs are flattened.
@@ -17,10 +19,16 @@ class MLPTarget(TargetNetwork):
         in_features: input size after flattening.
         hidden: hidden widths, e.g. ``(1000, 1000)`` for Permuted MNIST.
         num_classes: output logits ``C``.
+        interval_mode: ``"sound"`` (exact box per layer) or ``"rump"`` (sound, Rump's product on
+            every layer: two matrix products per layer instead of four, slightly wider boxes).
     """
 
-    def __init__(self, *, in_features: int, hidden: Sequence[int], num_classes: int):
+    def __init__(self, *, in_features: int, hidden: Sequence[int], num_classes: int, interval_mode: str = "sound"):
         check_widths([in_features, *hidden, num_classes], "MLP")
+        if interval_mode not in MLP_INTERVAL_MODES:
+            raise ValueError(f"MLP interval_mode must be one of {MLP_INTERVAL_MODES} ('relaxed' is for CNN targets), "
+                             f"got {interval_mode!r}")
+        self.interval_mode = interval_mode
         self.widths = [int(in_features), *map(int, hidden), int(num_classes)]
         self.num_classes = int(num_classes)
         self.param_shapes = []
@@ -45,10 +53,10 @@ class MLPTarget(TargetNetwork):
         h_c, h_r = x.reshape(x.shape[0], -1), None
         n = len(pc) // 2
         for i in range(n):
-            # The first layer sees a point input (exact), later ones see ReLU outputs >= 0 (exact).
-            h_c, h_r = interval_layer(
-                h_c, h_r, pc[2 * i], pr[2 * i], pc[2 * i + 1], pr[2 * i + 1], F.linear, nonneg_input=i > 0
-            )
+            # The first layer sees a point input (exact either way), later ones ReLU outputs >= 0:
+            # exact non-negative rule in "sound" mode, Rump's product in "rump" mode.
+            h_c, h_r = interval_layer(h_c, h_r, pc[2 * i], pr[2 * i], pc[2 * i + 1], pr[2 * i + 1], F.linear,
+                                      nonneg_input=i > 0 and self.interval_mode == "sound")
             if i < n - 1:
                 h_c, h_r = interval_relu(h_c, h_r)
         if h_r is None:

@@ -43,7 +43,7 @@ class ResNet18Target(ConvTarget):
         widths: stem width and the four group widths (5 numbers), paper: ``(16, 16, 32, 64, 128)``.
         blocks: BasicBlocks per group (4 numbers), ResNet-18: ``(2, 2, 2, 2)``.
         image_size: input side length ``S`` (square images); it must be at least 8.
-        interval_mode: ``"sound"`` or ``"relaxed"`` (see :mod:`hinterval.targets.conv_base`).
+        interval_mode: ``"sound"``, ``"rump"`` or ``"relaxed"`` (see :mod:`hinterval.targets.conv_base`).
 
     ``forward(x, weights)`` maps ``(N, in_channels, S, S)`` images and ``(P,)`` weights to
     ``(N, C)`` logits; ``forward_interval`` returns the logit box (centre, radius).
