@@ -13,12 +13,17 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "permuted-digits": dict(target_hidden=(100, 100), hnet_hidden=(100, 100), embedding_dim=24, gamma=0.25,
                             beta=0.05, batch_size=64, iters_per_task=600, val_every=100),
     # Fashion-MNIST (ours; sized for a 2-core CPU, see hinterval/data/idx.py for the data layout).
-    # split-fashion: TIL avg_acc 0.991, worst 0.977 in 481 s (1 thread, shared CPU). permuted-fashion:
-    # 1000 it/task gave only 0.82 on task 1; 2000 it/task gives 0.861 (worst 0.854) on task 1.
+    # split-fashion: TIL avg_acc 0.991, worst 0.977 in 481 s (1 thread, shared CPU). permuted-fashion
+    # (10 tasks, 1 thread, two runs sharing the CPU): the step cost is the hnet output layer, so a big
+    # batch is nearly free; lr 3e-3 + batch 512 reach 0.86 per task in 1000 it where lr 1e-3 + batch
+    # 128 needed 2000 it for 0.861. beta 0.01 (reference normalisation) kept TIL (0.857, BWT -0.005)
+    # but the worst-case accuracy of old tasks collapsed (0.40, worst BWT -0.51); beta 0.05 with the
+    # plain mean normalisation holds it (see README).
     "split-fashion": dict(target_hidden=(100, 100), hnet_hidden=(50, 50), embedding_dim=24, gamma=1.0,
                           beta=0.01, batch_size=128, iters_per_task=800, val_every=100),
     "permuted-fashion": dict(target_hidden=(100, 100), hnet_hidden=(50, 50), embedding_dim=24, gamma=0.25,
-                             beta=0.01, lr=3e-3, batch_size=512, iters_per_task=1000, val_every=100),
+                             beta=0.05, reg_normalisation="mean", lr=3e-3, batch_size=512, iters_per_task=1000,
+                             val_every=100),
     # Paper rows (spec section 6)
     "permuted-mnist": dict(target_hidden=(1000, 1000), hnet_hidden=(100, 100), embedding_dim=24, gamma=0.5,
                            beta=0.01, lr=1e-3, batch_size=128, iters_per_task=5000),
