@@ -2,24 +2,17 @@
 
 Each benchmark is trained with its DEFAULT config (the preset) through the library's trainer;
 one line per benchmark (TIL avg acc, BWT, worst-case metrics, CIL, wall time, PASS/FAIL) and a
-final summary line are printed. ``OMP_WAIT_POLICY=PASSIVE`` is set unless the environment sets
-it: on a shared CPU, spinning OpenMP threads made 2-thread runs several times slower than
-1-thread ones (measured 260-520 ms/step instead of 40-80 ms/step on permuted-fashion).
+final summary line are printed. The OpenMP wait policy is chosen by the load at start, as the CLI
+does (:func:`hinterval.runtime.choose_omp_wait_policy`): spinning threads are 1.8x faster on a
+quiet CPU and several times slower on an oversubscribed one; the summary line says which was used.
 """
 from __future__ import annotations
 
-import os
+import argparse
+import time
+from typing import Dict, List, Optional
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads its OpenMP runtime
-
-import argparse  # noqa: E402
-import time  # noqa: E402
-from typing import Dict, List, Optional  # noqa: E402
-
-import torch  # noqa: E402
-
-from hinterval.config import make_config  # noqa: E402
-from hinterval.trainer import train_continual  # noqa: E402
+from hinterval.runtime import choose_omp_wait_policy
 
 
 def run_acceptance(suite: str, targets: Dict[str, Dict[str, float]], doc: str, argv: Optional[List[str]] = None) -> int:
@@ -32,6 +25,12 @@ def run_acceptance(suite: str, targets: Dict[str, Dict[str, float]], doc: str, a
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    policy = choose_omp_wait_policy(args.threads)  # before torch loads its OpenMP runtime
+    import torch
+
+    from hinterval.config import make_config
+    from hinterval.trainer import train_continual
+
     torch.set_num_threads(args.threads)
     ok = True
     for name in args.benchmarks.split(","):
@@ -48,5 +47,5 @@ def run_acceptance(suite: str, targets: Dict[str, Dict[str, float]], doc: str, a
               f"worst_bwt {fmt(res['worst_bwt'])} cil_avg_acc {fmt(res['cil']['avg_acc'])} wall {wall:.1f}s "
               f"[{'PASS' if passed else 'FAIL'}]", flush=True)
     print(f"{suite} benchmark: {'PASS' if ok else 'FAIL'} (threads={args.threads}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, torch {torch.__version__})")
+          f"OMP_WAIT_POLICY={policy}, torch {torch.__version__})")
     return 0 if ok else 1

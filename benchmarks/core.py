@@ -17,7 +17,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from acceptance import run_acceptance  # noqa: E402  (sets OMP_WAIT_POLICY before torch loads)
+from acceptance import run_acceptance  # noqa: E402  (chooses the OpenMP wait policy before torch loads)
 
 TARGETS = {
     "split-digits": dict(avg_acc=0.99, bwt=-0.005, seconds=120.0),

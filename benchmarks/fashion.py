@@ -11,10 +11,9 @@ and a final PASS/FAIL line against the targets:
 Data: ``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``) is found
 automatically; see :mod:`hinterval.data.idx` for other layouts.
 
-Threads: on a shared CPU, OpenMP threads that spin while waiting for a busy core make a
-2-thread run several times slower than a 1-thread one (measured: 260-520 ms/step instead of
-40-80 ms/step). This script therefore sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment
-already sets it.
+Threads: the OpenMP wait policy is chosen by the CPU load at start (see
+:func:`hinterval.runtime.choose_omp_wait_policy`): on a shared CPU, spinning OpenMP threads made
+a 2-thread run several times slower (measured 260-520 ms/step instead of 40-80 ms/step).
 
 Usage::
 
@@ -26,7 +25,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from acceptance import run_acceptance  # noqa: E402  (sets OMP_WAIT_POLICY before torch loads)
+from acceptance import run_acceptance  # noqa: E402  (chooses the OpenMP wait policy before torch loads)
 
 TARGETS = {
     "split-fashion": dict(avg_acc=0.97, bwt=-0.01, seconds=900.0),

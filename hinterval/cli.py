@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hinterval.errors import TrainingDiverged, UserError
+from hinterval.runtime import choose_omp_wait_policy
 
 # flag -> (config field, type, help)
 TRAIN_FLAGS = [
@@ -213,13 +214,10 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    # Spinning OpenMP threads made 2-thread runs several times slower on a busy CPU (measured:
-    # split-digits 399 s vs 43 s with PASSIVE); set before torch is first imported (lazily below).
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
+    # before torch is first imported (lazily, in the commands): see hinterval/runtime.py
+    choose_omp_wait_policy(getattr(args, "num_threads", None))
     debug = getattr(args, "debug", False)
     try:
         return {"train": cmd_train, "eval": cmd_eval, "benchmarks": cmd_benchmarks}[args.command](args)

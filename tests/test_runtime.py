@@ -1,6 +1,8 @@
 """The allocator setting that keeps the CPU step free of page faults (hinterval/runtime.py)."""
+import os
 import resource
 import sys
+import time
 
 import pytest
 import torch
@@ -30,3 +32,44 @@ def test_opt_out_by_environment(monkeypatch):
     monkeypatch.setattr(runtime, "_configured", False)
     monkeypatch.setenv("HINTERVAL_KEEP_FREED_MEMORY", "0")
     assert runtime.keep_freed_memory() is False
+
+
+def _policy_with(monkeypatch, load: float, threads, env=None):
+    for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in (env or {}).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(runtime, "busy_cores", lambda: load)
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    return runtime.choose_omp_wait_policy(threads), runtime.os.environ.get("OMP_WAIT_POLICY")
+
+
+def test_wait_policy_spins_on_a_quiet_cpu_and_sleeps_on_a_busy_one(monkeypatch):
+    assert _policy_with(monkeypatch, 0.2, 2) == ("default", None)
+    assert _policy_with(monkeypatch, 0.9, 1) == ("default", None)
+    assert _policy_with(monkeypatch, 1.5, 2) == ("PASSIVE", "PASSIVE")
+    assert _policy_with(monkeypatch, 0.2, None) == ("default", None)  # threads default: all cores
+    assert _policy_with(monkeypatch, 1.0, None) == ("PASSIVE", "PASSIVE")
+
+
+def test_wait_policy_set_by_the_user_is_kept(monkeypatch):
+    assert _policy_with(monkeypatch, 9.0, 2, {"OMP_WAIT_POLICY": "ACTIVE"}) == ("ACTIVE", "ACTIVE")
+    assert _policy_with(monkeypatch, 9.0, 2, {"GOMP_SPINCOUNT": "1000"}) == ("default", None)
+
+
+def test_busy_cores_sees_a_busy_loop():
+    import threading
+
+    if runtime.busy_cores(0.05) is None:
+        pytest.skip("no /proc/stat")
+    stop = time.monotonic() + 0.6
+
+    def spin():
+        while time.monotonic() < stop:
+            pass
+
+    th = threading.Thread(target=spin)
+    th.start()
+    busy = runtime.busy_cores(0.3)
+    th.join()
+    assert 0.5 <= busy <= (os.cpu_count() or 1) + 0.01
