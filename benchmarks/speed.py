@@ -25,22 +25,24 @@ Items:
    config (skipped with ``--quick``), and a profile (cProfile + torch.profiler top entries) of a
    few hundred training steps.
 
-Measured (2-core shared CPU, 1 thread, CPU clock; full sizes; ``--json`` has every figure):
+Measured, session 2 (quiet 2-core CPU, 1 thread, CPU clock, full sizes, 405 s; the output and
+JSON are committed as ``results/speed/cpu.txt`` / ``cpu.json``):
 
-* reg, unchunked hnet (11.5M), target 113,610: ours/ref ms at t = 1, 10, 50, 100:
-  184/334 (1.8x), 235/1910 (8.1x), 365/8394 (23x), 717/16870 (23.5x); ours grows 3.9x over
-  t = 1..100 (sub-linear). UNCHUNKED 205.6M hnet, target 2,036,010 (``--unchunked-full``):
-  t = 1: 2.6 s / 5.4 s (2.1x), t = 10: 3.8 s / 40.6 s (10.6x). Chunked (16384) hnet, same
-  target: 1.1-1.2x at every t -- per row the chunked output layer is a matrix product (FLOP
-  bound), so sharing a pass saves nothing; before the row grouping of
-  ``HyperNetwork.rows_per_pass`` one big pass ran at 0.48x the loop.
-* step, interval / point cost: MLP 1024-1000-1000-10 + chunked hnet 8.3x (target alone 4.9x;
-  FLOP floor ~4.2x for the target, the hnet output layer adds ~2.5x); ResNet-18 sound 4.5x
-  (FLOP floor ~5x: exact non-negative product = 4 convolutions + the middle branch), relaxed
-  6.0x (5.4x target alone).
-* cil: 56x (permuted-digits), 26x (permuted-fashion, 100k samples); predictions agree 100%.
-* data: Fashion-MNIST batches 5.3x; TinyImageNet cached load 5.6x (600-JPEG miniature).
-* e2e: permuted-digits 133 s wall / 129 s CPU, split-digits 23.5 s / 23 s.
+* reg, unchunked hnet (11.5M), target 113,610: ours/ref at t = 1, 10, 50, 100: 1.7x, 6.7x,
+  17.9x, 19.6x; ours grows 4.9x over t = 1..100 (sub-linear) -> target met. Chunked (16384)
+  hnet, target 2,036,010: 0.83-1.02x -- per row the chunked output layer is a matrix product
+  (FLOP bound), so sharing a pass saves nothing. (Session 1, ``--unchunked-full``: the paper's
+  UNCHUNKED 205.6M hnet for that target, t = 10: 10.6x.)
+* step, interval / point cost: MLP 1024-1000-1000-10 + chunked hnet: sound 7.99x (target alone
+  4.77x), rump 7.02x (target alone 3.77x). The hnet output layer emits 2M weights as middle,
+  centre and radius rows at 2 x 100 FLOPs per weight each: alone ~2.3x a batch-128 point step,
+  so <= 3.5x is out of reach at this batch size. ResNet-18: sound 4.70x (target alone 4.53x),
+  rump 4.14x (3.95x), relaxed 5.38x. FLOP floor of a sound step: middle + centre + radius
+  (Rump: 2 products) = 4 convolutions per point convolution.
+* cil: 56.7x (permuted-digits), 27.1x (permuted-fashion, 100k samples); predictions agree 100%.
+* data: Fashion-MNIST batches 4.8x; TinyImageNet cached load 6.0x (600-JPEG miniature).
+* e2e (1 thread): permuted-digits 88.1 s, split-digits 12.7 s (session 1, busy machine: 133 s
+  and 23.5 s). Top of the profile: the hypernetwork output layer's matrix products.
 
 Usage::
 
