@@ -336,6 +336,9 @@ def bench_steps(args, timer: Timer) -> None:
         ("ResNet-18 slim 32x32, batch 32, relaxed, hnet [100] chunk 7000",
          dict(benchmark="split-cifar100", interval_mode="relaxed"), "resnet", 32),
     ]
+    if device.type == "cuda":  # the TinyImageNet preset's shapes: 64x64 inputs, 5 classes, batch 16
+        cases += [(f"ResNet-18 slim 64x64 (TinyImageNet preset), batch 16, {mode}, hnet [100] chunk 7000",
+                   dict(benchmark="tinyimagenet", interval_mode=mode), "resnet64", 16) for mode in ("sound", "rump")]
     if args.quick:
         for i, mode in ((0, "sound"), (1, "rump")):
             cases[i] = (f"MLP 1024-400-400-10, batch 128, chunked hnet 4096, {mode}",
@@ -348,8 +351,9 @@ def bench_steps(args, timer: Timer) -> None:
             bench = dummy_benchmark(2, (1024,), 10, device, n=bs)
             target = MLPTarget(in_features=1024, hidden=cfg.target_hidden, num_classes=10, interval_mode=cfg.interval_mode)
         else:
-            bench = dummy_benchmark(2, (3, 32, 32), 10, device, n=bs)
-            target = ResNet18Target(10, in_channels=3, image_size=32, interval_mode=cfg.interval_mode)
+            size, classes = (64, 5) if kind == "resnet64" else (32, 10)
+            bench = dummy_benchmark(2, (3, size, size), classes, device, n=bs)
+            target = ResNet18Target(classes, in_channels=3, image_size=size, interval_mode=cfg.interval_mode)
         torch.manual_seed(0)
         method = build_method(cfg, bench, target).to(device)
         task = bench.tasks[0]
