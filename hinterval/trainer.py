@@ -88,6 +88,14 @@ class BatchSampler:
         return idx
 
 
+def runtime_settings() -> Dict[str, Any]:
+    """What the wall times depend on besides the config: CPU threads and the OpenMP wait policy."""
+    import os
+
+    return {"torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+            "cpu_count": os.cpu_count()}
+
+
 def library_versions() -> Dict[str, str]:
     import platform
 
@@ -294,6 +302,7 @@ class ContinualTrainer:
             "seed": self.cfg.seed,
             "device": str(self.device),
             "versions": library_versions(),
+            "runtime": runtime_settings(),
             "wall_time_s": self.elapsed_before + self._elapsed(),
             "task_times_s": self.task_times,
         }

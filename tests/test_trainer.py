@@ -53,7 +53,8 @@ def test_result_is_well_formed_and_no_forgetting_of_centre(synthetic_benchmark):
     assert res["avg_acc"] > 0.9  # separable blobs
     assert res["bwt"] > -0.1
     assert res["dil"]["avg_acc"] is None  # non-forced: no universal embedding
-    assert {"til", "worst", "dil", "cil", "config", "versions", "wall_time_s", "seed"} <= set(res)
+    assert {"til", "worst", "dil", "cil", "config", "versions", "runtime", "wall_time_s", "seed"} <= set(res)
+    assert res["runtime"]["torch_threads"] == torch.get_num_threads() and res["runtime"]["omp_wait_policy"]
 
 
 def test_nested_mode_has_universal_dil(synthetic_benchmark):
