@@ -216,8 +216,8 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    # before torch is first imported (lazily, in the commands): see hinterval/runtime.py
-    choose_omp_wait_policy(getattr(args, "num_threads", None))
+    if args.command in ("train", "eval"):  # before torch is first imported (lazily): hinterval/runtime.py
+        choose_omp_wait_policy(getattr(args, "num_threads", None))
     debug = getattr(args, "debug", False)
     try:
         return {"train": cmd_train, "eval": cmd_eval, "benchmarks": cmd_benchmarks}[args.command](args)

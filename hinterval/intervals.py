@@ -44,9 +44,10 @@ def interval_affine(c: Tensor, r: Radius, weight: Tensor, bias: Optional[Tensor]
     Returns:
         ``(c', r')`` with ``c' = W c + b`` and ``r' = |W| r``, shape ``(..., out)``.
     """
+    c_out = F.linear(c, weight, bias)
     if r is None:
-        return F.linear(c, weight, bias), None
-    return linear_and_abs_linear(c, r, weight, bias)
+        return c_out, None
+    return c_out, F.linear(r, weight.abs())
 
 
 class _LinearAndAbsLinear(torch.autograd.Function):
@@ -91,8 +92,9 @@ def linear_and_abs_linear(c: Tensor, r: Tensor, weight: Tensor, bias: Optional[T
 
     ``c`` and ``r`` may have different leading shapes (the hypernetwork sends the middle and IBP
     centre rows as ``c`` and only the IBP radius rows as ``r``). Same values as the two
-    ``F.linear`` calls; the backward fuses the weight gradient of both halves (measured 1.2-1.3x
-    per hypernetwork step on CPU, see ``benchmarks/speed.py``).
+    ``F.linear`` calls; the backward fuses the weight gradient of both halves (measured on CPU:
+    permuted-digits step 15.9 -> 14 ms, permuted-fashion 48.8 -> 44.4 ms). A plain autograd
+    Function: no ``vmap`` or double backward (:func:`interval_affine` is the general form).
     """
     return _LinearAndAbsLinear.apply(c, r, weight, bias)
 
