@@ -378,6 +378,11 @@ class ConvTarget(TargetNetwork):
         self._run(ex, ex.input(x))
         return ex.recorded
 
+    def _sound_executor(self, pc: Sequence[Tensor], pr: Sequence[Optional[Tensor]], pm: Sequence[Tensor], *,
+                        track_middle: bool) -> "SoundExecutor":
+        """The sound executor of this target's mode: exact non-negative rule ("sound") or Rump ("rump")."""
+        return SoundExecutor(pc, pr, pm, track_middle=track_middle, exact_nonneg=self.interval_mode == "sound")
+
     def forward_interval(
         self,
         x: Tensor,
@@ -410,7 +415,7 @@ class ConvTarget(TargetNetwork):
                 lower, upper = self.unflatten(w_centre - w_radius), self.unflatten(w_centre + w_radius)
             ex: Any = RelaxedExecutor(lower, pm, upper)
         else:
-            ex = SoundExecutor(pc, pr, pm, track_middle=self.has_batch_norm, exact_nonneg=self.interval_mode == "sound")
+            ex = self._sound_executor(pc, pr, pm, track_middle=self.has_batch_norm)
         return ex.output(self._run(ex, ex.input(x, x_radius)))
 
     def forward_with_interval(self, x: Tensor, w_middle: Tensor, w_centre: Tensor,
@@ -423,7 +428,7 @@ class ConvTarget(TargetNetwork):
             return super().forward_with_interval(x, w_middle, w_centre, w_radius)
         pc = self.unflatten(w_centre)
         pr = self.unflatten(w_radius) if w_radius is not None else [None] * len(pc)
-        ex = SoundExecutor(pc, pr, self.unflatten(w_middle), track_middle=True, exact_nonneg=self.interval_mode == "sound")
+        ex = self._sound_executor(pc, pr, self.unflatten(w_middle), track_middle=True)
         h = self._run(ex, ex.input(x))
         c, r = ex.output(h)
         return h.m, c, r
