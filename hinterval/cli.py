@@ -45,6 +45,7 @@ TRAIN_FLAGS = [
     ("--epochs-per-task", "epochs_per_task", float, "epochs per task (overrides --iters-per-task)"),
     ("--kappa-min", "kappa_min", float, "final weight of the centre loss (worst-case loss gets 1 - kappa)"),
     ("--ramp-fraction", "ramp_fraction", float, "fraction of each task over which gamma and kappa ramp"),
+    ("--ramp", "ramp", str, "guarded (default: the box grows only while the centre network stays accurate) | fixed (linear in iterations, as the paper)"),
     ("--val-every", "val_every", int, "validate (for model selection) every N iterations"),
     ("--ewc-lambda", "ewc_lambda", float, "EWC penalty strength (method ewc)"),
     ("--intercontinet-radius", "intercontinet_radius", float, "initial weight-interval radius (method intercontinet)"),
@@ -170,10 +171,15 @@ class _TaskPrinter:
         fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
         print(f"task {task_id + 1}: avg_acc {fmt(metrics['avg_acc'])}  bwt {fmt(metrics['bwt'])}  "
               f"worst_avg_acc {fmt(metrics['worst_avg_acc'])}  ({metrics['task_time_s']:.1f}s)", file=sys.stderr)
+        if metrics.get("task_collapsed"):
+            print(f"hinterval: warning: task {task_id + 1} collapsed to chance (validation accuracy "
+                  f"{metrics['task_val_acc']:.3f}); its network answers alike for every input: lower --gamma, "
+                  "raise --iters-per-task or keep --ramp guarded", file=sys.stderr)
 
 
 def _headline(result: Dict[str, Any]) -> Dict[str, Any]:
-    keys = ("benchmark", "method", "avg_acc", "bwt", "worst_avg_acc", "worst_bwt", "tasks_done", "wall_time_s")
+    keys = ("benchmark", "method", "avg_acc", "bwt", "worst_avg_acc", "worst_bwt", "tasks_done", "collapsed_tasks",
+            "wall_time_s")
     out = {k: result.get(k) for k in keys}
     for s in ("dil", "cil"):
         out[f"{s}_avg_acc"] = result[s]["avg_acc"]

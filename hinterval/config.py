@@ -23,6 +23,7 @@ REG_NORMALISATIONS = ("reference", "mean")
 INTERVAL_MODES = ("sound", "rump", "relaxed")
 DEVICES = ("auto", "cpu", "cuda")
 TARGETS = ("mlp", "resnet18", "alexnet")
+RAMP_MODES = ("guarded", "fixed")
 
 
 def parse_widths(value: Any) -> Tuple[int, ...]:
@@ -67,6 +68,7 @@ class ExperimentConfig:
     epochs_per_task: Optional[float] = None
     kappa_min: float = 0.5
     ramp_fraction: float = 0.5
+    ramp: str = "guarded"
     val_every: int = 100
     # Baselines (spec §7)
     ewc_lambda: float = 1000.0
@@ -117,6 +119,7 @@ class ExperimentConfig:
         need(self.epochs_per_task is None or self.epochs_per_task > 0, f"epochs per task must be > 0, got {self.epochs_per_task}")
         need(0 <= self.kappa_min <= 1, f"kappa min must be in [0, 1], got {self.kappa_min}")
         need(0 <= self.ramp_fraction <= 1, f"ramp fraction must be in [0, 1], got {self.ramp_fraction}")
+        need(self.ramp in RAMP_MODES, f"ramp must be one of {', '.join(RAMP_MODES)}, got {self.ramp!r}")
         need(self.val_every >= 1, f"val every must be >= 1, got {self.val_every}")
         need(self.num_tasks is None or self.num_tasks >= 1, f"num tasks must be >= 1, got {self.num_tasks}")
         need(self.ewc_lambda >= 0, f"EWC lambda must be >= 0, got {self.ewc_lambda}")

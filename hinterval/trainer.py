@@ -22,9 +22,20 @@ from hinterval.errors import TrainingDiverged, UserError
 from hinterval.evaluation import evaluate_tasks
 from hinterval.methods import ContinualMethod, build_method
 from hinterval.runtime import keep_freed_memory
+from hinterval.schedule import RampController
 from hinterval.targets.factory import build_target
 
 CHECKPOINT_FORMAT = 1
+#: a task whose centre validation accuracy is at most this share of the way from chance to 1 has
+#: collapsed (its network answers (nearly) the same for every input)
+COLLAPSE_MARGIN = 0.1
+
+
+def collapse_threshold(num_classes: int) -> float:
+    """Validation accuracy at or below which a task counts as collapsed to chance."""
+    chance = 1.0 / max(1, num_classes)
+    return chance + COLLAPSE_MARGIN * (1.0 - chance)
+
 #: config fields that only say where/how fast to run; a resume may change them
 RESOURCE_FIELDS = ("device", "num_threads", "eval_batch_size", "data_dir")
 
@@ -132,6 +143,7 @@ class ContinualTrainer:
         T = len(self.benchmark)
         self.matrices: Dict[str, M.AccMatrix] = {s: M.empty_matrix(T) for s in M.SCENARIOS}
         self.task_times: List[float] = []
+        self.task_reports: List[Dict[str, Any]] = []
         self.tasks_done = 0
         self.elapsed_before = 0.0
 
@@ -147,6 +159,7 @@ class ContinualTrainer:
             "model": {k: v.detach().cpu().clone() for k, v in self.method.state_dict().items()},
             "matrices": copy.deepcopy(self.matrices),
             "task_times": list(self.task_times),
+            "task_reports": [dict(r) for r in self.task_reports],
             "elapsed": self.elapsed_before + self._elapsed(),
         }
 
@@ -161,6 +174,7 @@ class ContinualTrainer:
             self.method.load_state_dict(state["model"])
             matrices = {s: state["matrices"][s] for s in M.SCENARIOS}
             task_times, tasks_done = list(state["task_times"]), int(state["tasks_done"])
+            task_reports = [dict(r) for r in state.get("task_reports", [])]
             elapsed = float(state.get("elapsed", 0.0))
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # e.g. a model of another shape
             first = (str(exc).splitlines() or [""])[0][:200]
@@ -169,6 +183,7 @@ class ContinualTrainer:
         if not 0 <= tasks_done <= len(self.benchmark):
             raise UserError(f"checkpoint says {tasks_done} tasks done but the run has {len(self.benchmark)}; start a new run")
         self.matrices, self.task_times, self.tasks_done, self.elapsed_before = matrices, task_times, tasks_done, elapsed
+        self.task_reports = task_reports
 
     def _elapsed(self) -> float:
         return time.perf_counter() - self._t0 if hasattr(self, "_t0") else 0.0
@@ -202,7 +217,8 @@ class ContinualTrainer:
         params = method.trainable_parameters(t)
         opt = make_optimizer(params, cfg.lr)
         n_iters = iterations_for(cfg, task)
-        ramp_end = math.ceil(cfg.ramp_fraction * n_iters)
+        ramp = RampController(cfg.ramp if method.has_intervals else "fixed", n_iters=n_iters,
+                              ramp_fraction=cfg.ramp_fraction, num_classes=self.benchmark.classes_per_task)
         sampler = BatchSampler(len(task.train), cfg.batch_size, self.device)
         best_score, best_state = None, None
         step0 = sum(iterations_for(cfg, self.benchmark.tasks[j]) for j in range(t))  # global step offset
@@ -215,7 +231,7 @@ class ContinualTrainer:
             x = task.inputs(task.train.x[idx])
             if augment is not None:
                 x = augment(x)
-            loss, logs = method.training_loss(t, x, task.train.y[idx], it / n_iters)
+            loss, logs = method.training_loss(t, x, task.train.y[idx], ramp.position)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"loss became {float(loss.detach())} at task {t + 1}/{len(self.benchmark)}, iteration {it + 1}/{n_iters}; "
@@ -223,6 +239,7 @@ class ContinualTrainer:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            ramp.update(logs)
             if it % 25 == 0:
                 logs["step"] = step0 + it
                 if self.progress:
@@ -231,15 +248,29 @@ class ContinualTrainer:
                     if hasattr(cb, "on_step"):
                         cb.on_step(t, it, logs)
             last = it == n_iters - 1
-            if (it + 1 >= ramp_end) and ((it + 1) % cfg.val_every == 0 or last):
+            # Model selection only among states trained on the full box (a state from before the
+            # ramp finished never trained its box at full gamma); ties go to the later state.
+            if ramp.complete and ((it + 1) % cfg.val_every == 0 or last):
                 score = self._validation_score(t)
-                if best_score is None or score >= best_score:  # ties go to the later state
+                if best_score is None or score >= best_score:
                     best_score, best_state = score, [p.detach().clone() for p in params]
         if best_state is not None:
             with torch.no_grad():
                 for p, v in zip(params, best_state):
                     p.copy_(v)
         method.end_task(t)
+        self.task_reports.append(self._task_report(t, ramp))
+
+    def _task_report(self, t: int, ramp: RampController) -> Dict[str, Any]:
+        """How task ``t`` ended: its centre validation accuracy, whether that is a collapse to
+        (near) chance, and how far the box warm-up got (1 = trained at full gamma)."""
+        self.method.eval()
+        res = evaluate_tasks(self.method.predictor([t]), self.benchmark, [t], split="val",
+                             batch_size=self.cfg.eval_batch_size, scenarios=("til",))
+        self.method.train()
+        val = float(res["til"][0])
+        collapsed = val <= collapse_threshold(self.benchmark.classes_per_task)
+        return {"task": t, "val_acc": val, "collapsed": collapsed, "ramp_reached": ramp.position}
 
     def _validation_score(self, t: int) -> float:
         """Model selection at full gamma: centre accuracy plus worst-case accuracy (spec §3)."""
@@ -271,6 +302,9 @@ class ContinualTrainer:
             "dil_avg_acc": M.average_accuracy(self.matrices["dil"], t),
             "cil_avg_acc": M.average_accuracy(self.matrices["cil"], t),
             "task_time_s": self.task_times[-1],
+            "collapsed_tasks": sum(1 for r in self.task_reports if r["collapsed"]),
+            "task_collapsed": bool(self.task_reports[t]["collapsed"]) if t < len(self.task_reports) else False,
+            "task_val_acc": self.task_reports[t]["val_acc"] if t < len(self.task_reports) else None,
             "elapsed_s": self.elapsed_before + self._elapsed(),
         }
         for s in M.SCENARIOS:
@@ -305,6 +339,8 @@ class ContinualTrainer:
             "runtime": runtime_settings(),
             "wall_time_s": self.elapsed_before + self._elapsed(),
             "task_times_s": self.task_times,
+            "tasks": self.task_reports,
+            "collapsed_tasks": [r["task"] for r in self.task_reports if r["collapsed"]],
         }
 
 

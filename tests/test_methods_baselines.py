@@ -14,7 +14,6 @@ import torch
 from hinterval.config import make_config
 from hinterval.data.registry import load_benchmark
 from hinterval.methods import build_method
-from hinterval.methods.base import kappa_radius_schedule
 from hinterval.methods.heads import head_size
 from hinterval.methods.intercontinet import MIN_RADIUS, project_box
 from hinterval.targets.factory import build_target
@@ -132,13 +131,6 @@ def test_multi_head_split_of_mlp_target() -> None:
     # Each task's optimiser sees the shared trunk and only its own head.
     assert [p.numel() for p in method.trainable_parameters(1)] == [target.num_params - head_size(target), head_size(target)]
     assert method.trainable_parameters(1)[1] is method.net.heads[1]
-
-
-def test_kappa_radius_schedule() -> None:
-    assert kappa_radius_schedule(0.0, kappa_min=0.5, ramp_fraction=0.5) == (1.0, 0.0)
-    assert kappa_radius_schedule(0.25, kappa_min=0.5, ramp_fraction=0.5) == (0.75, 0.5)
-    assert kappa_radius_schedule(0.9, kappa_min=0.5, ramp_fraction=0.5) == (0.5, 1.0)
-    assert kappa_radius_schedule(0.0, kappa_min=0.5, ramp_fraction=0.0) == (0.5, 1.0)
 
 
 @pytest.mark.parametrize("method", ["ewc", "intercontinet", "joint"])

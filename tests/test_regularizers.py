@@ -42,5 +42,5 @@ def test_batched_regulariser_equals_per_task_loop(synthetic_benchmark):
         assert torch.allclose(batched, loop / 2, rtol=1e-5)
         # and the training loss uses exactly this value
         task = synthetic_benchmark.tasks[2]
-        _, logs = m.training_loss(2, task.inputs(task.train.x[:8]), task.train.y[:8], progress=0.9)
+        _, logs = m.training_loss(2, task.inputs(task.train.x[:8]), task.train.y[:8], ramp=1.0)
         assert abs(logs["reg"] - float(batched.detach())) < 1e-4 * max(1.0, float(batched.detach()))

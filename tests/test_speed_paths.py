@@ -127,7 +127,7 @@ def test_grouped_hypernetwork_passes_equal_one_pass(synthetic_benchmark, monkeyp
             for p in m.hnet.parameters():
                 p.add_(0.01 * torch.randn_like(p))
         task = bench.tasks[5]
-        loss, logs = m.training_loss(5, task.inputs(task.train.x[:8]), task.train.y[:8], progress=0.9)
+        loss, logs = m.training_loss(5, task.inputs(task.train.x[:8]), task.train.y[:8], ramp=1.0)
         loss.backward()
         results[rows] = (stored, loss.detach(), logs, [p.grad.clone() for p in m.hnet.parameters()])
     ref = results[100]

@@ -43,8 +43,13 @@ class ContinualMethod(nn.Module):
         """Parameters the optimiser updates while training ``task_id``."""
         return [p for p in self.parameters() if p.requires_grad]
 
-    def training_loss(self, task_id: int, x: Tensor, y: Tensor, progress: float) -> Tuple[Tensor, Dict[str, float]]:
-        """Loss on one batch and scalar logs; ``progress`` in [0, 1) is the position in the task."""
+    def training_loss(self, task_id: int, x: Tensor, y: Tensor, ramp: float) -> Tuple[Tensor, Dict[str, float]]:
+        """Loss on one batch and scalar logs.
+
+        ``ramp`` in [0, 1] is the task's warm-up position (:mod:`hinterval.schedule`): interval
+        methods weigh the worst-case loss and scale the box by it; the others ignore it. Logs
+        carry ``acc_centre``, the batch accuracy of the centre network, which guards the ramp.
+        """
         raise NotImplementedError
 
     def end_task(self, task_id: int) -> None:
@@ -57,17 +62,6 @@ class ContinualMethod(nn.Module):
         The universal (DIL) network, where the method has one, covers tasks ``0..max(task_ids)``.
         """
         raise NotImplementedError
-
-
-def kappa_radius_schedule(progress: float, *, kappa_min: float, ramp_fraction: float) -> Tuple[float, float]:
-    """``(kappa, radius_scale)`` at ``progress`` in [0, 1] of a task (spec §3).
-
-    Shared by every interval method (HyperInterval, InterContiNet) so that they train under the
-    same schedule: over the first ``ramp_fraction`` of the task ``kappa`` decays linearly from 1
-    to ``kappa_min`` and the radius scale ramps from 0 to 1; both then stay fixed.
-    """
-    ramp = 1.0 if ramp_fraction == 0 else min(1.0, progress / ramp_fraction)
-    return 1.0 - (1.0 - kappa_min) * ramp, ramp
 
 
 def batched_target(target: TargetNetwork, x: Tensor, weights: Tensor) -> Tensor:

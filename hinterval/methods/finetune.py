@@ -35,7 +35,7 @@ class FinetuneMethod(ContinualMethod):
         """Extra loss term on the weights (none here; EWC overrides it)."""
         return None
 
-    def training_loss(self, task_id: int, x: Tensor, y: Tensor, progress: float) -> Tuple[Tensor, Dict[str, float]]:
+    def training_loss(self, task_id: int, x: Tensor, y: Tensor, ramp: float) -> Tuple[Tensor, Dict[str, float]]:
         ce = F.cross_entropy(self.target.forward(x, self.net.weights(task_id)), y)
         loss, logs = ce, {"ce_middle": float(ce.detach())}
         pen = self.penalty(task_id)

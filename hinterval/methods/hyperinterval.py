@@ -11,7 +11,8 @@ from hinterval.embeddings import TaskEmbeddings
 from hinterval.evaluation import Predictor
 from hinterval.hypernet import HnetOutput, HyperNetwork
 from hinterval.intervals import worst_case_logits
-from hinterval.methods.base import ContinualMethod, WeightBoxPredictor, kappa_radius_schedule
+from hinterval.methods.base import ContinualMethod, WeightBoxPredictor
+from hinterval.schedule import kappa_and_scale
 from hinterval.regularizers import box_regularizer, output_regularizer, regularizer_weight
 
 
@@ -85,12 +86,8 @@ class HyperIntervalMethod(ContinualMethod):
     def trainable_parameters(self, task_id: int) -> List[nn.Parameter]:
         return [*self.embeddings.task_parameters(task_id), *self.hnet.parameters()]
 
-    def schedule(self, progress: float) -> Tuple[float, float]:
-        """``(kappa, radius_scale)`` at ``progress`` in [0, 1] of the current task."""
-        return kappa_radius_schedule(progress, kappa_min=self.cfg.kappa_min, ramp_fraction=self.cfg.ramp_fraction)
-
-    def training_loss(self, task_id: int, x: Tensor, y: Tensor, progress: float) -> Tuple[Tensor, Dict[str, float]]:
-        kappa, scale = self.schedule(progress)
+    def training_loss(self, task_id: int, x: Tensor, y: Tensor, ramp: float) -> Tuple[Tensor, Dict[str, float]]:
+        kappa, scale = kappa_and_scale(ramp, self.cfg.kappa_min)
         use_interval = self.gamma > 0 and kappa < 1.0
         # The current task (row 0) AND all previous tasks (rows 1..t) that the regulariser needs go
         # through the hypernetwork together: one pass when unchunked, so the big output layer is read
@@ -115,11 +112,15 @@ class HyperIntervalMethod(ContinualMethod):
         else:
             logits_mid = self.target.forward(x, w_mid)
         ce_mid = F.cross_entropy(logits_mid, y)
-        loss, logs = kappa * ce_mid, {"ce_middle": float(ce_mid.detach()), "kappa": kappa, "radius_scale": scale}
+        loss, logs = kappa * ce_mid, {"ce_middle": float(ce_mid.detach()), "kappa": kappa, "radius_scale": scale,
+                                      "acc_centre": float((logits_mid.detach().argmax(1) == y).float().mean())}
         if use_interval:
-            ce_worst = F.cross_entropy(worst_case_logits(c - r, c + r, y), y)
+            worst = worst_case_logits(c - r, c + r, y)
+            ce_worst = F.cross_entropy(worst, y)
             loss = loss + (1.0 - kappa) * ce_worst
             logs["ce_worst"] = float(ce_worst.detach())
+            logs.update(_margin_logs(worst.detach(), y))
+            logs["worst_share"] = float((1.0 - kappa) * ce_worst.detach() / loss.detach().clamp_min(1e-12))
         if regularise:
             reg = self._regulariser(passes, task_id)
             loss = loss + regularizer_weight(self.cfg.beta, task_id, self.cfg.reg_normalisation) * reg
@@ -161,3 +162,12 @@ class HyperIntervalMethod(ContinualMethod):
     def predictor(self, task_ids: Sequence[int]) -> Predictor:
         out = self.task_weights(task_ids)
         return WeightBoxPredictor(self.target, out.middle, out.centre, out.radius, self.universal_weights(max(task_ids) + 1))
+
+
+def _margin_logs(worst: Tensor, y: Tensor) -> Dict[str, float]:
+    """Certified margin of a batch: lower bound of the true logit minus the largest upper bound of
+    the others (positive = every weight in the box classifies the sample correctly)."""
+    true = worst.gather(1, y[:, None]).squeeze(1)
+    other = worst.scatter(1, y[:, None], float("-inf")).max(dim=1).values
+    margin = true - other
+    return {"worst_margin": float(margin.median()), "acc_worst": float((margin > 0).float().mean())}

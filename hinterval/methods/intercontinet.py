@@ -6,7 +6,7 @@ the network is a box ``[c - r, c + r]``. Each task minimises the same loss as Hy
 
     kappa * CE(f(x; c)) + (1 - kappa) * CE(worst-case logits of the box),
 
-under the same schedule (:func:`~hinterval.methods.base.kappa_radius_schedule`). Forgetting is
+under the same schedule (:mod:`hinterval.schedule`). Forgetting is
 prevented by *nesting*: after task ``t`` the shared trunk's box is frozen as a constraint, and the
 box trained for task ``t + 1`` must lie inside it. Hence the final box lies inside every earlier
 task's box, and since interval propagation is inclusion-monotone, the worst-case accuracy of an
@@ -37,8 +37,9 @@ from torch import Tensor, nn
 
 from hinterval.evaluation import Predictor
 from hinterval.intervals import worst_case_logits
-from hinterval.methods.base import ContinualMethod, WeightBoxPredictor, kappa_radius_schedule
+from hinterval.methods.base import ContinualMethod, WeightBoxPredictor
 from hinterval.methods.heads import TrunkHeads
+from hinterval.schedule import kappa_and_scale
 
 #: smallest radius kept (a box never degenerates to a point, so ``log r`` stays finite)
 MIN_RADIUS = 1e-6
@@ -117,14 +118,16 @@ class InterContiNetMethod(ContinualMethod):
     def trainable_parameters(self, task_id: int) -> List[nn.Parameter]:
         return [*self.centre.task_parameters(task_id), *self.log_radius.task_parameters(task_id)]
 
-    def training_loss(self, task_id: int, x: Tensor, y: Tensor, progress: float) -> Tuple[Tensor, Dict[str, float]]:
+    def training_loss(self, task_id: int, x: Tensor, y: Tensor, ramp: float) -> Tuple[Tensor, Dict[str, float]]:
         self.project_()
-        kappa, scale = kappa_radius_schedule(progress, kappa_min=self.cfg.kappa_min, ramp_fraction=self.cfg.ramp_fraction)
+        kappa, scale = kappa_and_scale(ramp, self.cfg.kappa_min)
         centre, radius = self.box([task_id], project=False)
-        ce_mid = F.cross_entropy(self.target.forward(x, centre[0]), y)
+        logits = self.target.forward(x, centre[0])
+        ce_mid = F.cross_entropy(logits, y)
         loss = kappa * ce_mid
         logs = {"ce_middle": float(ce_mid.detach()), "kappa": kappa, "radius_scale": scale,
-                "mean_radius": float(radius.detach().mean())}
+                "mean_radius": float(radius.detach().mean()),
+                "acc_centre": float((logits.detach().argmax(1) == y).float().mean())}
         if kappa < 1.0:
             c, r = self.target.forward_interval(x, centre[0], radius[0] * scale)
             ce_worst = F.cross_entropy(worst_case_logits(c - r, c + r, y), y)

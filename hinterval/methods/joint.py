@@ -43,7 +43,7 @@ class JointMethod(FinetuneMethod):
             x = random_flip_crop(x)
         return x, task.train.y[idx]
 
-    def training_loss(self, task_id: int, x: Tensor, y: Tensor, progress: float) -> Tuple[Tensor, Dict[str, float]]:
+    def training_loss(self, task_id: int, x: Tensor, y: Tensor, ramp: float) -> Tuple[Tensor, Dict[str, float]]:
         k = max(1, math.ceil(len(y) / (task_id + 1)))
         parts = [self._sub_batch(j, k) for j in range(task_id)] + [(x[:k], y[:k])]
         xs, ys = torch.stack([p[0] for p in parts]), torch.stack([p[1] for p in parts])  # (t+1, k, ...)
