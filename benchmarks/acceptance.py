@@ -15,6 +15,18 @@ from typing import Dict, List, Optional
 from hinterval.runtime import choose_omp_wait_policy
 
 
+NOT_SOUND_TEXT = "n/a (not sound)"
+
+
+def configure_threads(threads: int) -> str:
+    """Choose the OpenMP wait policy (before torch loads) and the torch thread count; return the policy."""
+    policy = choose_omp_wait_policy(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    return policy
+
+
 def run_acceptance(suite: str, targets: Dict[str, Dict[str, float]], doc: str, argv: Optional[List[str]] = None) -> int:
     """Parse ``--benchmarks/--threads/--seed``, run each benchmark, print lines; 0 iff all pass.
 

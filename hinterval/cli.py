@@ -36,6 +36,8 @@ TRAIN_FLAGS = [
     ("--chunk-embedding-dim", "chunk_embedding_dim", int, "chunk embedding size (chunked hypernetwork)"),
     ("--target", "target", str, "target network: mlp | resnet18 | alexnet"),
     ("--target-hidden", "target_hidden", str, "MLP target hidden widths, e.g. 1000,1000"),
+    ("--image-size", "image_size", int, "CNN input side length: 28x28 data are zero-padded to 32x32, then resized to this (e.g. 64)"),
+    ("--image-channels", "image_channels", int, "CNN input channels: 3 repeats grey images into RGB"),
     ("--interval-mode", "interval_mode", str, "sound (default: exact box per layer) | rump (sound, fewer products per layer, slightly wider boxes) | relaxed (fast, NOT sound; CNNs)"),
     ("--reg-normalisation", "reg_normalisation", str, "reference (beta/t, as the paper's code) | mean (beta)"),
     ("--reg-bounds", "reg_bounds", lambda v: _parse_bool(v), "non-forced mode: also regularise earlier tasks' lower/upper weights (true/false)"),

@@ -58,6 +58,8 @@ class ExperimentConfig:
     target: str = "mlp"
     target_hidden: Tuple[int, ...] = (100, 100)
     interval_mode: str = "sound"
+    image_size: Optional[int] = None
+    image_channels: Optional[int] = None
     # Optimisation (spec §3)
     beta: float = 0.01
     reg_normalisation: str = "reference"
@@ -111,6 +113,8 @@ class ExperimentConfig:
         need(self.embedding_dim >= 1, f"embedding dim must be >= 1, got {self.embedding_dim}")
         need(len(self.hnet_hidden) >= 1 and min(self.hnet_hidden) >= 1, f"hnet hidden widths must be >= 1, got {self.hnet_hidden}")
         need(all(w >= 1 for w in self.target_hidden), f"target hidden widths must be >= 1, got {self.target_hidden}")
+        need(self.image_size is None or 8 <= self.image_size <= 512, f"image size must be in [8, 512], got {self.image_size}")
+        need(self.image_channels in (None, 1, 3), f"image channels must be 1 or 3, got {self.image_channels}")
         need(self.hnet_chunk_size >= 0, f"hnet chunk size must be >= 0 (0 = unchunked), got {self.hnet_chunk_size}")
         need(self.chunk_embedding_dim >= 1, f"chunk embedding dim must be >= 1, got {self.chunk_embedding_dim}")
         need(self.lr > 0, f"learning rate must be > 0, got {self.lr}")

@@ -17,7 +17,7 @@ import torch
 from hinterval import metrics as M
 from hinterval.config import ExperimentConfig, make_config
 from hinterval.data.base import Benchmark, Task
-from hinterval.data.registry import load_benchmark
+from hinterval.data.registry import load_for
 from hinterval.errors import TrainingDiverged, UserError
 from hinterval.evaluation import evaluate_tasks
 from hinterval.methods import ContinualMethod, build_method
@@ -29,6 +29,16 @@ CHECKPOINT_FORMAT = 1
 #: a task whose centre validation accuracy is at most this share of the way from chance to 1 has
 #: collapsed (its network answers (nearly) the same for every input)
 COLLAPSE_MARGIN = 0.1
+
+
+NOT_SOUND = "n/a (not sound)"
+
+
+def relative_radius(centre: torch.Tensor, radius: torch.Tensor) -> float:
+    """Median over weights of ``radius / |centre|``: how wide a weight box is relative to the
+    weights (the median, because near-zero centres dominate a mean). 0 = a point, not a box."""
+    with torch.no_grad():
+        return float((radius / centre.abs()).nan_to_num(nan=0.0).median())
 
 
 def collapse_threshold(num_classes: int) -> float:
@@ -136,7 +146,7 @@ class ContinualTrainer:
             keep_freed_memory()  # 1.5x per CPU step: see hinterval/runtime.py
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
-        bench = benchmark or load_benchmark(cfg.benchmark, num_tasks=cfg.num_tasks, seed=cfg.data_seed, data_dir=cfg.data_dir)
+        bench = benchmark or load_for(cfg)
         self.benchmark = bench.to(self.device)
         seed_everything(cfg.seed)
         self.method: ContinualMethod = build_method(cfg, self.benchmark, build_target(cfg, self.benchmark)).to(self.device)
@@ -146,6 +156,12 @@ class ContinualTrainer:
         self.task_reports: List[Dict[str, Any]] = []
         self.tasks_done = 0
         self.elapsed_before = 0.0
+
+    @property
+    def certifies(self) -> bool:
+        """Whether the worst-case figures are certified: the method has weight boxes and its target
+        propagates them soundly (``relaxed`` interval mode does not)."""
+        return self.method.has_intervals and getattr(self.method.target, "interval_mode", "sound") != "relaxed"
 
     # --- state -------------------------------------------------------------------------------
     def state(self) -> Dict[str, Any]:
@@ -270,7 +286,11 @@ class ContinualTrainer:
         self.method.train()
         val = float(res["til"][0])
         collapsed = val <= collapse_threshold(self.benchmark.classes_per_task)
-        return {"task": t, "val_acc": val, "collapsed": collapsed, "ramp_reached": ramp.position}
+        report = {"task": t, "val_acc": val, "collapsed": collapsed, "ramp_reached": ramp.position}
+        box = self.method.weight_box(t)
+        if box is not None:
+            report["weight_box_rel_radius"] = relative_radius(*box)
+        return report
 
     def _validation_score(self, t: int) -> float:
         """Model selection at full gamma: centre accuracy plus worst-case accuracy (spec §3)."""
@@ -297,8 +317,8 @@ class ContinualTrainer:
             M.TASKS_DONE: t + 1,
             M.AVG_ACC: M.average_accuracy(til, t),
             M.BWT: M.backward_transfer(til, t) if self.method.bwt_meaningful else None,
-            M.WORST_AVG_ACC: M.average_accuracy(worst, t),
-            M.WORST_BWT: M.backward_transfer(worst, t) if self.method.bwt_meaningful else None,
+            M.WORST_AVG_ACC: M.average_accuracy(worst, t) if self.certifies else None,
+            M.WORST_BWT: M.backward_transfer(worst, t) if self.method.bwt_meaningful and self.certifies else None,
             "dil_avg_acc": M.average_accuracy(self.matrices["dil"], t),
             "cil_avg_acc": M.average_accuracy(self.matrices["cil"], t),
             "task_time_s": self.task_times[-1],
@@ -308,6 +328,8 @@ class ContinualTrainer:
             "elapsed_s": self.elapsed_before + self._elapsed(),
         }
         for s in M.SCENARIOS:
+            if s == "worst" and not self.certifies:
+                continue
             for j in range(t + 1):
                 v = self.matrices[s][t][j]
                 if v is not None:
@@ -317,15 +339,20 @@ class ContinualTrainer:
     def result(self) -> Dict[str, Any]:
         """The run's result: headline metrics, per-scenario summaries, config and provenance."""
         row = self.tasks_done - 1
-        scen = {s: M.summarize(self.matrices[s], row) for s in M.SCENARIOS}
+        scen: Dict[str, Any] = {s: M.summarize(self.matrices[s], row) for s in M.SCENARIOS}
         if not self.method.bwt_meaningful:
             for s in scen.values():
                 s["bwt"], s["forgetting"] = None, None
+        worst_acc, worst_bwt = scen["worst"]["avg_acc"], scen["worst"]["bwt"]
+        if self.method.has_intervals and not self.certifies:  # an unsound propagation bounds nothing
+            worst_acc = worst_bwt = NOT_SOUND
+            scen["worst"] = {"note": NOT_SOUND}
         return {
             M.AVG_ACC: scen["til"]["avg_acc"],
             M.BWT: scen["til"]["bwt"],
-            M.WORST_AVG_ACC: scen["worst"]["avg_acc"],
-            M.WORST_BWT: scen["worst"]["bwt"],
+            M.WORST_AVG_ACC: worst_acc,
+            M.WORST_BWT: worst_bwt,
+            "certified": self.certifies,
             "acc_matrix": self.matrices["til"],
             **scen,
             M.TASKS_DONE: self.tasks_done,

@@ -116,3 +116,32 @@ def test_config_validation_messages():
             continue
         with pytest.raises(UserError, match=msg):
             make_config(bad)
+
+
+def test_forced_collapse_is_detected_and_reported():
+    """A huge box trained from the first step with the fixed schedule drives the network to constant
+    outputs: the task report, the metrics and the result must say so."""
+    cfg = _cfg(gamma=1000.0, kappa_min=0.0, ramp="fixed", ramp_fraction=0.0, iters_per_task=40, num_tasks=2)
+    rec = _Recorder()
+    res = train_continual(cfg, callbacks=[rec], progress=False)
+    assert res["collapsed_tasks"] == [0, 1]
+    assert all(r["collapsed"] and r["val_acc"] < 0.6 for r in res["tasks"])
+    assert rec.metrics[0]["task_collapsed"] is True and rec.metrics[-1]["collapsed_tasks"] == 2
+
+
+def test_guarded_ramp_keeps_the_centre_where_the_fixed_one_collapses():
+    """Same huge gamma with the default guarded warm-up: the centre network learns every task
+    (the box stays small instead), and nothing is reported as collapsed."""
+    cfg = _cfg(gamma=1000.0, kappa_min=0.0, iters_per_task=120, num_tasks=2, target_hidden="32", hnet_hidden="32")
+    res = train_continual(cfg, progress=False)
+    assert res["collapsed_tasks"] == []
+    assert min(res["til"]["final_accs"]) >= 0.75  # chance is 0.5; the fixed schedule ends there
+    assert all(r["ramp_reached"] < 1.0 for r in res["tasks"])  # the vacuous box was not grown to full gamma
+
+
+def test_task_report_records_the_weight_box_width():
+    res = train_continual(_cfg(num_tasks=1), progress=False)
+    (report,) = res["tasks"]
+    assert report["weight_box_rel_radius"] > 0 and res["certified"] is True
+    hnet = train_continual(_cfg(num_tasks=1, method="hnet"), progress=False)
+    assert "weight_box_rel_radius" not in hnet["tasks"][0]

@@ -40,6 +40,8 @@ class Task:
         perm: optional permutation of the flattened input features (permuted benchmarks).
         flatten: flatten each sample (MLP targets).
         pad_to: optional side length to zero-pad images to before flattening (e.g. 32).
+        resize_to: optional side length images are then resized to (bilinear), e.g. 64.
+        channels: optional channel count; grey images are repeated to 3 channels.
         augment: apply random flip + crop to training batches (CNN benchmarks).
     """
 
@@ -55,6 +57,8 @@ class Task:
     augment: bool = False
     mean: Optional[Tuple[float, ...]] = None
     std: Optional[Tuple[float, ...]] = None
+    resize_to: Optional[int] = None
+    channels: Optional[int] = None
 
     def inputs(self, x: Tensor) -> Tensor:
         """Turn raw samples into float network inputs (on ``x``'s device)."""
@@ -63,6 +67,11 @@ class Task:
             total = self.pad_to - x.shape[-1]
             a = total // 2
             x = torch.nn.functional.pad(x, (a, total - a, a, total - a))
+        if self.resize_to is not None and x.shape[-1] != self.resize_to:
+            x = torch.nn.functional.interpolate(x, size=(self.resize_to, self.resize_to), mode="bilinear",
+                                                align_corners=False)
+        if self.channels is not None and x.shape[1] != self.channels:
+            x = x.expand(-1, self.channels, -1, -1)  # grey -> RGB: the same values in every channel
         if self.mean is not None:
             shape = (1, -1) + (1,) * (x.dim() - 2)
             x = (x - x.new_tensor(self.mean).view(shape)) / x.new_tensor(self.std).view(shape)
@@ -221,3 +230,35 @@ def permuted_tasks(
             )
         )
     return tasks
+
+
+def as_images(bench: Benchmark, *, size: Optional[int] = None, channels: Optional[int] = None) -> Benchmark:
+    """The benchmark with ``(C, H, W)`` image inputs for a convolutional target.
+
+    28x28 images (MNIST, Fashion-MNIST) are zero-padded by 2 pixels on every side to 32x32 (the
+    digit or garment stays at its native resolution, as the permuted benchmarks also pad);
+    ``size`` then resizes the padded images (bilinear), e.g. 64 for TinyImageNet-shaped inputs,
+    and ``channels=3`` repeats grey images into three equal channels. Permuted benchmarks are
+    refused: a pixel permutation destroys the neighbourhoods convolutions rely on.
+    """
+    import dataclasses
+
+    from hinterval.errors import UserError
+
+    if any(t.perm is not None for t in bench.tasks):
+        raise UserError(f"benchmark {bench.name!r} permutes pixels, so it has no images for a CNN target; use "
+                        "--target mlp, or a split benchmark (split-fashion, split-mnist) with a CNN")
+    sample = bench.tasks[0].train.x
+    if sample.dim() != 4:
+        raise UserError(f"benchmark {bench.name!r} stores flat {tuple(sample.shape[1:])} inputs, not images; "
+                        "a CNN target needs an image benchmark (split-fashion, split-mnist, split-cifar10, "
+                        "split-cifar100, tinyimagenet)")
+    side = sample.shape[-1]
+    pad_to = 32 if side < 32 else None
+    native_side = pad_to or side
+    tasks = [dataclasses.replace(t, flatten=False, pad_to=pad_to if t.pad_to is None else t.pad_to,
+                                 resize_to=size if size not in (None, native_side) else None,
+                                 channels=channels if channels not in (None, sample.shape[1]) else None)
+             for t in bench.tasks]
+    shape = (channels or sample.shape[1], size or native_side, size or native_side)
+    return dataclasses.replace(bench, tasks=tasks, input_shape=shape)

@@ -94,6 +94,17 @@ def load_benchmark(name: str, *, num_tasks: Optional[int] = None, seed: int = 0,
     return _LOADERS[name](num_tasks=num_tasks, seed=seed, data_dir=data_dir)
 
 
+def load_for(cfg) -> Benchmark:
+    """The benchmark of an :class:`~hinterval.config.ExperimentConfig`, shaped for its target:
+    flat vectors for the MLP, ``(C, H, W)`` images for the CNNs (see :func:`as_images`)."""
+    from hinterval.data.base import as_images
+
+    bench = load_benchmark(cfg.benchmark, num_tasks=cfg.num_tasks, seed=cfg.data_seed, data_dir=cfg.data_dir)
+    if cfg.target != "mlp" or cfg.image_size is not None or cfg.image_channels is not None:
+        bench = as_images(bench, size=cfg.image_size, channels=cfg.image_channels)
+    return bench
+
+
 #: (standard, maximum) task counts of the benchmarks whose loaders take them from the data layout
 _TASKS = {"split-digits": (5, 5), "permuted-digits": (10, None), "split-mnist": (5, 5), "permuted-mnist": (10, None),
           "split-fashion": (5, 5), "permuted-fashion": (10, None), "split-cifar10": (5, 5), "split-cifar100": (10, 10)}

@@ -55,6 +55,11 @@ class ContinualMethod(nn.Module):
     def end_task(self, task_id: int) -> None:
         """Called after training ``task_id`` and restoring its selected state."""
 
+    def weight_box(self, task_id: int) -> Optional[Tuple[Tensor, Tensor]]:
+        """The task's box of target weights ``(centre, radius)``, each ``(P,)``, at full gamma;
+        ``None`` for methods without weight intervals."""
+        return None
+
     # --- prediction -------------------------------------------------------------------------
     def predictor(self, task_ids: Sequence[int]) -> Predictor:
         """Networks of ``task_ids`` precomputed for evaluation (see :mod:`hinterval.evaluation`).

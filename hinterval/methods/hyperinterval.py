@@ -151,6 +151,13 @@ class HyperIntervalMethod(ContinualMethod):
         centre, radius = self.embeddings.box(task_ids)
         return self.hnet(centre, radius if self.gamma > 0 else None)
 
+    @torch.no_grad()
+    def weight_box(self, task_id: int) -> Optional[Tuple[Tensor, Tensor]]:
+        if not self.has_intervals:
+            return None
+        out = self.task_weights([task_id])
+        return out.centre[0], out.radius[0]
+
     def universal_weights(self, num_seen: int) -> Optional[Tensor]:
         """Weights ``(P,)`` from the universal embedding of tasks ``0..num_seen-1`` (nested mode)."""
         if self.mode != "nested" or self.gamma == 0:

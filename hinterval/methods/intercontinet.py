@@ -29,7 +29,7 @@ gives worst-case logits of order 1e19 at initialisation, so deep targets need a 
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -143,6 +143,11 @@ class InterContiNetMethod(ContinualMethod):
             c, r = self.centre.trunk, self.log_radius.trunk.exp()
             self.prev_lower.copy_(torch.maximum(c - r, self.prev_lower))
             self.prev_upper.copy_(torch.minimum(c + r, self.prev_upper))
+
+    @torch.no_grad()
+    def weight_box(self, task_id: int) -> Optional[Tuple[Tensor, Tensor]]:
+        centre, radius = self.box([task_id])
+        return centre[0], radius[0]
 
     # --- prediction -------------------------------------------------------------------------
     @torch.inference_mode()

@@ -202,6 +202,44 @@ class SoundExecutor:
         return h.c, (torch.zeros_like(h.c) if h.r is None else h.r)
 
 
+class RadiusProfile(SoundExecutor):
+    """A sound executor that records, after every operation, how wide the interval is relative
+    to its values: ``mean(radius) / mean(|centre|)`` of the activations (0 = a point). Used by
+    :meth:`ConvTarget.radius_profile` to show where a box grows through a deep network."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.rows: List[Tuple[str, float]] = []
+        self._counts: dict = {}
+
+    def _log(self, kind: str, h: _IV) -> _IV:
+        n = self._counts[kind] = self._counts.get(kind, 0) + 1
+        rel = 0.0 if h.r is None else float(h.r.mean() / h.c.abs().mean().clamp_min(1e-30))
+        self.rows.append((f"{kind}{n}", rel))
+        return h
+
+    def conv(self, h, w, b, stride, padding, nonneg):  # type: ignore[override]
+        return self._log("conv", super().conv(h, w, b, stride, padding, nonneg))
+
+    def linear(self, h, w, b, nonneg):  # type: ignore[override]
+        return self._log("linear", super().linear(h, w, b, nonneg))
+
+    def bn(self, h, g, b):  # type: ignore[override]
+        return self._log("bn", super().bn(h, g, b))
+
+    def relu(self, h):  # type: ignore[override]
+        return self._log("relu", super().relu(h))
+
+    def add(self, a, b):  # type: ignore[override]
+        return self._log("add", super().add(a, b))
+
+    def max_pool(self, h, k, s=None, p=0):  # type: ignore[override]
+        return self._log("maxpool", super().max_pool(h, k, s, p))
+
+    def avg_pool(self, h, k):  # type: ignore[override]
+        return self._log("avgpool", super().avg_pool(h, k))
+
+
 def _add_bias(c: Tensor, r: Optional[Tensor], b_c: Optional[Tensor], b_r: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
     """Add an interval bias ``(C,)`` along dimension 1 of an interval ``(N, C, ...)``."""
     if b_c is None:
@@ -417,6 +455,17 @@ class ConvTarget(TargetNetwork):
         else:
             ex = self._sound_executor(pc, pr, pm, track_middle=self.has_batch_norm)
         return ex.output(self._run(ex, ex.input(x, x_radius)))
+
+    @torch.no_grad()
+    def radius_profile(self, x: Tensor, w_centre: Tensor, w_radius: Tensor, *,
+                       w_middle: Optional[Tensor] = None) -> List[Tuple[str, float]]:
+        """``[(operation, relative radius), ...]`` of the sound interval forward, in execution
+        order (``conv3``, ``bn3``, ``add2``, ...): where the box of a weight box grows."""
+        pc, pr = self.unflatten(w_centre), self.unflatten(w_radius)
+        pm = pc if w_middle is None else self.unflatten(w_middle)
+        ex = RadiusProfile(pc, pr, pm, track_middle=self.has_batch_norm, exact_nonneg=self.interval_mode != "rump")
+        self._run(ex, ex.input(x))
+        return ex.rows
 
     def forward_with_interval(self, x: Tensor, w_middle: Tensor, w_centre: Tensor,
                               w_radius: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
