@@ -13,8 +13,9 @@ Two ways to move ``q`` (``ExperimentConfig.ramp``):
   learning and stays learned: the moving average of its training-batch accuracy must be above
   :data:`LEARNED` of the way from chance to 1, and within :data:`TOLERANCE` of the best average
   seen in this task; and while the box is informative: its worst-case cross-entropy may exceed
-  the centre's by at most ``log C`` (what a constant network loses). When the centre falls back,
-  or the box is far past that, ``q`` moves back at the same speed. Why: a
+  the centre's by at most ``log C`` (what a constant network loses). When the centre falls back
+  by more than ``3 * TOLERANCE``, or the box is far past that (``2 log C``), ``q`` moves back at
+  the same speed; in between it holds. Why: a
   worst-case loss over a box that certifies nothing is lowest for a *constant* network (a network
   that outputs the same logits for every input has a zero-width logit box and chance-level loss),
   so with a fixed schedule a box that grows faster than the network can learn to tighten it
@@ -88,9 +89,10 @@ class RampController:
         self.excess = _ema(self.excess, logs["ce_worst"] - logs.get("ce_middle", 0.0) if "ce_worst" in logs else 0.0)
         vacuous = self.excess > self.vacuous_excess
         step = 1.0 / self.ramp_iters
-        if self.acc < self.best - TOLERANCE or self.excess > 2 * self.vacuous_excess:
+        falling = self.acc < self.best - TOLERANCE
+        if self.acc < self.best - 3 * TOLERANCE or self.excess > 2 * self.vacuous_excess:
             self.position = max(0.0, self.position - step)
-        elif self.acc >= self.learned and not vacuous:
+        elif self.acc >= self.learned and not (vacuous or falling):
             self.position = min(1.0, self.position + step)
 
 

@@ -264,10 +264,12 @@ class ContinualTrainer:
                     if hasattr(cb, "on_step"):
                         cb.on_step(t, it, logs)
             last = it == n_iters - 1
-            # Model selection only among states trained on the full box (a state from before the
-            # ramp finished never trained its box at full gamma); ties go to the later state.
-            if ramp.complete and ((it + 1) % cfg.val_every == 0 or last):
-                score = self._validation_score(t)
+            # Model selection: states trained on the full box rank above states from before the
+            # warm-up finished (those never trained their box at full gamma); among equals the
+            # higher centre + worst-case validation accuracy wins, ties go to the later state. The
+            # earlier states are kept as a fallback for a task whose box never reached full gamma.
+            if (it + 1) % cfg.val_every == 0 or last:
+                score = (ramp.complete, self._validation_score(t))
                 if best_score is None or score >= best_score:
                     best_score, best_state = score, [p.detach().clone() for p in params]
         if best_state is not None:
