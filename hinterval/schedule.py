@@ -13,9 +13,9 @@ Two ways to move ``q`` (``ExperimentConfig.ramp``):
   learning and stays learned: the moving average of its training-batch accuracy must be above
   :data:`LEARNED` of the way from chance to 1, and within :data:`TOLERANCE` of the best average
   seen in this task; and while the box is informative: its worst-case cross-entropy may exceed
-  the centre's by at most ``log C`` (what a constant network loses). When the centre falls back
-  by more than ``3 * TOLERANCE``, or the box is far past that (``2 log C``), ``q`` moves back at
-  the same speed; in between it holds. Why: a
+  the centre's by at most :data:`VACUOUS` times ``log C`` (what a constant network loses). When
+  the centre falls back by more than ``3 * TOLERANCE``, or the box is twice past that limit,
+  ``q`` moves back at the same speed; in between it holds. Why: a
   worst-case loss over a box that certifies nothing is lowest for a *constant* network (a network
   that outputs the same logits for every input has a zero-width logit box and chance-level loss),
   so with a fixed schedule a box that grows faster than the network can learn to tighten it
@@ -33,6 +33,8 @@ from hinterval.config import RAMP_MODES
 LEARNED = 0.5
 #: how far (absolute accuracy) the centre may fall below its best before the ramp moves back
 TOLERANCE = 0.05
+#: the box counts as vacuous when its worst-case loss exceeds the centre's by this many times log C
+VACUOUS = 4.0
 #: weight of the newest batch in the moving average of the centre accuracy
 EMA_WEIGHT = 0.1
 
@@ -61,9 +63,9 @@ class RampController:
         self.chance = 1.0 / max(1, num_classes)
         self.learned = self.chance + LEARNED * (1.0 - self.chance)
         self.position = 1.0 if self.ramp_iters == 0 else 0.0
-        # A box whose worst-case loss exceeds the centre's by more than a constant network's loss
-        # (log C) certifies less than answering at random: the ramp does not grow it further.
-        self.vacuous_excess = math.log(max(2, num_classes))
+        # A box whose worst-case loss exceeds the centre's by more than a few times a constant network's
+        # loss (log C) certifies less than answering at random: the ramp does not grow it further.
+        self.vacuous_excess = VACUOUS * math.log(max(2, num_classes))
         self.acc, self.excess, self.best = math.nan, 0.0, -math.inf
         self._it = 0
 
