@@ -28,6 +28,9 @@ from __future__ import annotations
 import math
 from typing import Mapping, Tuple
 
+import torch
+import torch.nn.functional as F
+
 from hinterval.config import RAMP_MODES
 #: the centre counts as learned once its average batch accuracy is this far from chance to 1
 LEARNED = 0.5
@@ -100,3 +103,24 @@ class RampController:
 
 def _ema(old: float, new: float) -> float:
     return float(new) if math.isnan(old) else (1 - EMA_WEIGHT) * old + EMA_WEIGHT * float(new)
+
+
+def worst_case_loss(worst_logits: torch.Tensor, middle_logits: torch.Tensor, y: torch.Tensor, *,
+                    capped: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, raw)``: the worst-case cross-entropy the optimiser sees, and its plain batch mean.
+
+    With ``capped`` (the guarded warm-up), a batch whose worst-case loss exceeds its centre loss by
+    more than twice the vacuous limit (``2 * VACUOUS * log C``, where the warm-up moves the box
+    back) contributes the centre loss instead: its box certifies nothing, and the gradient of such
+    a loss only pushes the network towards constant outputs (see the module docstring). Below that
+    the box trains as usual (between the limit and twice the limit the warm-up holds the box while
+    the worst-case loss tightens it).
+    """
+    raw = F.cross_entropy(worst_logits, y)
+    if not capped:
+        return raw, raw
+    limit = 2 * VACUOUS * math.log(max(2, worst_logits.shape[-1]))
+    ce_mid = F.cross_entropy(middle_logits, y)
+    if float(raw.detach() - ce_mid.detach()) > limit:
+        return ce_mid + limit, raw
+    return raw, raw

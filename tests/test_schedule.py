@@ -80,3 +80,24 @@ def test_guarded_ramp_holds_while_the_centre_dips_a_little() -> None:
     for _ in range(40):
         r.update({"acc_centre": 0.95 - 2 * TOLERANCE})
     assert before <= r.position <= before + 0.2  # grows only until the dip shows, never given back
+
+
+def test_capped_worst_case_loss_trains_the_centre_when_the_box_is_vacuous() -> None:
+    import torch
+
+    from hinterval.schedule import worst_case_loss
+
+    y = torch.tensor([0, 0])
+    middle = torch.tensor([[2.0, 0.0], [2.0, 0.0]], requires_grad=True)
+    vacuous = torch.tensor([[-500.0, 500.0], [-400.0, 400.0]], requires_grad=True)
+    plain, raw = worst_case_loss(vacuous, middle, y, capped=False)
+    capped, raw2 = worst_case_loss(vacuous, middle, y, capped=True)
+    assert float(raw.detach()) == float(raw2.detach()) == float(plain.detach()) > 400
+    assert float(capped.detach()) < 10
+    capped.backward()
+    assert vacuous.grad is None or float(vacuous.grad.abs().sum()) == 0  # no pull on the vacuous box
+    assert float(middle.grad.abs().sum()) > 0  # the centre trains instead
+    informative = torch.tensor([[1.0, 0.5], [1.5, 0.0]], requires_grad=True)
+    loss, _ = worst_case_loss(informative, middle.detach(), y, capped=True)
+    loss.backward()
+    assert float(informative.grad.abs().sum()) > 0  # an informative box trains as usual

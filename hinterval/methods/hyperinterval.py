@@ -12,7 +12,7 @@ from hinterval.evaluation import Predictor
 from hinterval.hypernet import HnetOutput, HyperNetwork
 from hinterval.intervals import worst_case_logits
 from hinterval.methods.base import ContinualMethod, WeightBoxPredictor
-from hinterval.schedule import kappa_and_scale
+from hinterval.schedule import kappa_and_scale, worst_case_loss
 from hinterval.regularizers import box_regularizer, output_regularizer, regularizer_weight
 
 
@@ -116,9 +116,9 @@ class HyperIntervalMethod(ContinualMethod):
                                       "acc_centre": float((logits_mid.detach().argmax(1) == y).float().mean())}
         if use_interval:
             worst = worst_case_logits(c - r, c + r, y)
-            ce_worst = F.cross_entropy(worst, y)
+            ce_worst, raw = worst_case_loss(worst, logits_mid, y, capped=self.cfg.ramp == "guarded")
             loss = loss + (1.0 - kappa) * ce_worst
-            logs["ce_worst"] = float(ce_worst.detach())
+            logs["ce_worst"] = float(raw.detach())
             logs.update(_margin_logs(worst.detach(), y))
             logs["worst_share"] = float((1.0 - kappa) * ce_worst.detach() / loss.detach().clamp_min(1e-12))
         if regularise:

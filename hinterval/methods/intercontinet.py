@@ -39,7 +39,7 @@ from hinterval.evaluation import Predictor
 from hinterval.intervals import worst_case_logits
 from hinterval.methods.base import ContinualMethod, WeightBoxPredictor
 from hinterval.methods.heads import TrunkHeads
-from hinterval.schedule import kappa_and_scale
+from hinterval.schedule import kappa_and_scale, worst_case_loss
 
 #: smallest radius kept (a box never degenerates to a point, so ``log r`` stays finite)
 MIN_RADIUS = 1e-6
@@ -130,9 +130,10 @@ class InterContiNetMethod(ContinualMethod):
                 "acc_centre": float((logits.detach().argmax(1) == y).float().mean())}
         if kappa < 1.0:
             c, r = self.target.forward_interval(x, centre[0], radius[0] * scale)
-            ce_worst = F.cross_entropy(worst_case_logits(c - r, c + r, y), y)
+            ce_worst, raw = worst_case_loss(worst_case_logits(c - r, c + r, y), logits, y,
+                                            capped=self.cfg.ramp == "guarded")
             loss = loss + (1.0 - kappa) * ce_worst
-            logs["ce_worst"] = float(ce_worst.detach())
+            logs["ce_worst"] = float(raw.detach())
         logs["loss"] = float(loss.detach())
         return loss, logs
 
