@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (training seed: --set seed=N); default 0")
 
     r = p.add_argument_group("where and how it runs")
-    r.add_argument("--name", help="sweep name (default: the benchmark, '-smoke' appended for --smoke-test)")
+    r.add_argument("--name", help="sweep name (default: the benchmark, '-smoke' appended for --smoke-test; when that "
+                   "sweep exists, a new name with a date-time suffix); an existing NAME needs --resume or --overwrite")
     r.add_argument("--results-dir", default="results", help="parent of the sweep's results directory; default ./results")
     r.add_argument("--address", help="Ray cluster to join ('auto' on a cluster node, or HOST:PORT); "
                    "default: start Ray on this machine")
@@ -158,7 +159,8 @@ def resolve(args: argparse.Namespace) -> Dict[str, Any]:
         raise UserError(f"--gpus-per-trial above 1 must be a whole number, got {args.gpus_per_trial:g}")
     if args.iters_per_task is not None and args.iters_per_task < 0:
         raise UserError(f"--iters-per-task must be >= 1 (or 0 for the preset's value), got {args.iters_per_task}")
-    name = args.name or (args.benchmark + ("-smoke" if args.smoke_test else ""))
+    results_dir = Path(args.results_dir).expanduser().resolve()
+    name = args.name or default_name(args, results_dir)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
     if args.resume and args.overwrite:
@@ -178,15 +180,15 @@ def resolve(args: argparse.Namespace) -> Dict[str, Any]:
     preset_cfg = make_config(base)  # defaults < preset < fixed keys: the trial everyone compares against
 
     space = S.parse_space(load_config_file(args.space)) if args.space else S.default_space(preset_cfg)
-    flag_params, flag_fixed = [], {}
+    flag_params, flag_fixed = {}, {}
     for _, key, _ in SPACE_FLAGS:
         text = getattr(args, f"space_{key}")
         if text is not None:
-            param, value = S.parse_flag(key, text)
-            if param is None:
+            dist, value = S.parse_flag(key, text)
+            if dist is None:
                 flag_fixed[key] = value
             else:
-                flag_params.append(param)
+                flag_params[key] = dist
     space = S.merge(space, flag_params, flag_fixed)
     base.update(dict(space.fixed))
     space = S.SearchSpace(space.params, ())
@@ -198,7 +200,6 @@ def resolve(args: argparse.Namespace) -> Dict[str, Any]:
 
         check_data(preset_cfg.benchmark, num_tasks=preset_cfg.num_tasks, data_dir=preset_cfg.data_dir)
 
-    results_dir = Path(args.results_dir).expanduser().resolve()
     out_dir = results_dir / name
     storage = args.storage or str(out_dir / "_ray")
     if "://" not in storage:
@@ -211,6 +212,25 @@ def resolve(args: argparse.Namespace) -> Dict[str, Any]:
         "gpus_per_trial": 0.0 if args.smoke_test else args.gpus_per_trial, "tensorboard": not args.no_tensorboard,
         "smoke_test": bool(args.smoke_test),
     }
+
+
+def plain_name(args: argparse.Namespace) -> str:
+    """The benchmark's sweep name (``-smoke`` appended for --smoke-test)."""
+    return args.benchmark + ("-smoke" if args.smoke_test else "")
+
+
+def default_name(args: argparse.Namespace, results_dir: Path, now: Optional[float] = None) -> str:
+    """The sweep's name without ``--name``: :func:`plain_name`, or, when a sweep of that name exists and
+    neither --resume nor --overwrite asks for it, that name with a date-time suffix (a new sweep)."""
+    name = plain_name(args)
+    taken = lambda n: (results_dir / n).exists() and any((results_dir / n).iterdir())  # noqa: E731
+    if args.resume or args.overwrite or not taken(name):
+        return name
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    fresh, k = f"{name}-{stamp}", 2
+    while taken(fresh):
+        fresh, k = f"{name}-{stamp}-{k}", k + 1
+    return fresh
 
 
 def load_saved_spec(out_dir: Path) -> Dict[str, Any]:
@@ -237,7 +257,7 @@ def describe(spec: Dict[str, Any], *, address: Optional[str], max_concurrent: An
     lines = [f"sweep {spec['name']!r} on {spec['benchmark']}: {spec['num_samples']} trials, objective "
              f"{', '.join(spec['objectives'])} (maximised), scheduler {spec['scheduler']}, TPE seed {spec['seed']}",
              "search space:"]
-    lines += [f"  {p.name:16s} {p.describe()}" for p in sp.params]
+    lines += [f"  {k:16s} {S.describe(d)}" for k, d in sp.params]
     lines.append("fixed for every trial (on top of the benchmark preset): "
                  + ", ".join(f"{k}={v}" for k, v in spec["base"].items()))
     if spec["preset_point"] is not None:
@@ -309,10 +329,25 @@ def alive_node_resources() -> List[Dict[str, float]]:
 
 
 def make_searcher(spec: Dict[str, Any], max_concurrent: int):
-    from tune.searcher import make_searcher as _make
+    """TPE over the sweep's space, its study kept in ``results/<name>/optuna.db`` (see tune.searcher)."""
+    from tune.searcher import create_study, make_searcher as _make, study_url
 
+    attrs = {k: spec[k] for k in ("benchmark", "objectives", "space", "base", "preset_point", "seed", "scheduler")}
+    storage = create_study(study_url(spec["out_dir"]), spec["name"], spec["objectives"], attrs)
     return _make(space=spec["space"], objectives=spec["objectives"], seed=spec["seed"],
-                 preset_point=spec["preset_point"], max_concurrent=max_concurrent)
+                 preset_point=spec["preset_point"], max_concurrent=max_concurrent, storage=storage,
+                 study_name=spec["name"])
+
+
+def summary_metrics(spec: Dict[str, Any]) -> List[str]:
+    """The headline metrics TensorBoard's HParams tab lists: DIL only where a trial can be nested."""
+    from hinterval.callbacks import SUMMARY_METRICS
+    from hinterval.config import make_config
+
+    modes = {make_config(spec["base"]).embedding_mode}
+    modes |= set(spec["space"].get("embedding_mode", {}).get("values", ())) if isinstance(
+        spec["space"].get("embedding_mode"), dict) else set()
+    return [m for m in SUMMARY_METRICS if m != "dil_avg_acc" or "nested" in modes]
 
 
 def make_trainable(spec: Dict[str, Any]):
@@ -325,25 +360,33 @@ def make_trainable(spec: Dict[str, Any]):
                                {"cpu": spec["cpus_per_trial"], "gpu": spec["gpus_per_trial"]})
 
 
+def make_scheduler(spec: Dict[str, Any]):
+    """ASHA on the first objective (``--scheduler asha``), one rung per finished task; else ``None``."""
+    if spec["scheduler"] != "asha":
+        return None
+    from tune.searcher import FiniteMetricASHA
+
+    # max_t only caps rungs, trials end after their last task anyway
+    return FiniteMetricASHA(time_attr=M.TASKS_DONE, metric=spec["objectives"][0], mode="max", max_t=1000,
+                            grace_period=1, reduction_factor=2)
+
+
 def make_tuner(spec: Dict[str, Any], max_concurrent: int):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-    from ray.tune.schedulers import ASHAScheduler
 
     from tune import space as S
     from tune.recorder import SweepRecorder
 
-    scheduler = None
-    if spec["scheduler"] == "asha":
-        # one rung per finished task; max_t only caps rungs, trials end after their last task anyway
-        scheduler = ASHAScheduler(time_attr=M.TASKS_DONE, metric=M.AVG_ACC, mode="max", max_t=1000, grace_period=1,
-                                  reduction_factor=2)
-    names = S.parse_space(spec["space"]).names
+    scheduler = make_scheduler(spec)
+    space = S.parse_space(spec["space"])
+    names = space.names
     # sort_by_metric=False: Ray's sort crashes the driver on a trial whose avg_acc is None (diverged in task 1)
     reporter = tune.CLIReporter(
         metric_columns={M.TASKS_DONE: "tasks", M.AVG_ACC: "avg_acc", M.BWT: "bwt", M.WORST_AVG_ACC: "worst_acc"},
         parameter_columns=names, max_report_frequency=30, metric=M.AVG_ACC, mode="max", sort_by_metric=False)
-    recorder = SweepRecorder(spec["out_dir"], base=spec["base"], preset=spec["preset_point"], tensorboard=spec["tensorboard"])
+    recorder = SweepRecorder(spec["out_dir"], base=spec["base"], preset=spec["preset_point"], tensorboard=spec["tensorboard"],
+                             hparams=S.tensorboard_hparams(space), metrics=summary_metrics(spec))
     run_config = tune.RunConfig(
         name=spec["name"], storage_path=spec["storage"], failure_config=tune.FailureConfig(max_failures=2),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -379,13 +422,16 @@ def run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
     if args.resume:
-        name = args.name or (args.benchmark + ("-smoke" if args.smoke_test else ""))
+        name = args.name or plain_name(args)
         out_dir = Path(args.results_dir).expanduser().resolve() / name
         spec = load_saved_spec(out_dir)
         print(f"resuming sweep {name!r} with its saved settings ({out_dir / SWEEP_FILE}); "
               "search/resource flags given now are ignored", file=sys.stderr)
     else:
         spec = resolve(args)
+        if spec["name"] != (args.name or plain_name(args)):
+            print(f"search.py: {Path(spec['out_dir']).parent / plain_name(args)} holds an earlier sweep; this one is "
+                  f"{spec['name']!r} -> {spec['out_dir']} (--name NAME picks the name)", file=sys.stderr)
     out_dir = Path(spec["out_dir"])
     if not args.resume and out_dir.exists() and any(out_dir.iterdir()) and not args.overwrite:
         raise UserError(f"{out_dir} already holds a sweep named {spec['name']!r}; pass --resume to continue it, "
@@ -441,20 +487,26 @@ def run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
     finally:
         if started_ray:
             ray.shutdown()
-    summary = finish(spec, wall_s=time.time() - t0)
+    summary = finish(spec, wall_s=time.time() - t0, running=interrupted)
     summary["interrupted"] = interrupted or summary["unfinished"]  # Tune stops gracefully on the first Ctrl-C
     return summary
 
 
-def finish(spec: Dict[str, Any], *, wall_s: float) -> Dict[str, Any]:
-    """Write the report files and print where they are."""
+def finish(spec: Dict[str, Any], *, wall_s: float, running: bool = False) -> Dict[str, Any]:
+    """Write the report files and print where they are (``running``: trials may still resume)."""
     from tune import space as S
     from tune.recorder import load_records
     from tune.report import write_report
+    from tune.searcher import STUDY_FILE, close_orphans, study_url
 
     records = load_records(spec["out_dir"])
+    unfinished = len(records) < spec["num_samples"] or any(r["status"] in ("PENDING", "RUNNING", "RETRYING") for r in records)
+    has_study = (Path(spec["out_dir"]) / STUDY_FILE).is_file()
+    if has_study and not (running or unfinished):
+        close_orphans(study_url(spec["out_dir"]), spec["name"])
     names = S.parse_space(spec["space"]).names
-    summary = write_report(spec["out_dir"], records, name=spec["name"], params=names, objectives=spec["objectives"])
+    summary = write_report(spec["out_dir"], records, name=spec["name"], params=names, objectives=spec["objectives"],
+                           space=spec["space"], study=(study_url(spec["out_dir"]), spec["name"]) if has_study else None)
     best = summary["best"]
     statuses: Dict[str, int] = {}
     for r in records:
@@ -471,7 +523,6 @@ def finish(spec: Dict[str, Any], *, wall_s: float) -> Dict[str, Any]:
         if preset is not None:
             print(f"preset trial {preset['trial_id']}: avg_acc {fmt(preset['history'][-1].get(M.AVG_ACC))} "
                   f"({preset['status']}, {preset['tasks_done']}/{preset['num_tasks']} tasks)")
-    unfinished = len(records) < spec["num_samples"] or any(r["status"] in ("PENDING", "RUNNING", "RETRYING") for r in records)
     for r in records:
         if r["status"] in ("ERROR", "DIVERGED"):
             print(f"trial {r['trial_id']} {r['status'].lower()} after {r['tasks_done']} task(s): {r.get('error')}")
@@ -481,7 +532,9 @@ def finish(spec: Dict[str, Any], *, wall_s: float) -> Dict[str, Any]:
     out = spec["out_dir"]
     print(f"results: {out}/  (leaderboard.md, trials.csv{', best_config.yaml' if best else ''}, plots/)")
     if spec["tensorboard"]:
-        print(f"tensorboard: tensorboard --logdir {out}")
+        print(f"compare trials: tensorboard --logdir {out}/tensorboard   (HParams tab: one row per trial)")
+    if has_study:
+        print(f"optuna study:   optuna-dashboard {study_url(out)}")
     if best is not None:
         print(f"train the best config: hinterval train --config {out}/best_config.yaml")
     summary.pop("frame", None)
