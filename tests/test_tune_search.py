@@ -270,6 +270,24 @@ def test_existing_sweep_is_never_overwritten_without_a_flag(tmp_path, capsys):
     assert old.read_text() == "precious\n"
 
 
+def test_the_spec_is_resolved_by_one_pure_function(tmp_path):
+    import dataclasses
+
+    from tune.spec import SweepSpec, sweep_spec
+
+    args = search.parse_args(["--smoke-test", "--gamma", "0.1:2", "--set", "seed=3", "--data-dir", "d", "--beta", "0.02"])
+    before = dict(vars(args))
+    spec = sweep_spec(args, name="x", results_dir=str(tmp_path), cwd="/somewhere")
+    assert vars(args) == before  # the arguments are not changed (the smoke settings live in the spec)
+    assert spec == sweep_spec(args, name="x", results_dir=str(tmp_path), cwd="/somewhere")
+    assert (spec.num_samples, spec.base["num_tasks"], spec.base["seed"], spec.base["beta"]) == (2, 2, 3, 0.02)
+    assert spec.base["data_dir"] == "/somewhere/d" and spec.storage == str(tmp_path / "x" / "_ray")
+    assert spec.param_order == ("gamma", "embedding_dim", "lr") and spec["space"]["gamma"]["low"] == 0.1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.name = "y"
+    assert SweepSpec.from_dict(json.loads(json.dumps({**spec.to_dict(), "ray": "2.x"}))) == spec  # sweep.json
+
+
 def test_without_a_name_a_second_sweep_gets_a_fresh_name(tmp_path, capsys):
     (tmp_path / "split-digits").mkdir()
     (tmp_path / "split-digits" / "trials.csv").write_text("precious\n")
