@@ -131,6 +131,14 @@ def best_config(rec: Mapping[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in rec["config"].items() if k in FIELDS and k not in MACHINE_KEYS and v is not None}
 
 
+def _shown(path: Path) -> Path:
+    """``path`` relative to the working directory when it lies below it (files that get shared or committed)."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def _fmt(v: Any, digits: int = 4) -> str:
     if v is None or (isinstance(v, float) and v != v):
         return "n/a"
@@ -442,7 +450,7 @@ def write_report(out_dir: str | Path, records: Sequence[Dict[str, Any]], *, name
         last = _last(best)
         header = (f"# Best config of sweep {name!r}: trial {best['trial_id']}, "
                   + ", ".join(f"{o} {_fmt(last.get(o))}" for o in objectives)
-                  + f"\n# Train it: hinterval train --config {out / 'best_config.yaml'}"
+                  + f"\n# Train it: hinterval train --config {_shown(out / 'best_config.yaml')}"
                   + "\n# (iters_per_task is the sweep's; raise it for a final run with --iters-per-task)\n")
         text = header + yaml.safe_dump(best_config(best), sort_keys=True)
         atomic_write(out / "best_config.yaml", lambda f: f.write(text), mode="w")
