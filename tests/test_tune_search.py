@@ -181,6 +181,15 @@ def test_study_is_kept_on_disk_and_continues_after_the_searcher_is_pickled(tmp_p
     assert t2.value == 0.7 and not t2.user_attrs["preset"] and t3.state == optuna.trial.TrialState.FAIL
 
 
+def test_hparams_metrics_list_dil_only_when_a_trial_can_be_nested():
+    nested = {"type": "choice", "values": ["nested", "non-forced"]}
+    assert "dil_avg_acc" not in search.summary_metrics({"base": {"benchmark": "split-digits"}, "space": {}})
+    assert search.summary_metrics({"base": {"benchmark": "split-digits"}, "space": {"embedding_mode": nested}})[-1] == \
+        "dil_avg_acc"
+    assert "dil_avg_acc" in search.summary_metrics({"base": {"benchmark": "split-digits", "embedding_mode": "nested"},
+                                                    "space": {}})
+
+
 def test_asha_rungs_follow_the_first_objective():
     from types import SimpleNamespace
 

@@ -246,8 +246,9 @@ def summary_metrics(spec: SweepSpec) -> List[str]:
     from hinterval.config import make_config
 
     modes = {make_config(spec["base"]).embedding_mode}
-    modes |= set(spec["space"].get("embedding_mode", {}).get("values", ())) if isinstance(
-        spec["space"].get("embedding_mode"), dict) else set()
+    searched = spec["space"].get("embedding_mode")
+    if isinstance(searched, dict):  # swept: {type: choice, values: [...]}
+        modes |= set(searched.get("values", ()))
     return [m for m in SUMMARY_METRICS if m != "dil_avg_acc" or "nested" in modes]
 
 
