@@ -101,6 +101,7 @@ def create_study(url: str, name: str, objectives: Sequence[str], attrs: Dict[str
     """Create (or load) the sweep's study with its metric names and the sweep's settings as attributes."""
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(url)
     study = optuna.create_study(storage=storage, study_name=name, directions=["maximize"] * len(objectives),
                                 load_if_exists=True)
