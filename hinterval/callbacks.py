@@ -1,49 +1,195 @@
-"""Read-only trainer callbacks: TensorBoard scalars, checkpoints and result files for a run dir."""
+"""Read-only trainer callbacks: TensorBoard scalars and HParams, checkpoints and result files for a run dir.
+
+TensorBoard layout (shared by ``hinterval train`` and the sweep's per-trial runs):
+
+* scalars are grouped so that TensorBoard, which sorts groups by name, lists the useful ones
+  first: ``summary/<metric>`` (avg_acc, bwt, worst-case, DIL, CIL after every task),
+  ``task_acc/<scenario>/task_NN`` (each task's accuracy), ``time/...`` and ``train/...``;
+* the HParams plugin gets a session (the run's hyperparameters) and, for sweeps, an experiment
+  declaration (which hyperparameters were swept, their domains, and the ``summary/*`` metrics),
+  written with TensorBoard's own protos, so no TensorFlow is needed.
+"""
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from hinterval import metrics as M
 from hinterval.checkpoint import CHECKPOINT_NAME, RESULT_NAME, save_checkpoint, write_json
 
 HPARAM_KEYS = ("method", "embedding_mode", "gamma", "beta", "embedding_dim", "lr", "batch_size",
                "iters_per_task", "hnet_chunk_size", "seed")
+#: per-task headline metrics, in the order the HParams table shows them (``summary/<name>`` scalars)
+SUMMARY_METRICS = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "cil_avg_acc", "dil_avg_acc")
+#: scalar group of the headline metrics; TensorBoard sorts groups by name and this one sorts first
+SUMMARY_GROUP = "summary"
+TASK_GROUP, TIME_GROUP, TRAIN_GROUP = "task_acc", "time", "train"
+#: HParams session status of a finished run, by our trial status
+_SESSION_STATUS = {"COMPLETE": "STATUS_SUCCESS", "ERROR": "STATUS_FAILURE", "DIVERGED": "STATUS_FAILURE",
+                   "LOST": "STATUS_FAILURE"}
+
+
+def scalar_tag(key: str) -> Optional[str]:
+    """TensorBoard tag of a trainer metric (``None``: not a plotted series, e.g. ``tasks_done``, the step)."""
+    if key in SUMMARY_METRICS:
+        return f"{SUMMARY_GROUP}/{key}"
+    if key.startswith("acc/"):  # acc/til/task_00, see metrics.task_metric_name
+        return f"{TASK_GROUP}/{key[len('acc/'):]}"
+    if key.endswith("_s"):
+        return f"{TIME_GROUP}/{key}"
+    return None
 
 
 def hparams_of(config: Dict[str, Any]) -> Dict[str, Any]:
     """Scalar/str hyperparameters for TensorBoard's HParams table (lists become strings)."""
-    out = {k: config[k] for k in HPARAM_KEYS if k in config}
+    out = {k: config[k] for k in HPARAM_KEYS if k in config and config[k] is not None}
     out["hnet_hidden"] = ",".join(map(str, config.get("hnet_hidden", [])))
     out["target_hidden"] = ",".join(map(str, config.get("target_hidden", [])))
     return out
 
 
-class TensorBoardLogger:
-    """Writes training scalars per step, metrics per task and an HParams entry at the end."""
+@dataclass(frozen=True)
+class HParamDomain:
+    """One hyperparameter of a TensorBoard HParams experiment.
 
-    def __init__(self, log_dir: str | Path, config: Dict[str, Any]):
+    ``values`` for a discrete domain (strings, numbers or bools), else the interval ``low``..``high``
+    (``log`` only goes into the description: TensorBoard's proto has no scale field; pick "Log"
+    in the parallel-coordinates view).
+    """
+
+    name: str
+    values: Tuple[Any, ...] = ()
+    low: Optional[float] = None
+    high: Optional[float] = None
+    log: bool = False
+    differs: bool = True
+    description: str = ""
+
+
+def _hparams_summary(tag: str, data: Any):
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import metadata
+
+    summary = summary_pb2.Summary()
+    summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR)
+    return summary
+
+
+def _set_value(value: Any, v: Any) -> None:
+    if isinstance(v, bool):
+        value.bool_value = v
+    elif isinstance(v, (int, float)):
+        value.number_value = float(v)
+    else:
+        value.string_value = str(v)
+
+
+def hparams_experiment_summary(hparams: Sequence[HParamDomain], metrics: Sequence[str], *,
+                               time_created: Optional[float] = None):
+    """The HParams experiment declaration: which columns the HParams tab shows, in this order.
+
+    Without it TensorBoard infers the columns from the sessions, ticks the first five
+    alphabetically and plots only values logged once; declared metrics are the per-task
+    ``summary/<metric>`` series, so "Show Metrics" draws them against the task number.
+    """
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    infos = []
+    for h in hparams:
+        note = "swept on a log scale: pick Log for its axis" if h.log else ""
+        info = api_pb2.HParamInfo(name=h.name, description="; ".join(t for t in (h.description, note) if t),
+                                  differs=h.differs)
+        if h.values:
+            kinds = {type(v) for v in h.values}
+            info.type = (api_pb2.DATA_TYPE_BOOL if kinds == {bool} else api_pb2.DATA_TYPE_STRING if str in kinds
+                         else api_pb2.DATA_TYPE_FLOAT64)
+            for v in h.values:
+                _set_value(info.domain_discrete.values.add(), v)
+        else:
+            info.type = api_pb2.DATA_TYPE_FLOAT64
+            if h.low is not None and h.high is not None:
+                info.domain_interval.min_value, info.domain_interval.max_value = float(h.low), float(h.high)
+        infos.append(info)
+    metric_infos = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=f"{SUMMARY_GROUP}/{m}"), display_name=m)
+                    for m in metrics]
+    experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metric_infos,
+                                    time_created_secs=time.time() if time_created is None else time_created)
+    return _hparams_summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment))
+
+
+def hparams_session_start_summary(values: Mapping[str, Any], *, group: str, start_time: Optional[float] = None):
+    """One HParams session (a row of the table): the run's hyperparameter values."""
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    info = plugin_data_pb2.SessionStartInfo(group_name=group, start_time_secs=start_time or time.time())
+    for k in sorted(values):
+        if values[k] is not None:
+            _set_value(info.hparams[k], values[k])
+    return _hparams_summary(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=info))
+
+
+def hparams_session_end_summary(status: str, *, end_time: Optional[float] = None):
+    """End of a session: success for a run that finished every task, failure for an error, else unknown."""
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    info = plugin_data_pb2.SessionEndInfo(status=api_pb2.Status.Value(_SESSION_STATUS.get(status, "STATUS_UNKNOWN")),
+                                          end_time_secs=end_time or time.time())
+    return _hparams_summary(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=info))
+
+
+def _run_name(log_dir: Path) -> str:
+    return log_dir.resolve().parent.name if log_dir.name == "tensorboard" else log_dir.name
+
+
+class TensorBoardLogger:
+    """Writes training scalars per step, metrics per task and an HParams session.
+
+    Args:
+        log_dir: the run's directory (one TensorBoard run).
+        config: the run's resolved config; its :func:`hparams_of` values form the session
+            unless ``hparams`` is given.
+        hparams: session values to log instead (a sweep logs only what it swept).
+        experiment: an HParams experiment declaration to write first (see
+            :func:`hparams_experiment_summary`); ``None`` lets TensorBoard infer the columns.
+        group: the session's name in the HParams table (default: the run directory's name, i.e.
+            ``RUN`` for ``RUN/tensorboard``, so runs compared side by side stay apart).
+    """
+
+    def __init__(self, log_dir: str | Path, config: Dict[str, Any], *, hparams: Optional[Mapping[str, Any]] = None,
+                 experiment: Any = None, group: Optional[str] = None):
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(log_dir))
         self.config = config
+        fw = self.writer._get_file_writer()
+        if experiment is not None:
+            fw.add_summary(experiment)
+        fw.add_summary(hparams_session_start_summary(hparams_of(config) if hparams is None else hparams,
+                                                     group=group or _run_name(Path(log_dir))))
+        self.writer.flush()
 
     def on_step(self, task_id: int, step: int, logs: Dict[str, float]) -> None:
         gstep = int(logs.get("step", step))
         for k, v in logs.items():
             if k != "step":
-                self.writer.add_scalar(f"train/{k}", v, gstep)
+                self.writer.add_scalar(f"{TRAIN_GROUP}/{k}", v, gstep)
 
     def on_task_end(self, task_id: int, metrics: Dict[str, Any], state: Dict[str, Any]) -> None:
         for k, v in metrics.items():
-            if M.is_finite_number(v):
-                self.writer.add_scalar(k if "/" in k else f"metrics/{k}", v, task_id + 1)
+            tag = scalar_tag(k)
+            if tag is not None and M.is_finite_number(v):
+                self.writer.add_scalar(tag, v, task_id + 1)
         self.writer.flush()
 
-    def on_train_end(self, result: Dict[str, Any]) -> None:
-        final = {f"hparam/{k}": result[k] for k in (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT) if M.is_finite_number(result.get(k))}
-        self.writer.add_hparams(hparams_of(self.config), final, run_name=".")
+    def end_session(self, status: str) -> None:
+        """Mark the HParams session finished with our run status and close the writer."""
+        self.writer._get_file_writer().add_summary(hparams_session_end_summary(status))
         self.writer.close()
+
+    def on_train_end(self, result: Dict[str, Any]) -> None:
+        self.end_session("COMPLETE" if result.get(M.TASKS_DONE) == result.get("num_tasks") else "STOPPED")
 
 
 class RunDirWriter:

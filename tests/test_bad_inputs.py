@@ -137,7 +137,7 @@ def _existing_sweep(tmp: Path, *flags: str) -> List[str]:
     d.mkdir(parents=True)
     (d / "trials.csv").write_text("precious\n")
     (d / "sweep.json").write_text("{not json")
-    return ["--results-dir", str(tmp / "results"), *flags]
+    return ["--results-dir", str(tmp / "results"), "--name", "split-digits", *flags]  # without --name: a new sweep
 
 
 CASES = [

@@ -21,6 +21,8 @@ from tune import report as R  # noqa: E402
 from tune.recorder import SweepRecorder, load_records  # noqa: E402
 
 PARAMS = ["gamma", "beta", "embedding_dim"]
+SPACE = {"gamma": {"type": "loguniform", "low": 0.05, "high": 5}, "beta": {"type": "loguniform", "low": 1e-3, "high": 1},
+         "embedding_dim": {"type": "choice", "values": [16, 24, 48]}}
 
 
 def make_record(tid, *, status="COMPLETE", accs=(0.9, 0.8), bwt=-0.01, gamma=1.0, beta=0.01, dim=24, num_tasks=2,
@@ -54,9 +56,12 @@ def test_best_and_ranking_only_among_trials_that_finished_every_task(tmp_path):
         make_record("c", status="STOPPED", accs=(0.99,), gamma=3.0),
         make_record("d", status="ERROR", accs=(0.95,), gamma=0.1),
     ]
-    summary = R.write_report(tmp_path, recs, name="t", params=PARAMS)
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "avg_acc_vs_lr.png").write_bytes(b"stale")  # a plot of an earlier report
+    summary = R.write_report(tmp_path, recs, name="t", params=PARAMS, space=SPACE)
     assert summary["best"]["trial_id"] == "b"
     assert summary["complete"] == 2
+    assert [r["trial_id"] for r in R.rank(recs, ["avg_acc"])] == ["b", "a", "c", "d"]  # the one ranking
 
     import pandas as pd
 
@@ -77,10 +82,11 @@ def test_best_and_ranking_only_among_trials_that_finished_every_task(tmp_path):
     assert set(data) <= FIELDS and "device" not in data and "num_threads" not in data
     assert make_config(data).gamma == pytest.approx(0.3) and make_config(data).embedding_dim == 16
 
-    for name in ("avg_acc_vs_gamma", "avg_acc_vs_beta", "avg_acc_vs_embedding_dim", "avg_acc_vs_bwt_pareto",
-                 "best_acc_matrix"):
-        png = tmp_path / "plots" / f"{name}.png"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    pngs = {p.name for p in (tmp_path / "plots").glob("*.png")}
+    assert pngs == {"acc_vs_gamma.png", "acc_vs_beta.png", "acc_vs_embedding_dim.png", "pareto.png",
+                    "best_acc_matrices.png"}
+    for name in pngs:
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert not list(tmp_path.rglob(".*.tmp"))  # atomic writes leave no temp files
 
 
@@ -106,7 +112,7 @@ def test_report_survives_trials_without_any_result(tmp_path):
         r["num_tasks"] = None
     summary = R.write_report(tmp_path, recs, name="t", params=PARAMS)
     assert summary["best"] is None and (tmp_path / "trials.csv").is_file()
-    assert (tmp_path / "plots" / "avg_acc_vs_gamma.png").is_file()
+    assert (tmp_path / "plots" / "acc_vs_gamma.png").is_file()
 
 
 def test_multi_objective_marks_the_pareto_front(tmp_path):
@@ -133,15 +139,17 @@ def _result(done, acc, node="node-A"):
 
 
 def hparams_sessions(run_dir: Path):
-    """HParams plugin entries in a TensorBoard run directory (what the HParams tab shows)."""
+    """HParams plugin entries (tag, plugin data) in a TensorBoard run directory (what the HParams tab reads)."""
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import plugin_data_pb2
 
     found = []
-    for events in run_dir.rglob("events.out.tfevents.*"):
+    for events in sorted(run_dir.rglob("events.out.tfevents.*")):
         for event in EventFileLoader(str(events)).Load():
             for value in event.summary.value:
                 if value.metadata.plugin_data.plugin_name == "hparams":
-                    found.append(value.tag)
+                    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                    found.append((value.tag, data))
     return found
 
 
@@ -149,7 +157,10 @@ def test_recorder_writes_records_tensorboard_and_counts_reruns(tmp_path):
     preset = {"gamma": 1.0, "beta": 0.01}
     base = {"benchmark": "split-digits", "num_tasks": 2, "iters_per_task": 20}
     trial = SimpleNamespace(trial_id="t1", config={"gamma": 1.0, "beta": 0.01}, error_file=None)
-    rec = SweepRecorder(str(tmp_path), base=base, preset=preset)
+    from hinterval.callbacks import HParamDomain
+
+    domains = [HParamDomain("gamma", low=0.1, high=10, log=True), HParamDomain("beta", low=0.001, high=1, log=True)]
+    rec = SweepRecorder(str(tmp_path), base=base, preset=preset, hparams=domains, metrics=["avg_acc", "bwt"])
     rec.on_trial_start(0, [], trial)
     rec.on_trial_result(0, [], trial, _result(1, 0.9))
     [r] = load_records(tmp_path)
@@ -169,16 +180,33 @@ def test_recorder_writes_records_tensorboard_and_counts_reruns(tmp_path):
     assert r["node_ids"] == ["node-A", "node-B"] and [h["tasks_done"] for h in r["history"]] == [1, 2]
     assert "config" not in r["history"][0]
 
-    sessions = hparams_sessions(tmp_path / "tensorboard" / "t1")
-    assert sessions, "no HParams entry written for the trial"
+    run = tmp_path / "tensorboard" / "t1-preset"  # the preset's trial is marked in its run name
+    assert [p.name for p in (tmp_path / "tensorboard").iterdir()] == ["t1-preset"]
+    entries = hparams_sessions(run)
+    experiment = next(d.experiment for t, d in entries if t == "_hparams_/experiment")
+    declared = {h.name: h for h in experiment.hparam_infos}
+    assert list(declared) == ["gamma", "beta", "preset"] and all(h.differs for h in declared.values())
+    assert declared["gamma"].domain_interval.max_value == 10 and "log" in declared["gamma"].description
+    assert [m.name.tag for m in experiment.metric_infos] == ["summary/avg_acc", "summary/bwt"]
+    starts = [d.session_start_info for t, d in entries if t == "_hparams_/session_start_info"]
+    assert starts and all(s.group_name == "t1-preset" and s.hparams["preset"].bool_value for s in starts)
+    assert starts[0].hparams["gamma"].number_value == 1.0
+    [end] = [d.session_end_info for t, d in entries if t == "_hparams_/session_end_info"]
+    from tensorboard.plugins.hparams import api_pb2
+
+    assert end.status == api_pb2.STATUS_SUCCESS
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    scalars = set()
-    for events in (tmp_path / "tensorboard" / "t1").rglob("events.out.tfevents.*"):
+    scalars, steps = set(), {}
+    for events in run.rglob("events.out.tfevents.*"):
         acc = EventAccumulator(str(events))
         acc.Reload()
         scalars |= set(acc.Tags()["scalars"])
-    assert {"metrics/avg_acc", "metrics/bwt", "acc/til/task_00", "hparam/avg_acc"} <= scalars
+        if "summary/avg_acc" in acc.Tags()["scalars"]:
+            steps.setdefault("summary/avg_acc", []).extend(e.step for e in acc.Scalars("summary/avg_acc"))
+    assert {"summary/avg_acc", "summary/bwt", "task_acc/til/task_00", "time/elapsed_s"} <= scalars
+    assert not any(t.startswith("hparam/") or t.endswith("tasks_done") for t in scalars)
+    assert sorted(set(steps["summary/avg_acc"])) == [1, 2]  # a per-task series, not one value
 
 
 def test_recorder_marks_only_one_preset_trial(tmp_path):

@@ -41,11 +41,15 @@ def test_space_yaml_types_and_fixed_values():
         "method": ["hyperinterval", "hnet"],
         "iters_per_task": 300,
     })
-    by = {p.name: p for p in sp.params}
-    assert by["beta"].low == pytest.approx(1e-3) and by["gamma"].log
-    assert by["hnet_hidden"].values == ("50,50", "100,100")
-    assert by["method"].kind == "choice" and by["batch_size"].kind == "int"
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    by = sp.distributions
+    assert by["gamma"] == FloatDistribution(0.05, 5, log=True) and by["beta"].low == pytest.approx(1e-3)
+    assert by["hnet_hidden"] == CategoricalDistribution(("50,50", "100,100"))
+    assert by["method"] == CategoricalDistribution(("hyperinterval", "hnet"))
+    assert by["batch_size"] == IntDistribution(32, 128, log=True)
     assert dict(sp.fixed) == {"iters_per_task": 300}
+    assert S.parse_space(sp.to_dict()) == sp  # what sweep.json stores reads back the same
     S.validate_space(sp, {"benchmark": "split-digits"})
 
 
@@ -83,13 +87,14 @@ def test_values_are_checked_against_the_config_before_any_trial():
 
 def test_flags_give_ranges_choices_or_fixed_values():
     p, v = S.parse_flag("gamma", "0.1:5")
-    assert v is None and p.kind == "loguniform" and (p.low, p.high) == (0.1, 5.0)
+    assert v is None and p.log and (p.low, p.high) == (0.1, 5.0)
+    assert S.parse_flag("kappa_min", "0.5:0.9")[0].log is False
     p, v = S.parse_flag("embedding_dim", "16,24,48")
-    assert p.values == (16, 24, 48)
+    assert p.choices == (16, 24, 48)
     p, v = S.parse_flag("hnet_hidden", "50,50;100,100")
-    assert p.values == ("50,50", "100,100")
+    assert p.choices == ("50,50", "100,100")
     assert S.parse_flag("beta", "0.05") == (None, 0.05)
-    merged = S.merge(S.default_space(make_config()), [S.parse_flag("gamma", "0.1:5")[0]], {"beta": 0.05})
+    merged = S.merge(S.default_space(make_config()), {"gamma": S.parse_flag("gamma", "0.1:5")[0]}, {"beta": 0.05})
     assert "beta" not in merged.names and dict(merged.fixed) == {"beta": 0.05}
 
 
@@ -101,26 +106,10 @@ def test_default_space_contains_the_preset():
     assert point is None and "gamma" in outside[0]
 
 
-def test_define_by_run_only_suggests():
-    calls = []
-
-    class OnlySuggest:  # any other attribute access would raise AttributeError
-        def suggest_float(self, name, low, high, log=False):
-            calls.append(("float", name, log))
-            return low
-
-        def suggest_int(self, name, low, high, log=False):
-            calls.append(("int", name, log))
-            return low
-
-        def suggest_categorical(self, name, choices):
-            calls.append(("cat", name, tuple(choices)))
-            return choices[0]
-
-    sp = S.parse_space({"gamma": {"type": "loguniform", "low": 0.1, "high": 1}, "embedding_dim": [16, 24],
-                        "batch_size": {"type": "int", "low": 32, "high": 64}})
-    assert S.suggest_config(OnlySuggest(), sp) is None
-    assert calls == [("float", "gamma", True), ("cat", "embedding_dim", (16, 24)), ("int", "batch_size", False)]
+def test_field_types_come_from_the_config_type_hints():
+    assert [S.field_kind(k) for k in ("gamma", "embedding_dim", "hnet_hidden", "reg_bounds", "method",
+                                      "epochs_per_task", "num_threads")] == [
+        "float", "int", "widths", "bool", "str", "float", "int"]
 
 
 # --- the searcher: ASHA-stopped trials are PRUNED, never COMPLETE ------------------------------------------
@@ -156,6 +145,68 @@ def test_multi_objective_searcher_keeps_a_pareto_front():
         limiter.on_trial_complete(f"t{i}", {"final_avg_acc": a, "final_bwt": b})
     front = sorted(tuple(t.values) for t in limiter.searcher._ot_study.best_trials)
     assert front == [(0.8, 0.0), (0.9, -0.2)]
+
+
+def test_study_is_kept_on_disk_and_continues_after_the_searcher_is_pickled(tmp_path):
+    import pickle
+
+    import optuna
+
+    from tune.searcher import close_orphans, create_study, make_searcher, study_url
+
+    url = study_url(tmp_path)
+    space = S.default_space(make_config()).to_dict()
+    preset = {"gamma": 1.0, "beta": 0.01, "embedding_dim": 24, "lr": 0.001}
+    storage = create_study(url, "sw", ["avg_acc"], {"benchmark": "split-digits"})
+    limiter = make_searcher(space=space, objectives=["avg_acc"], seed=0, preset_point=preset, max_concurrent=4,
+                            storage=storage, study_name="sw")
+    assert limiter.suggest("t1") == preset
+    limiter.on_trial_result("t1", {"tasks_done": 1, "avg_acc": 0.95, "final_avg_acc": None})
+    limiter.on_trial_complete("t1", {"tasks_done": 2, "avg_acc": 0.9, "worst_avg_acc": 0.8, "final_avg_acc": 0.9})
+    limiter.suggest("t2")
+    # Tune pickles the searcher into the experiment state; --resume unpickles it in a new driver
+    resumed = pickle.loads(pickle.dumps(limiter))
+    resumed.on_trial_complete("t2", {"tasks_done": 2, "avg_acc": 0.7, "worst_avg_acc": 0.6, "final_avg_acc": 0.7})
+    resumed.suggest("t3")  # asked, then the driver dies for good: never told
+    assert close_orphans(url, "sw") == 1
+
+    assert optuna.get_all_study_names(url) == ["sw"]  # the same study, not a second one
+    study = optuna.load_study(study_name="sw", storage=url)
+    assert study.metric_names == ["avg_acc"] and study.user_attrs["benchmark"] == "split-digits"
+    t1, t2, t3 = study.trials
+    assert (t1.state, t1.value, t1.params) == (optuna.trial.TrialState.COMPLETE, 0.9, preset)
+    assert t1.user_attrs == {"tune_trial_id": "t1", "preset": True, "avg_acc": 0.9, "worst_avg_acc": 0.8,
+                             "tasks_done": 2}
+    assert t1.intermediate_values == {1: 0.95}  # per-task progress for the dashboard
+    assert t2.value == 0.7 and not t2.user_attrs["preset"] and t3.state == optuna.trial.TrialState.FAIL
+
+
+def test_hparams_metrics_list_dil_only_when_a_trial_can_be_nested():
+    nested = {"type": "choice", "values": ["nested", "non-forced"]}
+    assert "dil_avg_acc" not in search.summary_metrics({"base": {"benchmark": "split-digits"}, "space": {}})
+    assert search.summary_metrics({"base": {"benchmark": "split-digits"}, "space": {"embedding_mode": nested}})[-1] == \
+        "dil_avg_acc"
+    assert "dil_avg_acc" in search.summary_metrics({"base": {"benchmark": "split-digits", "embedding_mode": "nested"},
+                                                    "space": {}})
+
+
+def test_asha_rungs_follow_the_first_objective():
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    spec = {"scheduler": "asha", "objectives": ["worst_avg_acc", "avg_acc"]}
+    asha = search.make_scheduler(spec)
+    assert asha.metric == "worst_avg_acc" and search.make_scheduler({**spec, "scheduler": "none"}) is None
+    trials = [SimpleNamespace(trial_id=f"t{i}") for i in range(3)]
+    for t in trials:
+        asha.on_trial_add(None, t)
+    # after task 1: avg_acc ranks t2 first, worst-case accuracy ranks it last -> ASHA stops t2
+    acts = [asha.on_trial_result(None, t, {"tasks_done": 1, "avg_acc": a, "worst_avg_acc": w})
+            for t, a, w in zip(trials, (0.90, 0.91, 0.99), (0.80, 0.81, 0.10))]
+    assert acts[2] == TrialScheduler.STOP and acts[1] == TrialScheduler.CONTINUE
+    # an undefined rung metric (None) lets the trial go on instead of failing
+    assert asha.on_trial_result(None, trials[0], {"tasks_done": 2, "worst_avg_acc": None}) == TrialScheduler.CONTINUE
 
 
 # --- resources ------------------------------------------------------------------------------------------
@@ -223,9 +274,45 @@ def test_existing_sweep_is_never_overwritten_without_a_flag(tmp_path, capsys):
     old = tmp_path / "split-digits" / "trials.csv"
     old.parent.mkdir()
     old.write_text("precious\n")
-    rc, err = _main(capsys, "--results-dir", str(tmp_path))
+    rc, err = _main(capsys, "--results-dir", str(tmp_path), "--name", "split-digits")
     assert rc == 2 and "--resume" in err[0] and "--overwrite" in err[0]
     assert old.read_text() == "precious\n"
+
+
+def test_the_spec_is_resolved_by_one_pure_function(tmp_path):
+    import dataclasses
+
+    from tune.spec import SweepSpec, sweep_spec
+
+    args = search.parse_args(["--smoke-test", "--gamma", "0.1:2", "--set", "seed=3", "--data-dir", "d", "--beta", "0.02"])
+    before = dict(vars(args))
+    spec = sweep_spec(args, name="x", results_dir=str(tmp_path), cwd="/somewhere")
+    assert vars(args) == before  # the arguments are not changed (the smoke settings live in the spec)
+    assert spec == sweep_spec(args, name="x", results_dir=str(tmp_path), cwd="/somewhere")
+    assert (spec.num_samples, spec.base["num_tasks"], spec.base["seed"], spec.base["beta"]) == (2, 2, 3, 0.02)
+    assert spec.base["data_dir"] == "/somewhere/d" and spec.storage == str(tmp_path / "x" / "_ray")
+    assert spec.param_order == ("gamma", "embedding_dim", "lr") and spec["space"]["gamma"]["low"] == 0.1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.name = "y"
+    assert SweepSpec.from_dict(json.loads(json.dumps({**spec.to_dict(), "ray": "2.x"}))) == spec  # sweep.json
+
+
+def test_without_a_name_a_second_sweep_gets_a_fresh_name(tmp_path, capsys):
+    (tmp_path / "split-digits").mkdir()
+    (tmp_path / "split-digits" / "trials.csv").write_text("precious\n")
+    assert search.main(["--dry-run", "--results-dir", str(tmp_path)]) == 0
+    cap = capsys.readouterr()
+    [line] = [ln for ln in cap.out.splitlines() if ln.startswith("results: ")]
+    fresh = Path(line.split(": ", 1)[1])
+    assert fresh.parent == tmp_path and fresh.name.startswith("split-digits-20") and "this one is" in cap.err
+    assert (tmp_path / "split-digits" / "trials.csv").read_text() == "precious\n"
+    # two sweeps started in the same second stay apart; --resume and --overwrite keep the plain name
+    args = search.parse_args(["--results-dir", str(tmp_path)])
+    first = search.default_name(args, tmp_path, now=0.0)
+    (tmp_path / first).mkdir()
+    (tmp_path / first / "sweep.json").write_text("{}")
+    assert search.default_name(args, tmp_path, now=0.0) == first + "-2"
+    assert search.default_name(search.parse_args(["--resume"]), tmp_path) == "split-digits"
 
 
 def test_dry_run_prints_space_and_resources_and_runs_nothing(tmp_path, capsys):
@@ -234,8 +321,8 @@ def test_dry_run_prints_space_and_resources_and_runs_nothing(tmp_path, capsys):
     rc = search.main(["--dry-run", "--results-dir", str(tmp_path), "--gpus-per-trial", "0.5", "--embedding-dim", dims])
     out = capsys.readouterr().out
     assert rc == 0 and not any(tmp_path.iterdir())
-    gamma = S.default_space(cfg).params[0]
-    for text in ("gamma", gamma.describe(), "embedding_dim", f"choice [{dims.replace(',', ', ')}]", "0.5 GPU",
+    gamma = S.default_space(cfg).distributions["gamma"]
+    for text in ("gamma", S.describe(gamma), "embedding_dim", f"choice [{dims.replace(',', ', ')}]", "0.5 GPU",
                  f"first trial (preset): gamma={cfg.gamma}, beta={cfg.beta}, embedding_dim={cfg.embedding_dim}"):
         assert text in out, text
     # a space that excludes the preset says so instead of failing later inside Optuna
@@ -244,28 +331,141 @@ def test_dry_run_prints_space_and_resources_and_runs_nothing(tmp_path, capsys):
     assert "preset not evaluated first" in capsys.readouterr().out
 
 
-# --- end to end: the command line's --smoke-test ----------------------------------------------------------
-@pytest.mark.slow
-def test_smoke_test_end_to_end(tmp_path):
-    from test_tune_report import hparams_sessions
-
+# --- end to end: the command line's --smoke-test, then TensorBoard and optuna-dashboard over it -------------
+@pytest.fixture(scope="module")
+def smoke_sweep(tmp_path_factory):
+    """A finished 2-trial sweep made by the command line exactly as a user runs it."""
+    tmp_path = tmp_path_factory.mktemp("smoke")
     env = {**os.environ, "PYTHONPATH": ""}  # the script must find `tune` by itself
     cmd = [PY, str(REPO / "tune" / "search.py"), "--smoke-test", "--results-dir", str(tmp_path)]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = tmp_path / "split-digits-smoke"
+    return proc, tmp_path / "split-digits-smoke"
+
+
+@pytest.mark.slow
+def test_smoke_test_end_to_end(smoke_sweep):
+    from test_tune_report import hparams_sessions
+
+    proc, out = smoke_sweep
     assert f"results: {out}/" in proc.stdout
+    assert f"tensorboard --logdir {out}/tensorboard" in proc.stdout
+    assert f"optuna-dashboard sqlite:///{out}/optuna.db" in proc.stdout
     import pandas as pd
 
     df = pd.read_csv(out / "trials.csv")
     assert len(df) == 2 and set(df["status"]) == {"COMPLETE"} and set(df["tasks_done"]) == {2}
     assert df["is_preset"].sum() == 1 and df["avg_acc"].notna().all() and df["node_id"].notna().all()
     assert (out / "best_config.yaml").is_file() and (out / "leaderboard.md").is_file()
-    assert len(list((out / "plots").glob("*.png"))) >= 5
-    for tid in df["trial_id"]:
-        assert hparams_sessions(out / "tensorboard" / tid), f"no HParams entry for trial {tid}"
+    assert {p.name for p in (out / "plots").glob("*.png")} == {
+        "acc_vs_gamma.png", "acc_vs_beta.png", "acc_vs_embedding_dim.png", "acc_vs_lr.png", "pareto.png",
+        "best_acc_matrices.png"}
+    runs = {p.name for p in (out / "tensorboard").iterdir()}
+    assert runs == {t + ("-preset" if pre else "") for t, pre in zip(df["trial_id"], df["is_preset"])}
+    for run in runs:
+        assert hparams_sessions(out / "tensorboard" / run), f"no HParams entry for run {run}"
     assert (out / "_ray" / "split-digits-smoke").is_dir()  # Tune's own dirs under the results dir
     assert not list((out / "_ray").rglob("events.out.tfevents*")), "Tune's TBX logger should be off"
+    assert "need at least 4 trials" in (out / "leaderboard.md").read_text()  # importances wait for more trials
+
+
+def _post_json(url: str, body: dict) -> dict:
+    import urllib.request
+
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.mark.slow
+def test_tensorboard_hparams_view_over_http(smoke_sweep):
+    """What the HParams tab shows, read from a real TensorBoard server's data API on 127.0.0.1."""
+    import re
+    import urllib.parse
+    import urllib.request
+
+    import pandas as pd
+
+    _, out = smoke_sweep
+    df = pd.read_csv(out / "trials.csv")
+    cmd = [PY, "-m", "tensorboard.main", "--logdir", str(out / "tensorboard"), "--host", "127.0.0.1", "--port", "0",
+           "--load_fast", "false", "--reload_interval", "1"]
+    tb = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        base = None
+        for line in tb.stderr:  # "TensorBoard 2.x at http://127.0.0.1:PORT/ (Press CTRL+C to quit)"
+            m = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
+            if m:
+                base = m.group(1)
+                break
+        assert base, "TensorBoard did not start"
+        deadline = time.time() + 60
+        while True:  # the first load of the event files runs in the background
+            exp = _post_json(base + "/data/plugin/hparams/experiment", {"experimentName": ""})
+            if exp.get("hparamInfos") or time.time() > deadline:
+                break
+            time.sleep(0.5)
+        infos = {h["name"]: h for h in exp["hparamInfos"]}
+        assert set(infos) == {"gamma", "beta", "embedding_dim", "lr", "preset"}
+        assert all(h["differs"] for h in infos.values())
+        assert infos["gamma"]["domainInterval"]["minValue"] > 0 and "log scale" in infos["gamma"]["description"]
+        assert infos["embedding_dim"]["domainDiscrete"] and infos["preset"]["type"] == "DATA_TYPE_BOOL"
+        tags = [m["name"]["tag"] for m in exp["metricInfos"]]
+        assert tags == ["summary/avg_acc", "summary/bwt", "summary/worst_avg_acc", "summary/worst_bwt",
+                        "summary/cil_avg_acc"]  # no DIL: no trial runs in nested mode
+        groups = _post_json(base + "/data/plugin/hparams/session_groups", {
+            "experimentName": "", "startIndex": 0, "sliceSize": 100,
+            "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]})
+        by_name = {g["name"]: g for g in groups["sessionGroups"]}
+        expected = {t + ("-preset" if pre else ""): t for t, pre in zip(df["trial_id"], df["is_preset"])}
+        assert set(by_name) == set(expected)  # one session group per trial, named by its run
+        for name, tid in expected.items():
+            g, row = by_name[name], df.set_index("trial_id").loc[tid]
+            assert g["hparams"]["preset"] == name.endswith("-preset")
+            assert g["hparams"]["gamma"] == pytest.approx(row["gamma"])
+            assert [s["status"] for s in g["sessions"]] == ["STATUS_SUCCESS"]
+            final = {m["name"]["tag"]: m["value"] for m in g["metricValues"]}
+            assert final["summary/avg_acc"] == pytest.approx(row["avg_acc"], abs=1e-6)
+            # "Show Metrics": the per-task series behind the metric column
+            q = urllib.parse.urlencode({"run": name, "tag": "summary/avg_acc"})
+            with urllib.request.urlopen(f"{base}/data/plugin/scalars/scalars?{q}", timeout=10) as resp:
+                series = json.loads(resp.read())
+            assert [step for _, step, _ in series] == [1, 2]
+    finally:
+        tb.terminate()
+        tb.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_optuna_study_opens_in_optuna_dashboard(smoke_sweep):
+    import optuna
+    import pandas as pd
+
+    _, out = smoke_sweep
+    url = f"sqlite:///{out}/optuna.db"
+    df = pd.read_csv(out / "trials.csv")
+    study = optuna.load_study(study_name="split-digits-smoke", storage=url)
+    assert {t.user_attrs["tune_trial_id"]: t.value for t in study.trials} == pytest.approx(
+        dict(zip(df["trial_id"], df["avg_acc"])))
+    dashboard = pytest.importorskip("optuna_dashboard")
+    from wsgiref.util import setup_testing_defaults
+
+    app = dashboard.wsgi(url)  # what `optuna-dashboard sqlite:///...` serves
+
+    def get(path):
+        env = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}
+        setup_testing_defaults(env)
+        status = []
+        body = b"".join(app(env, lambda s, h, *a: status.append(s)))
+        assert status[0].startswith("200"), (path, status, body[:300])
+        return json.loads(body)
+
+    [summary] = get("/api/studies")["study_summaries"]
+    assert summary["study_name"] == "split-digits-smoke" and summary["directions"] == ["maximize"]
+    detail = get(f"/api/studies/{summary['study_id']}")
+    assert len(detail["trials"]) == 2 and {t["state"] for t in detail["trials"]} == {"Complete"}
+    assert detail["objective_names"] == ["avg_acc"] and detail["has_intermediate_values"]
+    assert {a["key"] for a in detail["union_user_attrs"]} >= {"tune_trial_id", "preset", "worst_avg_acc"}
 
 
 # --- multi-node on one machine: shared cluster fixture -------------------------------------------------------
@@ -346,6 +546,11 @@ def test_multi_node_sweep_with_fractional_gpus_asha_pareto_and_resume(fake_clust
                                                   "--name", "mn", "--resume"]))
     assert {r["trial_id"]: r["history"] for r in resumed["records"]} == before
     assert all(not r["reruns"] for r in resumed["records"])
+    url = f"sqlite:///{tmp_path}/mn/optuna.db"  # the resumed sweep continued the same Optuna study
+    assert optuna.get_all_study_names(url) == ["mn"]
+    trials = optuna.load_study(study_name="mn", storage=url).trials
+    assert len(trials) == 6 and not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert {t.user_attrs["tune_trial_id"] for t in trials} == set(before)
     assert json.loads((tmp_path / "mn" / "sweep.json").read_text())["gpus_per_trial"] == 0.5
 
 

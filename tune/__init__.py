@@ -5,9 +5,11 @@ Run sweeps with ``python tune/search.py --help``; the driver ships this folder t
 (``runtime_env`` ``py_modules``) so trials on any node can import :mod:`tune.trainable`.
 
 Modules:
-    space: search-space specs (YAML / flags / preset defaults) and the Optuna define-by-run function.
+    spec: the frozen SweepSpec, resolved from the command line by one pure function.
+    space: search spaces as Optuna distributions, parsed from YAML / flags / preset defaults.
     trainable: the Tune function trainable (one full continual run) and its ``TuneReporter`` callback.
-    searcher: seeded Optuna TPE behind a ConcurrencyLimiter, told only final metrics (ASHA-safe).
+    searcher: seeded Optuna TPE behind a ConcurrencyLimiter, told only final metrics (ASHA-safe), its
+        study kept in results/<name>/optuna.db; ASHA on the first objective.
     recorder: a driver-side Tune callback that keeps one JSON record and TensorBoard run per trial.
     report: trials.csv, leaderboard.md, best_config.yaml and plots from those records.
     search: the command line and :func:`run_sweep`.

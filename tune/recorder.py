@@ -5,8 +5,11 @@ Every result a trial reports reaches the driver, whichever node ran it, so writi
 
 * ``trials/<trial_id>.json``: status, searched params, full config, node ids and the metrics
   after every task (atomically rewritten on each report; the reporting reads these files).
-* ``tensorboard/<trial_id>/``: per-task scalars through :class:`hinterval.callbacks.TensorBoardLogger`
-  and, when the trial ends, an HParams entry (one row per trial in TensorBoard's HParams tab).
+* ``tensorboard/<trial_id>[-preset]/``: one TensorBoard run per trial through
+  :class:`hinterval.callbacks.TensorBoardLogger`: the per-task ``summary/*`` series, an HParams
+  session with the swept values (one row per trial in the HParams tab, the preset marked) and
+  the sweep's HParams experiment declaration (swept hyperparameters with their domains, the
+  metrics), and the session's status when the trial ends.
 
 A task reported again after a resume (it had to be re-trained) is counted in ``reruns``.
 """
@@ -16,19 +19,20 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ray.tune import Callback
 
 from hinterval import metrics as M
-from hinterval.callbacks import TensorBoardLogger, hparams_of
+from hinterval.callbacks import HParamDomain, TensorBoardLogger, hparams_experiment_summary
 from hinterval.checkpoint import write_json
 from hinterval.config import make_config
 from tune.trainable import DIVERGED, REPLAYED
 
 #: trainer metrics written to TensorBoard (the rest of a report is bookkeeping)
 _TB_KEYS = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "dil_avg_acc", "cil_avg_acc", "task_time_s", "elapsed_s")
-_HPARAM_METRICS = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, M.TASKS_DONE)
+#: HParams column marking the benchmark preset's trial
+PRESET_HPARAM = "preset"
 #: Tune bookkeeping fields not kept in the per-task history
 _DROP = {"config", "done", "trial_id", "experiment_tag", "date", "pid", "iterations_since_restore",
          "time_since_restore", "checkpoint_dir_name", "should_checkpoint", "timesteps_total", "episodes_total",
@@ -63,6 +67,11 @@ def same_point(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return True
 
 
+def run_name(rec: Mapping[str, Any]) -> str:
+    """A trial's TensorBoard run: its 8-character Tune id, ``-preset`` for the preset's trial."""
+    return rec["trial_id"] + ("-preset" if rec.get("is_preset") else "")
+
+
 def load_records(out_dir: str | Path) -> List[Dict[str, Any]]:
     """All ``trials/*.json`` records of a sweep, in trial start order."""
     recs = []
@@ -82,10 +91,18 @@ class SweepRecorder(Callback):
         base: fixed config keys of every trial (merged under the searcher's suggestion).
         preset: the preset's point in the search space (marks the paper/default trial), or None.
         tensorboard: write TensorBoard runs.
+        hparams: the swept hyperparameters' domains, declared to TensorBoard's HParams plugin (a
+            ``preset`` column is added when there is a preset); empty: TensorBoard infers them.
+        metrics: the ``summary/*`` metrics the HParams tab shows, in order.
     """
 
-    def __init__(self, out_dir: str, *, base: Dict[str, Any], preset: Optional[Dict[str, Any]], tensorboard: bool = True):
+    def __init__(self, out_dir: str, *, base: Dict[str, Any], preset: Optional[Dict[str, Any]], tensorboard: bool = True,
+                 hparams: Sequence[HParamDomain] = (), metrics: Sequence[str] = ()):
         self.out_dir, self.base, self.preset, self.tensorboard = str(out_dir), dict(base), preset, tensorboard
+        self.hparams, self.metrics = list(hparams), list(metrics)
+        if self.hparams and preset is not None:
+            self.hparams.append(HParamDomain(PRESET_HPARAM, values=(False, True),
+                                             description="the benchmark preset's config (evaluated first)"))
         self._records: Dict[str, Dict[str, Any]] = {}
         self._tb: Dict[str, TensorBoardLogger] = {}
 
@@ -196,21 +213,21 @@ class SweepRecorder(Callback):
     def _logger(self, rec: Dict[str, Any]) -> TensorBoardLogger:
         tid = rec["trial_id"]
         if tid not in self._tb:
-            self._tb[tid] = TensorBoardLogger(Path(self.out_dir) / "tensorboard" / tid, rec["config"])
+            name = run_name(rec)
+            values = dict(rec["params"])
+            if self.preset is not None:
+                values[PRESET_HPARAM] = bool(rec.get("is_preset"))
+            experiment = hparams_experiment_summary(self.hparams, self.metrics) if self.hparams else None
+            self._tb[tid] = TensorBoardLogger(Path(self.out_dir) / "tensorboard" / name, rec["config"], hparams=values,
+                                              experiment=experiment, group=name)
         return self._tb[tid]
 
     def _finish(self, rec: Dict[str, Any], status: str) -> None:
         rec["status"], rec["finished_at"] = status, time.time()
         self._save(rec)
-        if not self.tensorboard:
-            return
-        logger = self._logger(rec)
-        last = rec["history"][-1] if rec["history"] else {}
-        final = {f"hparam/{k}": last[k] for k in _HPARAM_METRICS if M.is_finite_number(last.get(k))}
-        hparams = {**hparams_of(rec["config"]), "status": status, "trial_id": rec["trial_id"]}
-        logger.writer.add_hparams(hparams, final, run_name=".")
-        logger.writer.close()
-        self._tb.pop(rec["trial_id"], None)
+        if self.tensorboard:
+            self._logger(rec).end_session(status)
+            self._tb.pop(rec["trial_id"], None)
 
 
 def _error_line(trial: Any) -> Optional[str]:

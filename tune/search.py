@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import sys
 import time
@@ -34,24 +33,11 @@ if __name__ == "__main__" and not __package__:
 from hinterval import metrics as M  # noqa: E402
 from hinterval.errors import UserError  # noqa: E402
 
+from tune.spec import OBJECTIVES, SPACE_FLAGS, SweepSpec  # noqa: E402
+
 TUNE_DIR = Path(__file__).resolve().parent
 SWEEP_FILE = "sweep.json"
-OBJECTIVES = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "dil_avg_acc", "cil_avg_acc")
-#: default iterations per task for sweeps: 0 = the preset's budget, so trials are tuned at the budget the
-#: preset row was measured at (session 1 used 200 to fit 2 busy cores; at 200 the preset's gamma 1
-#: left split-digits tasks at chance). Measured: 8 split-digits trials at 500 it/task, 2 at a time on
-#: the quiet 2-core CPU: 79 s, best avg acc 1.0000, preset trial 0.9978.
-SWEEP_ITERS_PER_TASK = 0
-SMOKE = dict(num_samples=2, num_tasks=2, iters_per_task=20, max_concurrent=2, cpus_per_trial=1, gpus_per_trial=0)
 STORAGE_ENV = "HINTERVAL_SWEEP_STORAGE"
-# flag -> config key searched or fixed by it
-SPACE_FLAGS = (("--gamma", "gamma", "perturbation epsilon: LOW:HIGH (log scale) or a fixed value"),
-               ("--beta", "beta", "regulariser strength: LOW:HIGH (log scale) or a fixed value"),
-               ("--lr", "lr", "learning rate: LOW:HIGH (log scale) or a fixed value"),
-               ("--embedding-dim", "embedding_dim", "embedding sizes to try, e.g. 16,24,48 (one value fixes it)"),
-               ("--hnet-hidden", "hnet_hidden", "hypernetwork widths to try, ';'-separated, e.g. '50,50;100,100'"),
-               ("--method", "method", "methods to try, e.g. hyperinterval,hnet"),
-               ("--embedding-mode", "embedding_mode", "embedding modes to try: nested,non-forced"))
 
 
 # --- command line ---------------------------------------------------------------------------------
@@ -88,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (training seed: --set seed=N); default 0")
 
     r = p.add_argument_group("where and how it runs")
-    r.add_argument("--name", help="sweep name (default: the benchmark, '-smoke' appended for --smoke-test)")
+    r.add_argument("--name", help="sweep name (default: the benchmark, '-smoke' appended for --smoke-test; when that "
+                   "sweep exists, a new name with a date-time suffix); an existing NAME needs --resume or --overwrite")
     r.add_argument("--results-dir", default="results", help="parent of the sweep's results directory; default ./results")
     r.add_argument("--address", help="Ray cluster to join ('auto' on a cluster node, or HOST:PORT); "
                    "default: start Ray on this machine")
@@ -113,116 +100,50 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 # --- resolving the sweep (no Ray) -----------------------------------------------------------------
-def _parse_fixed(items: List[str]) -> Dict[str, Any]:
-    import yaml
-
-    from hinterval.config import FIELDS
-
-    out: Dict[str, Any] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not eq or not key:
-            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
-        if key not in FIELDS:
-            raise UserError(f"--set: unknown config key {key!r}; valid keys: {', '.join(sorted(FIELDS))}")
-        if key in ("device", "num_threads", "benchmark"):
-            raise UserError(f"--set {key}: chosen per trial from --gpus-per-trial/--cpus-per-trial (--benchmark for the benchmark)")
-        out[key] = yaml.safe_load(value)
-    return out
-
-
-def resolve(args: argparse.Namespace) -> Dict[str, Any]:
-    """Validate the command line and return the sweep spec (what ``sweep.json`` stores). No Ray."""
+def resolve(args: argparse.Namespace) -> SweepSpec:
+    """Read what the command line points at (the --space file, existing sweeps for the default name),
+    resolve the sweep with the pure :func:`tune.spec.sweep_spec`, and check a local sweep's data. No Ray."""
     from hinterval.config import load_config_file, make_config
-    from hinterval.data.registry import BENCHMARK_NAMES
-    from tune import space as S
+    from tune.spec import sweep_spec
 
-    if args.benchmark not in BENCHMARK_NAMES:
-        raise UserError(f"unknown benchmark {args.benchmark!r}; choose one of: {', '.join(BENCHMARK_NAMES)}")
-    if args.smoke_test:
-        for k, v in SMOKE.items():
-            if k in ("num_tasks", "iters_per_task") and getattr(args, k) not in (None, v):
-                continue  # explicit flags win for the run length
-            setattr(args, k, v)
-    objectives = [o.strip() for o in args.objective.split(",") if o.strip()]
-    bad = [o for o in objectives if o not in OBJECTIVES] or ([] if objectives else ["(empty)"])
-    if bad or len(set(objectives)) != len(objectives):
-        raise UserError(f"--objective: {', '.join(bad) or 'repeated metric'} is not allowed; use metrics from {', '.join(OBJECTIVES)}")
-    for flag, val, lo in (("--num-samples", args.num_samples, 1), ("--max-concurrent", args.max_concurrent, 0)):
-        if val < lo:
-            raise UserError(f"{flag} must be >= {lo}, got {val}")
-    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
-        raise UserError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {args.cpus_per_trial:g}, {args.gpus_per_trial:g}")
-    if args.gpus_per_trial > 1 and args.gpus_per_trial != int(args.gpus_per_trial):
-        raise UserError(f"--gpus-per-trial above 1 must be a whole number, got {args.gpus_per_trial:g}")
-    if args.iters_per_task is not None and args.iters_per_task < 0:
-        raise UserError(f"--iters-per-task must be >= 1 (or 0 for the preset's value), got {args.iters_per_task}")
-    name = args.name or (args.benchmark + ("-smoke" if args.smoke_test else ""))
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
-    if args.resume and args.overwrite:
-        raise UserError("--resume and --overwrite contradict each other; pick one")
-
-    base: Dict[str, Any] = {"benchmark": args.benchmark}
-    if args.num_tasks is not None:
-        base["num_tasks"] = args.num_tasks
-    iters = SWEEP_ITERS_PER_TASK if args.iters_per_task is None else args.iters_per_task
-    if iters:
-        base["iters_per_task"] = iters
-    if args.data_dir:
-        base["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
-    base.update(_parse_fixed(args.fixed))
-    if base.get("data_dir"):
-        base["data_dir"] = str(Path(str(base["data_dir"])).expanduser().resolve())
-    preset_cfg = make_config(base)  # defaults < preset < fixed keys: the trial everyone compares against
-
-    space = S.parse_space(load_config_file(args.space)) if args.space else S.default_space(preset_cfg)
-    flag_params, flag_fixed = [], {}
-    for _, key, _ in SPACE_FLAGS:
-        text = getattr(args, f"space_{key}")
-        if text is not None:
-            param, value = S.parse_flag(key, text)
-            if param is None:
-                flag_fixed[key] = value
-            else:
-                flag_params.append(param)
-    space = S.merge(space, flag_params, flag_fixed)
-    base.update(dict(space.fixed))
-    space = S.SearchSpace(space.params, ())
-    S.validate_space(space, base)
-    preset_cfg = make_config(base)
-    point, outside = S.preset_point(space, preset_cfg)
+    results_dir = Path(args.results_dir).expanduser().resolve()
+    spec = sweep_spec(args, name=args.name or default_name(args, results_dir), results_dir=str(results_dir),
+                      cwd=os.getcwd(), space_data=load_config_file(args.space) if args.space else None)
     if not args.address:  # a local sweep: check the data here, once, instead of failing every trial
         from hinterval.data.registry import check_data
 
-        check_data(preset_cfg.benchmark, num_tasks=preset_cfg.num_tasks, data_dir=preset_cfg.data_dir)
-
-    results_dir = Path(args.results_dir).expanduser().resolve()
-    out_dir = results_dir / name
-    storage = args.storage or str(out_dir / "_ray")
-    if "://" not in storage:
-        storage = str(Path(storage).expanduser().resolve())
-    return {
-        "name": name, "benchmark": args.benchmark, "out_dir": str(out_dir), "storage": storage,
-        "base": base, "space": space.to_dict(), "param_order": space.names, "preset_point": point, "preset_outside": outside,
-        "objectives": objectives, "scheduler": args.scheduler, "num_samples": args.num_samples,
-        "max_concurrent": args.max_concurrent, "seed": args.seed, "cpus_per_trial": args.cpus_per_trial,
-        "gpus_per_trial": 0.0 if args.smoke_test else args.gpus_per_trial, "tensorboard": not args.no_tensorboard,
-        "smoke_test": bool(args.smoke_test),
-    }
+        cfg = make_config(spec.base)
+        check_data(cfg.benchmark, num_tasks=cfg.num_tasks, data_dir=cfg.data_dir)
+    return spec
 
 
-def load_saved_spec(out_dir: Path) -> Dict[str, Any]:
+def plain_name(args: argparse.Namespace) -> str:
+    """The benchmark's sweep name (``-smoke`` appended for --smoke-test)."""
+    return args.benchmark + ("-smoke" if args.smoke_test else "")
+
+
+def default_name(args: argparse.Namespace, results_dir: Path, now: Optional[float] = None) -> str:
+    """The sweep's name without ``--name``: :func:`plain_name`, or, when a sweep of that name exists and
+    neither --resume nor --overwrite asks for it, that name with a date-time suffix (a new sweep)."""
+    name = plain_name(args)
+    taken = lambda n: (results_dir / n).exists() and any((results_dir / n).iterdir())  # noqa: E731
+    if args.resume or args.overwrite or not taken(name):
+        return name
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    fresh, k = f"{name}-{stamp}", 2
+    while taken(fresh):
+        fresh, k = f"{name}-{stamp}-{k}", k + 1
+    return fresh
+
+
+def load_saved_spec(out_dir: Path) -> SweepSpec:
     import json
 
     path = out_dir / SWEEP_FILE
     if not path.is_file():
         raise UserError(f"--resume: no sweep to resume in {str(out_dir)!r} (missing {SWEEP_FILE}); start it without --resume")
     try:
-        spec = json.loads(path.read_text())
-        order = spec.get("param_order") or list(spec["space"])  # the JSON file has sorted keys
-        spec["space"] = {k: spec["space"][k] for k in order}
+        spec = SweepSpec.from_dict(json.loads(path.read_text()))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         first = (str(exc).splitlines() or [""])[0][:200]
         raise UserError(f"--resume: {path} is corrupted ({type(exc).__name__}: {first}); "
@@ -230,14 +151,14 @@ def load_saved_spec(out_dir: Path) -> Dict[str, Any]:
     return spec
 
 
-def describe(spec: Dict[str, Any], *, address: Optional[str], max_concurrent: Any) -> str:
+def describe(spec: SweepSpec, *, address: Optional[str], max_concurrent: Any) -> str:
     from tune import space as S
 
     sp = S.parse_space(spec["space"])
     lines = [f"sweep {spec['name']!r} on {spec['benchmark']}: {spec['num_samples']} trials, objective "
              f"{', '.join(spec['objectives'])} (maximised), scheduler {spec['scheduler']}, TPE seed {spec['seed']}",
              "search space:"]
-    lines += [f"  {p.name:16s} {p.describe()}" for p in sp.params]
+    lines += [f"  {k:16s} {S.describe(d)}" for k, d in sp.params]
     lines.append("fixed for every trial (on top of the benchmark preset): "
                  + ", ".join(f"{k}={v}" for k, v in spec["base"].items()))
     if spec["preset_point"] is not None:
@@ -308,14 +229,30 @@ def alive_node_resources() -> List[Dict[str, float]]:
     return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
 
 
-def make_searcher(spec: Dict[str, Any], max_concurrent: int):
-    from tune.searcher import make_searcher as _make
+def make_searcher(spec: SweepSpec, max_concurrent: int):
+    """TPE over the sweep's space, its study kept in ``results/<name>/optuna.db`` (see tune.searcher)."""
+    from tune.searcher import create_study, make_searcher as _make, study_url
 
+    attrs = {k: spec[k] for k in ("benchmark", "objectives", "space", "base", "preset_point", "seed", "scheduler")}
+    storage = create_study(study_url(spec["out_dir"]), spec["name"], spec["objectives"], attrs)
     return _make(space=spec["space"], objectives=spec["objectives"], seed=spec["seed"],
-                 preset_point=spec["preset_point"], max_concurrent=max_concurrent)
+                 preset_point=spec["preset_point"], max_concurrent=max_concurrent, storage=storage,
+                 study_name=spec["name"])
 
 
-def make_trainable(spec: Dict[str, Any]):
+def summary_metrics(spec: SweepSpec) -> List[str]:
+    """The headline metrics TensorBoard's HParams tab lists: DIL only where a trial can be nested."""
+    from hinterval.callbacks import SUMMARY_METRICS
+    from hinterval.config import make_config
+
+    modes = {make_config(spec["base"]).embedding_mode}
+    searched = spec["space"].get("embedding_mode")
+    if isinstance(searched, dict):  # swept: {type: choice, values: [...]}
+        modes |= set(searched.get("values", ()))
+    return [m for m in SUMMARY_METRICS if m != "dil_avg_acc" or "nested" in modes]
+
+
+def make_trainable(spec: SweepSpec):
     from ray import tune
 
     from tune.trainable import run_trial
@@ -325,25 +262,33 @@ def make_trainable(spec: Dict[str, Any]):
                                {"cpu": spec["cpus_per_trial"], "gpu": spec["gpus_per_trial"]})
 
 
-def make_tuner(spec: Dict[str, Any], max_concurrent: int):
+def make_scheduler(spec: SweepSpec):
+    """ASHA on the first objective (``--scheduler asha``), one rung per finished task; else ``None``."""
+    if spec["scheduler"] != "asha":
+        return None
+    from tune.searcher import FiniteMetricASHA
+
+    # max_t only caps rungs, trials end after their last task anyway
+    return FiniteMetricASHA(time_attr=M.TASKS_DONE, metric=spec["objectives"][0], mode="max", max_t=1000,
+                            grace_period=1, reduction_factor=2)
+
+
+def make_tuner(spec: SweepSpec, max_concurrent: int):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-    from ray.tune.schedulers import ASHAScheduler
 
     from tune import space as S
     from tune.recorder import SweepRecorder
 
-    scheduler = None
-    if spec["scheduler"] == "asha":
-        # one rung per finished task; max_t only caps rungs, trials end after their last task anyway
-        scheduler = ASHAScheduler(time_attr=M.TASKS_DONE, metric=M.AVG_ACC, mode="max", max_t=1000, grace_period=1,
-                                  reduction_factor=2)
-    names = S.parse_space(spec["space"]).names
+    scheduler = make_scheduler(spec)
+    space = S.parse_space(spec["space"])
+    names = space.names
     # sort_by_metric=False: Ray's sort crashes the driver on a trial whose avg_acc is None (diverged in task 1)
     reporter = tune.CLIReporter(
         metric_columns={M.TASKS_DONE: "tasks", M.AVG_ACC: "avg_acc", M.BWT: "bwt", M.WORST_AVG_ACC: "worst_acc"},
         parameter_columns=names, max_report_frequency=30, metric=M.AVG_ACC, mode="max", sort_by_metric=False)
-    recorder = SweepRecorder(spec["out_dir"], base=spec["base"], preset=spec["preset_point"], tensorboard=spec["tensorboard"])
+    recorder = SweepRecorder(spec["out_dir"], base=spec["base"], preset=spec["preset_point"], tensorboard=spec["tensorboard"],
+                             hparams=S.tensorboard_hparams(space), metrics=summary_metrics(spec))
     run_config = tune.RunConfig(
         name=spec["name"], storage_path=spec["storage"], failure_config=tune.FailureConfig(max_failures=2),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -353,7 +298,7 @@ def make_tuner(spec: Dict[str, Any], max_concurrent: int):
     return tune.Tuner(make_trainable(spec), tune_config=tune_config, run_config=run_config)
 
 
-def experiment_path(spec: Dict[str, Any]) -> str:
+def experiment_path(spec: SweepSpec) -> str:
     return spec["storage"].rstrip("/") + "/" + spec["name"]
 
 
@@ -379,13 +324,16 @@ def run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
     if args.resume:
-        name = args.name or (args.benchmark + ("-smoke" if args.smoke_test else ""))
+        name = args.name or plain_name(args)
         out_dir = Path(args.results_dir).expanduser().resolve() / name
         spec = load_saved_spec(out_dir)
         print(f"resuming sweep {name!r} with its saved settings ({out_dir / SWEEP_FILE}); "
               "search/resource flags given now are ignored", file=sys.stderr)
     else:
         spec = resolve(args)
+        if spec["name"] != (args.name or plain_name(args)):
+            print(f"search.py: {Path(spec['out_dir']).parent / plain_name(args)} holds an earlier sweep; this one is "
+                  f"{spec['name']!r} -> {spec['out_dir']} (--name NAME picks the name)", file=sys.stderr)
     out_dir = Path(spec["out_dir"])
     if not args.resume and out_dir.exists() and any(out_dir.iterdir()) and not args.overwrite:
         raise UserError(f"{out_dir} already holds a sweep named {spec['name']!r}; pass --resume to continue it, "
@@ -441,20 +389,26 @@ def run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
     finally:
         if started_ray:
             ray.shutdown()
-    summary = finish(spec, wall_s=time.time() - t0)
+    summary = finish(spec, wall_s=time.time() - t0, running=interrupted)
     summary["interrupted"] = interrupted or summary["unfinished"]  # Tune stops gracefully on the first Ctrl-C
     return summary
 
 
-def finish(spec: Dict[str, Any], *, wall_s: float) -> Dict[str, Any]:
-    """Write the report files and print where they are."""
+def finish(spec: SweepSpec, *, wall_s: float, running: bool = False) -> Dict[str, Any]:
+    """Write the report files and print where they are (``running``: trials may still resume)."""
     from tune import space as S
     from tune.recorder import load_records
     from tune.report import write_report
+    from tune.searcher import STUDY_FILE, close_orphans, study_url
 
     records = load_records(spec["out_dir"])
+    unfinished = len(records) < spec["num_samples"] or any(r["status"] in ("PENDING", "RUNNING", "RETRYING") for r in records)
+    has_study = (Path(spec["out_dir"]) / STUDY_FILE).is_file()
+    if has_study and not (running or unfinished):
+        close_orphans(study_url(spec["out_dir"]), spec["name"])
     names = S.parse_space(spec["space"]).names
-    summary = write_report(spec["out_dir"], records, name=spec["name"], params=names, objectives=spec["objectives"])
+    summary = write_report(spec["out_dir"], records, name=spec["name"], params=names, objectives=spec["objectives"],
+                           space=spec["space"], study=(study_url(spec["out_dir"]), spec["name"]) if has_study else None)
     best = summary["best"]
     statuses: Dict[str, int] = {}
     for r in records:
@@ -471,7 +425,6 @@ def finish(spec: Dict[str, Any], *, wall_s: float) -> Dict[str, Any]:
         if preset is not None:
             print(f"preset trial {preset['trial_id']}: avg_acc {fmt(preset['history'][-1].get(M.AVG_ACC))} "
                   f"({preset['status']}, {preset['tasks_done']}/{preset['num_tasks']} tasks)")
-    unfinished = len(records) < spec["num_samples"] or any(r["status"] in ("PENDING", "RUNNING", "RETRYING") for r in records)
     for r in records:
         if r["status"] in ("ERROR", "DIVERGED"):
             print(f"trial {r['trial_id']} {r['status'].lower()} after {r['tasks_done']} task(s): {r.get('error')}")
@@ -481,7 +434,9 @@ def finish(spec: Dict[str, Any], *, wall_s: float) -> Dict[str, Any]:
     out = spec["out_dir"]
     print(f"results: {out}/  (leaderboard.md, trials.csv{', best_config.yaml' if best else ''}, plots/)")
     if spec["tensorboard"]:
-        print(f"tensorboard: tensorboard --logdir {out}")
+        print(f"compare trials: tensorboard --logdir {out}/tensorboard   (HParams tab: one row per trial)")
+    if has_study:
+        print(f"optuna study:   optuna-dashboard {study_url(out)}")
     if best is not None:
         print(f"train the best config: hinterval train --config {out}/best_config.yaml")
     summary.pop("frame", None)

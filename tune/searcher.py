@@ -1,47 +1,125 @@
-"""Optuna behind Tune, told only the metrics of trials that finished every task.
+"""Optuna behind Tune, told only the metrics of trials that finished every task, kept in a study on disk.
 
 PITFALL this module exists for: Tune tells its searcher that a trial stopped early by ASHA is
 *complete*, with its last (partial) result. Its average accuracy covers fewer, easier tasks and is
 inflated, so TPE would chase configs that merely looked good early. The trainable therefore
 reports the searcher metrics (``final_avg_acc``...) as ``None`` until the last task, and
 :class:`FinalMetricOptunaSearch` tells Optuna such trials as PRUNED.
+
+The study lives in ``results/<name>/optuna.db`` (SQLite through Optuna's ``RDBStorage``, written by
+the driver only, which is where the searcher runs), so ``optuna-dashboard`` and
+``optuna.importance`` can read a sweep, and ``--resume`` continues the same study: Tune pickles
+the searcher with its storage, whose URL reconnects on unpickling.
 """
 from __future__ import annotations
 
-import functools
-from typing import Any, Dict, List, Optional
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
 
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from hinterval import metrics as M
 from tune import space as S
+from tune.recorder import same_point
 from tune.trainable import final_metric
+
+STUDY_FILE = "optuna.db"
+#: final metrics kept as user attributes of each finished Optuna trial (dashboard columns, importance targets)
+ATTR_METRICS = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "cil_avg_acc", "dil_avg_acc")
+
+
+def study_url(out_dir: str | Path) -> str:
+    """SQLAlchemy URL of a sweep's Optuna study (``optuna-dashboard`` takes it as it is)."""
+    return f"sqlite:///{Path(out_dir).resolve() / STUDY_FILE}"
 
 
 class FinalMetricOptunaSearch(OptunaSearch):
-    """OptunaSearch that only hears final metrics.
+    """OptunaSearch that only learns from final metrics.
 
-    Intermediate reports are ignored (Tune's scheduler decides early stopping, not an Optuna
-    pruner), and a trial that ends without finite ``final_*`` metrics -- stopped by ASHA, or a
-    metric undefined for its method -- is told to Optuna as PRUNED (FAIL on error).
+    Per-task results become the trial's intermediate values (single objective; Optuna's pruner
+    stays off: Tune's scheduler decides early stopping). A trial that ends without finite
+    ``final_*`` metrics -- stopped by ASHA, or a metric undefined for its method -- is told to
+    Optuna as PRUNED (FAIL on error). Finished trials carry their final metrics, the Tune trial
+    id and a ``preset`` flag as user attributes.
     """
 
+    progress_metric: Optional[str] = None
+    preset_point: Optional[Dict[str, Any]] = None
+
+    def suggest(self, trial_id: str) -> Optional[Dict]:
+        config = super().suggest(trial_id)
+        if config is not None:
+            trial = self._ot_trials[trial_id]
+            trial.set_user_attr("tune_trial_id", trial_id)
+            trial.set_user_attr("preset", self.preset_point is not None and same_point(config, self.preset_point)
+                                and trial.number == 0)
+        return config
+
     def on_trial_result(self, trial_id: str, result: Dict) -> None:
-        return None
+        value, step = result.get(self.progress_metric or ""), result.get(M.TASKS_DONE)
+        if isinstance(self.metric, list) or trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return  # Optuna keeps no intermediate values for multi-objective studies
+        if M.is_finite_number(value) and isinstance(step, int):
+            with warnings.catch_warnings():  # a resumed trial re-sends its last task: Optuna ignores that step
+                warnings.simplefilter("ignore")
+                self._ot_trials[trial_id].report(float(value), step)
 
     def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+        if result is not None and trial_id in self._ot_trials and trial_id not in self._completed_trials:
+            trial = self._ot_trials[trial_id]
+            for k in ATTR_METRICS:
+                if M.is_finite_number(result.get(k)):
+                    trial.set_user_attr(k, float(result[k]))
+            if isinstance(result.get(M.TASKS_DONE), int):
+                trial.set_user_attr(M.TASKS_DONE, result[M.TASKS_DONE])
         if result is not None and any(not M.is_finite_number(result.get(m)) for m in metrics):
             result = None  # the base class then records PRUNED (or FAIL when error)
         super().on_trial_complete(trial_id, result=result, error=error)
 
 
+class FiniteMetricASHA(ASHAScheduler):
+    """ASHA that lets a trial continue when its rung metric is undefined (``None``: e.g. BWT of a method
+    without one, DIL outside nested mode) instead of failing on ``None`` arithmetic."""
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: Dict) -> str:
+        if not M.is_finite_number(result.get(self._metric)):
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: Dict) -> None:
+        if not M.is_finite_number(result.get(self._metric)):
+            self._trial_info.pop(trial.trial_id, None)
+            return
+        super().on_trial_complete(tune_controller, trial, result)
+
+
+def create_study(url: str, name: str, objectives: Sequence[str], attrs: Dict[str, Any]):
+    """Create (or load) the sweep's study with its metric names and the sweep's settings as attributes."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(url)
+    study = optuna.create_study(storage=storage, study_name=name, directions=["maximize"] * len(objectives),
+                                load_if_exists=True)
+    with warnings.catch_warnings():  # "experimental" since Optuna 3.2, and what optuna-dashboard labels axes with
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(objectives))
+    for k, v in attrs.items():
+        study.set_user_attr(k, v)
+    return storage
+
+
 def make_searcher(*, space: Dict[str, Any], objectives: List[str], seed: int, preset_point: Optional[Dict[str, Any]],
-                  max_concurrent: int) -> ConcurrencyLimiter:
+                  max_concurrent: int, storage: Any = None, study_name: Optional[str] = None) -> ConcurrencyLimiter:
     """Seeded TPE (multi-objective when several objectives) behind a ConcurrencyLimiter.
 
-    The preset point, if any, is the first trial (``points_to_evaluate``).
+    The preset point, if any, is the first trial (``points_to_evaluate``). ``storage`` (an Optuna
+    ``BaseStorage``, see :func:`create_study`) keeps the study on disk under ``study_name``;
+    ``None`` keeps it in memory.
     """
     import optuna
 
@@ -50,6 +128,22 @@ def make_searcher(*, space: Dict[str, Any], objectives: List[str], seed: int, pr
     metric = [final_metric(o) for o in objectives] if multi else final_metric(objectives[0])
     mode = ["max"] * len(objectives) if multi else "max"
     searcher = FinalMetricOptunaSearch(
-        space=functools.partial(S.suggest_config, space=S.parse_space(space)), metric=metric, mode=mode,
-        sampler=optuna.samplers.TPESampler(seed=seed), points_to_evaluate=[preset_point] if preset_point else None)
+        space=S.parse_space(space).distributions, metric=metric, mode=mode,
+        sampler=optuna.samplers.TPESampler(seed=seed), points_to_evaluate=[preset_point] if preset_point else None,
+        storage=storage, study_name=study_name)
+    searcher.progress_metric, searcher.preset_point = objectives[0], preset_point
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+
+
+def close_orphans(url: str, name: str) -> int:
+    """Mark FAIL the study's trials still RUNNING after a sweep ended (asked just before a driver died,
+    unknown to the resumed searcher); returns how many. Call only when no trial runs any more."""
+    import optuna
+
+    storage = optuna.storages.RDBStorage(url)
+    study_id = storage.get_study_id_from_name(name)
+    n = 0
+    for t in storage.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        n += 1
+    return n

@@ -1,26 +1,28 @@
-"""Search spaces: parsed from YAML, flags or the benchmark preset, validated before any trial runs.
+"""Search spaces: Optuna distributions, parsed from YAML, flags or the benchmark preset, checked before any trial runs.
 
-A space maps :class:`~hinterval.config.ExperimentConfig` keys to distributions::
+A space maps :class:`~hinterval.config.ExperimentConfig` keys to Optuna distributions
+(``FloatDistribution``, ``IntDistribution``, ``CategoricalDistribution``), which Ray's
+``OptunaSearch`` takes as they are. Users write them in a small YAML/flag notation::
 
-    gamma: {type: loguniform, low: 0.05, high: 5}
-    beta: {type: loguniform, low: 1.0e-3, high: 1}
-    embedding_dim: {type: choice, values: [16, 24, 48]}
+    gamma: {type: loguniform, low: 0.05, high: 5}       # FloatDistribution(0.05, 5, log=True)
+    beta: {type: uniform, low: 0.001, high: 1}          # FloatDistribution(0.001, 1)
+    batch_size: {type: int, low: 32, high: 256, log: true}  # IntDistribution (inclusive bounds)
+    embedding_dim: {type: choice, values: [16, 24, 48]}  # CategoricalDistribution
     hnet_hidden: {type: choice, values: ["50,50", "100,100"]}
-    lr: {type: loguniform, low: 3.0e-4, high: 3.0e-3}
-    iters_per_task: 300          # a plain value fixes the key for every trial
-    method: [hyperinterval, hnet] # a list is short for {type: choice, values: [...]}
+    method: [hyperinterval, hnet]   # a list is short for {type: choice, values: [...]}
+    iters_per_task: 300             # a plain value fixes the key for every trial
 
-Types: ``uniform``, ``loguniform`` (floats), ``int`` (inclusive bounds, optional ``log: true``)
-and ``choice``. Layer widths are encoded as strings (``"100,100"``) because Optuna's categorical
-values must be scalars. :func:`suggest_config` is the Optuna define-by-run function; it only
-suggests values. This module does not import Ray.
+Layer widths are choices of strings (``"100,100"``) because Optuna's categorical values must be
+scalars. Field types come from the config dataclass's type hints. This module does not import Ray.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
+import typing
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hinterval.config import ExperimentConfig, make_config
 from hinterval.errors import UserError
@@ -32,90 +34,78 @@ NOT_SEARCHABLE = ("benchmark", "data_dir", "num_tasks", "device", "num_threads",
 RANGE_KIND = {"gamma": "loguniform", "beta": "loguniform", "lr": "loguniform", "kappa_min": "uniform",
               "ramp_fraction": "uniform", "ewc_lambda": "loguniform", "cil_alpha": "loguniform"}
 
-_FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(ExperimentConfig)}
+
+def _kind_of(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Union:  # Optional[X]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _kind_of(args[0]) if len(args) == 1 else "str"
+    if typing.get_origin(hint) in (tuple, list):
+        return "widths"
+    return {bool: "bool", int: "int", float: "float"}.get(hint, "str")
+
+
+_FIELD_KINDS = {k: _kind_of(t) for k, t in typing.get_type_hints(ExperimentConfig).items()}
 
 
 def field_kind(key: str) -> str:
-    """``"int"``, ``"float"``, ``"widths"``, ``"bool"`` or ``"str"`` for a config key."""
-    t = _FIELD_TYPES[key]
-    if "Tuple" in t:
-        return "widths"
-    for k in ("bool", "int", "float"):
-        if k in t:
-            return k
-    return "str"
-
-
-@dataclass(frozen=True)
-class Param:
-    """One searched key: a range (``low``/``high``) or a set of ``values``."""
-
-    name: str
-    kind: str
-    low: Optional[float] = None
-    high: Optional[float] = None
-    log: bool = False
-    values: Tuple[Any, ...] = ()
-
-    def contains(self, value: Any) -> bool:
-        if self.kind == "choice":
-            return normalise_value(self.name, value) in self.values
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            return False
-        return self.low <= v <= self.high  # type: ignore[operator]
-
-    def describe(self) -> str:
-        if self.kind == "choice":
-            return f"choice {list(self.values)}"
-        if self.kind == "int":
-            return f"int [{int(self.low)}, {int(self.high)}]{' (log)' if self.log else ''}"  # type: ignore[arg-type]
-        return f"{self.kind} [{self.low:g}, {self.high:g}]"
-
-    def to_dict(self) -> Dict[str, Any]:
-        if self.kind == "choice":
-            return {"type": "choice", "values": list(self.values)}
-        d: Dict[str, Any] = {"type": self.kind, "low": self.low, "high": self.high}
-        if self.log:
-            d["log"] = True
-        return d
+    """``"int"``, ``"float"``, ``"widths"``, ``"bool"`` or ``"str"`` for a config key (from its type hint)."""
+    return _FIELD_KINDS[key]
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Searched params plus fixed config overrides (``fixed``) shared by every trial."""
+    """Searched keys with their distributions (in order), plus fixed config overrides shared by every trial."""
 
-    params: Tuple[Param, ...]
+    params: Tuple[Tuple[str, BaseDistribution], ...]
     fixed: Tuple[Tuple[str, Any], ...] = ()
 
     @property
     def names(self) -> List[str]:
-        return [p.name for p in self.params]
+        return [k for k, _ in self.params]
+
+    @property
+    def distributions(self) -> Dict[str, BaseDistribution]:
+        """What ``OptunaSearch(space=...)`` takes."""
+        return dict(self.params)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {**{p.name: p.to_dict() for p in self.params}, **dict(self.fixed)}
+        """The YAML notation (what ``sweep.json`` stores); :func:`parse_space` reads it back."""
+        return {**{k: to_spec(d) for k, d in self.params}, **dict(self.fixed)}
 
 
-def suggest_config(trial: Any, space: SearchSpace) -> None:
-    """Optuna define-by-run function: suggest one value per searched key, nothing else.
+def to_spec(dist: BaseDistribution) -> Dict[str, Any]:
+    """A distribution in the YAML notation."""
+    if isinstance(dist, CategoricalDistribution):
+        return {"type": "choice", "values": list(dist.choices)}
+    if isinstance(dist, IntDistribution):
+        return {"type": "int", "low": dist.low, "high": dist.high, **({"log": True} if dist.log else {})}
+    return {"type": "loguniform" if dist.log else "uniform", "low": dist.low, "high": dist.high}
 
-    Used as ``OptunaSearch(space=functools.partial(suggest_config, space=space))``; Tune reads
-    the suggestions from ``trial.params``.
-    """
-    for p in space.params:
-        if p.kind == "choice":
-            trial.suggest_categorical(p.name, list(p.values))
-        elif p.kind == "int":
-            trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
-        else:
-            trial.suggest_float(p.name, p.low, p.high, log=p.kind == "loguniform")
+
+def describe(dist: BaseDistribution) -> str:
+    """One line for the dry run and the TensorBoard column description, e.g. ``loguniform [0.05, 5]``."""
+    if isinstance(dist, CategoricalDistribution):
+        return f"choice {list(dist.choices)}"
+    if isinstance(dist, IntDistribution):
+        return f"int [{dist.low}, {dist.high}]{' (log)' if dist.log else ''}"
+    return f"{'loguniform' if dist.log else 'uniform'} [{dist.low:g}, {dist.high:g}]"
+
+
+def contains(key: str, dist: BaseDistribution, value: Any) -> bool:
+    """Whether a config value lies in the distribution (widths compared as ``"a,b"`` strings)."""
+    if isinstance(dist, CategoricalDistribution):
+        return normalise_value(key, value) in dist.choices
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return False
+    return dist.low <= v <= dist.high
 
 
 # --- building and validating ----------------------------------------------------------------------
 def normalise_value(key: str, value: Any) -> Any:
     """Widths lists/tuples become ``"a,b"`` strings (Optuna choices must be scalars)."""
-    if key in _FIELD_TYPES and field_kind(key) == "widths":
+    if key in _FIELD_KINDS and field_kind(key) == "widths":
         if isinstance(value, (list, tuple)):
             return ",".join(str(int(v)) for v in value)
         if isinstance(value, int):
@@ -138,8 +128,8 @@ def _number(key: str, what: str, value: Any) -> float:
     return v
 
 
-def parse_param(key: str, spec: Mapping[str, Any]) -> Param:
-    """One ``{type: ..., low/high | values}`` entry -> :class:`Param` (type-checked, not yet run)."""
+def parse_param(key: str, spec: Mapping[str, Any]) -> BaseDistribution:
+    """One ``{type: ..., low/high | values}`` entry -> an Optuna distribution (type-checked, not yet run)."""
     kind = spec.get("type")
     if kind not in KINDS:
         raise UserError(f"search space: {key}: type must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -164,7 +154,7 @@ def parse_param(key: str, spec: Mapping[str, Any]) -> Param:
                 v = float(v)
             if v not in norm:
                 norm.append(v)
-        return Param(key, "choice", values=tuple(norm))
+        return CategoricalDistribution(tuple(norm))
     if fk not in ("int", "float"):
         raise UserError(f"search space: {key}: is a {fk} setting; use type: choice with a list of values")
     if "low" not in spec or "high" not in spec:
@@ -178,41 +168,41 @@ def parse_param(key: str, spec: Mapping[str, Any]) -> Param:
     if kind == "int":
         if low != int(low) or high != int(high):
             raise UserError(f"search space: {key}: int bounds must be integers, got {spec['low']!r}, {spec['high']!r}")
-        return Param(key, "int", low=int(low), high=int(high), log=bool(spec.get("log", False)))
+        return IntDistribution(int(low), int(high), log=bool(spec.get("log", False)))
     if fk == "int":
         raise UserError(f"search space: {key}: is an integer setting; use type: int or choice, not {kind}")
-    return Param(key, kind, low=low, high=high, log=log)
+    return FloatDistribution(low, high, log=log)
 
 
 def parse_space(data: Mapping[str, Any]) -> SearchSpace:
     """A mapping (a parsed space.yaml) -> :class:`SearchSpace`; plain values become fixed keys."""
     if not isinstance(data, Mapping):
         raise UserError("search space must be a mapping of config key -> {type: ..., ...}")
-    params: List[Param] = []
+    params: List[Tuple[str, BaseDistribution]] = []
     fixed: List[Tuple[str, Any]] = []
     for key, spec in data.items():
         _check_key(key)
         if isinstance(spec, Mapping):
-            params.append(parse_param(key, spec))
+            params.append((key, parse_param(key, spec)))
         elif isinstance(spec, (list, tuple)) and field_kind(key) != "widths":
-            params.append(parse_param(key, {"type": "choice", "values": list(spec)}))
+            params.append((key, parse_param(key, {"type": "choice", "values": list(spec)})))
         elif isinstance(spec, (list, tuple)) and spec and all(isinstance(v, (list, tuple, str)) for v in spec):
-            params.append(parse_param(key, {"type": "choice", "values": list(spec)}))  # [[50,50],[100,100]]
+            params.append((key, parse_param(key, {"type": "choice", "values": list(spec)})))  # [[50,50],[100,100]]
         else:
             fixed.append((key, normalise_value(key, spec)))
     return SearchSpace(tuple(params), tuple(fixed))
 
 
 def _check_key(key: Any) -> None:
-    if key not in _FIELD_TYPES:
-        raise UserError(f"search space: unknown config key {key!r}; valid keys: {', '.join(sorted(_FIELD_TYPES))}")
+    if key not in _FIELD_KINDS:
+        raise UserError(f"search space: unknown config key {key!r}; valid keys: {', '.join(sorted(_FIELD_KINDS))}")
     if key in NOT_SEARCHABLE:
         raise UserError(f"search space: {key!r} cannot be searched (it is a sweep-wide setting); "
                         f"use the sweep's flags (--benchmark, --num-tasks, --data-dir, --gpus-per-trial...)")
 
 
-def parse_flag(key: str, text: str) -> Tuple[Optional[Param], Any]:
-    """A flag value -> (searched param, None) or (None, fixed value).
+def parse_flag(key: str, text: str) -> Tuple[Optional[BaseDistribution], Any]:
+    """A flag value -> (distribution, None) or (None, fixed value).
 
     ``LOW:HIGH`` is a range (log scale for gamma/beta/lr), ``a,b,c`` a choice (``;`` separates
     width choices: ``50,50;100,100``), a single value fixes the key.
@@ -249,16 +239,14 @@ def _convert(key: str, fk: str, text: str) -> Any:
     return text
 
 
-def merge(space: SearchSpace, params: Sequence[Param] = (), fixed: Mapping[str, Any] = ()) -> SearchSpace:
+def merge(space: SearchSpace, params: Mapping[str, BaseDistribution] = (), fixed: Mapping[str, Any] = ()) -> SearchSpace:
     """``space`` with ``params`` replacing/adding searched keys and ``fixed`` pinning keys."""
     fixed = dict(fixed)
-    by_name = {p.name: p for p in space.params}
-    for p in params:
-        by_name[p.name] = p
+    by_name = {**dict(space.params), **dict(params)}
     for k in fixed:
         by_name.pop(k, None)
     old_fixed = {k: v for k, v in space.fixed if k not in by_name}
-    return SearchSpace(tuple(by_name.values()), tuple({**old_fixed, **fixed}.items()))
+    return SearchSpace(tuple(by_name.items()), tuple({**old_fixed, **fixed}.items()))
 
 
 def default_space(preset: ExperimentConfig) -> SearchSpace:
@@ -266,11 +254,24 @@ def default_space(preset: ExperimentConfig) -> SearchSpace:
     d = preset.embedding_dim
     dims = sorted({max(2, (2 * d) // 3), d, 2 * d})
     return SearchSpace((
-        Param("gamma", "loguniform", low=preset.gamma / 20, high=preset.gamma * 5, log=True),
-        Param("beta", "loguniform", low=preset.beta / 10, high=preset.beta * 100, log=True),
-        Param("embedding_dim", "choice", values=tuple(dims)),
-        Param("lr", "loguniform", low=preset.lr / 3, high=preset.lr * 3, log=True),
+        ("gamma", FloatDistribution(preset.gamma / 20, preset.gamma * 5, log=True)),
+        ("beta", FloatDistribution(preset.beta / 10, preset.beta * 100, log=True)),
+        ("embedding_dim", CategoricalDistribution(tuple(dims))),
+        ("lr", FloatDistribution(preset.lr / 3, preset.lr * 3, log=True)),
     ))
+
+
+def tensorboard_hparams(space: SearchSpace) -> List[Any]:
+    """The swept keys as TensorBoard HParams domains (choices discrete, ranges intervals)."""
+    from hinterval.callbacks import HParamDomain
+
+    out = []
+    for k, d in space.params:
+        if isinstance(d, CategoricalDistribution):
+            out.append(HParamDomain(k, values=tuple(d.choices), description=describe(d)))
+        else:
+            out.append(HParamDomain(k, low=d.low, high=d.high, log=d.log, description=describe(d)))
+    return out
 
 
 def validate_space(space: SearchSpace, base: Mapping[str, Any]) -> None:
@@ -279,27 +280,25 @@ def validate_space(space: SearchSpace, base: Mapping[str, Any]) -> None:
         raise UserError("search space is empty: give at least one key a range or a list of choices")
     base = {**base, **dict(space.fixed)}
     make_config(base)
-    for p in space.params:
-        probes = list(p.values) if p.kind == "choice" else [p.low, p.high]
+    for k, d in space.params:
+        probes = list(d.choices) if isinstance(d, CategoricalDistribution) else [d.low, d.high]
         for v in probes:
-            if p.kind == "int":
-                v = int(v)
             try:
-                make_config(base, **{p.name: v})
+                make_config(base, **{k: v})
             except UserError as exc:
-                raise UserError(f"search space: {p.name} = {v!r} is not a valid setting: {exc}") from None
+                raise UserError(f"search space: {k} = {v!r} is not a valid setting: {exc}") from None
 
 
 def preset_point(space: SearchSpace, cfg: ExperimentConfig) -> Tuple[Optional[Dict[str, Any]], List[str]]:
     """The preset's values of the searched keys, or ``None`` and the keys that fall outside the space."""
     values = cfg.to_dict()
-    point = {p.name: normalise_value(p.name, values[p.name]) for p in space.params}
-    outside = [f"{p.name}={point[p.name]!r} not in {p.describe()}" for p in space.params if not p.contains(point[p.name])]
+    point = {k: normalise_value(k, values[k]) for k in space.names}
+    outside = [f"{k}={point[k]!r} not in {describe(d)}" for k, d in space.params if not contains(k, d, point[k])]
     if outside:
         return None, outside
-    for p in space.params:
-        if p.kind == "int":
-            point[p.name] = int(point[p.name])
-        elif p.kind in ("uniform", "loguniform"):
-            point[p.name] = float(point[p.name])
+    for k, d in space.params:
+        if isinstance(d, IntDistribution):
+            point[k] = int(point[k])
+        elif isinstance(d, FloatDistribution):
+            point[k] = float(point[k])
     return point, []
