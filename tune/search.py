@@ -230,6 +230,23 @@ def load_saved_spec(out_dir: Path) -> Dict[str, Any]:
     return spec
 
 
+def network_lines(spec: Dict[str, Any]) -> List[str]:
+    """What every trial builds and trains (preset + fixed keys; searched keys vary per trial), so a dry
+    run shows a CNN sweep's network and budget before any GPU time is spent."""
+    from hinterval.config import make_config
+
+    cfg, searched = make_config(spec["base"]), set(spec["space"])
+    target = cfg.target + (f" {','.join(map(str, cfg.target_hidden))}" if cfg.target == "mlp" else "")
+    chunks = f", chunks of {cfg.hnet_chunk_size} weights" if cfg.hnet_chunk_size else ""
+    budget = (f"{cfg.epochs_per_task:g} epochs (epochs_per_task; --iters-per-task does not apply)"
+              if cfg.epochs_per_task is not None else f"{cfg.iters_per_task} iterations")
+    return [f"network per trial: {cfg.method}, target {target} ({cfg.interval_mode} intervals), hypernetwork "
+            f"hidden {','.join(map(str, cfg.hnet_hidden))}{chunks}, embedding {cfg.embedding_mode}"
+            + (f"; per trial from the space: {', '.join(sorted(searched & {'method', 'hnet_hidden', 'embedding_mode'}))}"
+               if searched & {"method", "hnet_hidden", "embedding_mode"} else ""),
+            f"training per task: {budget}, batch {cfg.batch_size}; evaluation batch {cfg.eval_batch_size}"]
+
+
 def describe(spec: Dict[str, Any], *, address: Optional[str], max_concurrent: Any) -> str:
     from tune import space as S
 
@@ -240,6 +257,7 @@ def describe(spec: Dict[str, Any], *, address: Optional[str], max_concurrent: An
     lines += [f"  {p.name:16s} {p.describe()}" for p in sp.params]
     lines.append("fixed for every trial (on top of the benchmark preset): "
                  + ", ".join(f"{k}={v}" for k, v in spec["base"].items()))
+    lines += network_lines(spec)
     if spec["preset_point"] is not None:
         lines.append("first trial (preset): " + ", ".join(f"{k}={v}" for k, v in spec["preset_point"].items()))
     else:
