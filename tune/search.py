@@ -231,20 +231,22 @@ def load_saved_spec(out_dir: Path) -> Dict[str, Any]:
 
 
 def network_lines(spec: Dict[str, Any]) -> List[str]:
-    """What every trial builds and trains (preset + fixed keys; searched keys vary per trial), so a dry
-    run shows a CNN sweep's network and budget before any GPU time is spent."""
+    """What every trial builds and trains (preset + fixed keys), so a dry run shows a CNN sweep's
+    network and budget before any GPU time is spent; keys the space searches are named as varying."""
     from hinterval.config import make_config
 
-    cfg, searched = make_config(spec["base"]), set(spec["space"])
+    cfg = make_config(spec["base"])
+    shown = ("method", "target", "target_hidden", "interval_mode", "hnet_hidden", "hnet_chunk_size", "embedding_mode",
+             "epochs_per_task", "iters_per_task", "batch_size")
+    varied = [k for k in shown if k in spec["space"]]
     target = cfg.target + (f" {','.join(map(str, cfg.target_hidden))}" if cfg.target == "mlp" else "")
     chunks = f", chunks of {cfg.hnet_chunk_size} weights" if cfg.hnet_chunk_size else ""
     budget = (f"{cfg.epochs_per_task:g} epochs (epochs_per_task; --iters-per-task does not apply)"
               if cfg.epochs_per_task is not None else f"{cfg.iters_per_task} iterations")
-    return [f"network per trial: {cfg.method}, target {target} ({cfg.interval_mode} intervals), hypernetwork "
-            f"hidden {','.join(map(str, cfg.hnet_hidden))}{chunks}, embedding {cfg.embedding_mode}"
-            + (f"; per trial from the space: {', '.join(sorted(searched & {'method', 'hnet_hidden', 'embedding_mode'}))}"
-               if searched & {"method", "hnet_hidden", "embedding_mode"} else ""),
-            f"training per task: {budget}, batch {cfg.batch_size}; evaluation batch {cfg.eval_batch_size}"]
+    return [f"network per trial: {cfg.method}, target {target} ({cfg.interval_mode} intervals), hypernetwork hidden "
+            f"{','.join(map(str, cfg.hnet_hidden))}{chunks}, embedding {cfg.embedding_mode}",
+            f"training per task: {budget}, batch {cfg.batch_size}; evaluation batch {cfg.eval_batch_size}"
+            + (f"; varied per trial: {', '.join(varied)}" if varied else "")]
 
 
 def describe(spec: Dict[str, Any], *, address: Optional[str], max_concurrent: Any) -> str:
