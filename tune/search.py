@@ -151,6 +151,25 @@ def load_saved_spec(out_dir: Path) -> SweepSpec:
     return spec
 
 
+def network_lines(spec: SweepSpec) -> List[str]:
+    """What every trial builds and trains (preset + fixed keys), so a dry run shows a CNN sweep's
+    network and budget before any GPU time is spent; keys the space searches are named as varying."""
+    from hinterval.config import make_config
+
+    cfg = make_config(spec["base"])
+    shown = ("method", "target", "target_hidden", "interval_mode", "hnet_hidden", "hnet_chunk_size", "embedding_mode",
+             "epochs_per_task", "iters_per_task", "batch_size")
+    varied = [k for k in shown if k in spec["space"]]
+    target = cfg.target + (f" {','.join(map(str, cfg.target_hidden))}" if cfg.target == "mlp" else "")
+    chunks = f", chunks of {cfg.hnet_chunk_size} weights" if cfg.hnet_chunk_size else ""
+    budget = (f"{cfg.epochs_per_task:g} epochs (epochs_per_task; --iters-per-task does not apply)"
+              if cfg.epochs_per_task is not None else f"{cfg.iters_per_task} iterations")
+    return [f"network per trial: {cfg.method}, target {target} ({cfg.interval_mode} intervals), hypernetwork hidden "
+            f"{','.join(map(str, cfg.hnet_hidden))}{chunks}, embedding {cfg.embedding_mode}",
+            f"training per task: {budget}, batch {cfg.batch_size}; evaluation batch {cfg.eval_batch_size}"
+            + (f"; varied per trial: {', '.join(varied)}" if varied else "")]
+
+
 def describe(spec: SweepSpec, *, address: Optional[str], max_concurrent: Any) -> str:
     from tune import space as S
 
@@ -161,6 +180,7 @@ def describe(spec: SweepSpec, *, address: Optional[str], max_concurrent: Any) ->
     lines += [f"  {k:16s} {S.describe(d)}" for k, d in sp.params]
     lines.append("fixed for every trial (on top of the benchmark preset): "
                  + ", ".join(f"{k}={v}" for k, v in spec["base"].items()))
+    lines += network_lines(spec)
     if spec["preset_point"] is not None:
         lines.append("first trial (preset): " + ", ".join(f"{k}={v}" for k, v in spec["preset_point"].items()))
     else:
