@@ -12,6 +12,7 @@ taken. The scores (``cil_score``, see docs/inference.md):
 
 * ``entropy``: entropy of the middle network's softmax (the rule of the method; also the rule of
   the independent-networks reference in ``benchmarks/cil.py``).
+* ``calibrated-entropy``: the same entropy, calibrated per task (below).
 * ``entropy-width``: ``entropy + alpha * w / w_t`` with ``w`` the mean width of the logit box and
   ``w_t`` its mean on task ``t``'s own validation split. Raw widths differ between tasks by orders
   of magnitude (measured: 29 to 2,571 on split-digits), so an unnormalised width term picks the task
@@ -25,10 +26,11 @@ taken. The scores (``cil_score``, see docs/inference.md):
 * ``auto``: the candidate with the highest task-inference accuracy on the validation split of
   the seen tasks (never the test split).
 
-The interval scores are *calibrated per task*: each task's score is z-normalised with its mean and
-standard deviation on that task's own validation samples, so tasks whose networks have different
-logit scales (interval training makes logits large, by a different factor per task) compete on
-how typical the sample looks to them. The statistics of task ``t`` use only task ``t``'s
+The interval scores and ``calibrated-entropy`` are *calibrated per task* (see
+:class:`TaskCalibration`): each task's score becomes the fraction of the task's own validation
+samples that score as badly or worse, so tasks whose networks have different logit scales
+(interval training makes logits large, by a different factor per task) compete on how typical the
+sample looks to them. The statistics of task ``t`` use only task ``t``'s
 validation data and task ``t``'s network, which the regulariser holds fixed after the task: they
 are the numbers one would store at the end of task ``t``.
 """
@@ -43,13 +45,14 @@ from hinterval.data.base import Benchmark
 from hinterval.intervals import worst_case_logits
 
 #: task-inference scores a config may name; ``auto`` chooses among :data:`CIL_CANDIDATES` on validation data
-CIL_SCORES = ("auto", "entropy", "entropy-width", "worst-entropy", "worst-margin", "relative-margin")
+CIL_SCORES = ("auto", "entropy", "calibrated-entropy", "entropy-width", "worst-entropy", "worst-margin",
+              "relative-margin")
 #: the candidates ``auto`` tries, in order of preference on ties
-CIL_CANDIDATES = ("entropy", "entropy-width", "worst-entropy", "worst-margin", "relative-margin")
+CIL_CANDIDATES = CIL_SCORES[1:]
 #: scores that need the interval (logit box) predictions
 INTERVAL_SCORES = ("entropy-width", "worst-entropy", "worst-margin", "relative-margin")
-#: scores z-normalised per task with statistics of the task's own validation samples
-CALIBRATED_SCORES = ("worst-entropy", "worst-margin", "relative-margin")
+#: scores calibrated per task against the task's own validation samples (see :class:`TaskCalibration`)
+CALIBRATED_SCORES = ("calibrated-entropy", "worst-entropy", "worst-margin", "relative-margin")
 
 
 class Predictor:
@@ -85,13 +88,14 @@ def _worst_for_predicted(mid: Tensor, lower: Tensor, upper: Tensor) -> Tuple[Ten
 
 
 def raw_task_scores(mid: Tensor, bounds: Optional[Tuple[Tensor, Tensor]], names: Sequence[str]) -> Dict[str, Tensor]:
-    """Uncalibrated scores ``(T, N)`` per name (lower = more likely the sample's task), plus ``"width"``.
+    """Uncalibrated scores ``(T, N)`` (lower = more likely the sample's task), by name.
 
-    ``entropy-width`` is returned as the bare width (its combination needs the per-task scale);
-    names that need bounds are skipped when ``bounds`` is ``None``.
+    Keys: ``entropy`` (for ``entropy``, ``calibrated-entropy`` and ``entropy-width``), ``width``
+    (the mean logit-box width) and the interval scores asked for; names that need bounds are
+    skipped when ``bounds`` is ``None``.
     """
     out: Dict[str, Tensor] = {}
-    if "entropy" in names or "entropy-width" in names:
+    if any(n in names for n in ("entropy", "calibrated-entropy", "entropy-width")):
         out["entropy"] = entropy(mid)
     if bounds is None:
         return out
@@ -109,32 +113,56 @@ def raw_task_scores(mid: Tensor, bounds: Optional[Tuple[Tensor, Tensor]], names:
     return out
 
 
-class TaskCalibration:
-    """Per-task statistics of raw scores on each task's own validation samples.
+def _raw_key(name: str) -> str:
+    return "entropy" if name == "calibrated-entropy" else name
 
-    ``mean[name]``/``std[name]`` are ``(T,)``; ``width`` is the mean logit-box width ``(T,)``.
+
+class TaskCalibration:
+    """How each task's own validation samples score under that task's network.
+
+    A calibrated score of task ``t`` for sample ``x`` is the empirical p-value of ``x``'s raw score
+    among task ``t``'s own validation scores (the fraction of them that score ``x``'s value or
+    worse), negated so that lower is better; ties (several tasks find ``x`` less typical than all of
+    their validation samples) are broken by the z-score against the same samples. Rank-based
+    calibration copes with the heavy tails of entropies (most own samples near 0, a few large),
+    where a z-score alone is dominated by the tail.
     """
 
-    def __init__(self, mean: Dict[str, Tensor], std: Dict[str, Tensor]):
-        self.mean, self.std = mean, std
+    def __init__(self, sorted_scores: Dict[str, Tensor], counts: Tensor, mean: Dict[str, Tensor], std: Dict[str, Tensor]):
+        self.sorted, self.counts, self.mean, self.std = sorted_scores, counts, mean, std
 
     @classmethod
     def from_samples(cls, raw: Dict[str, Tensor], true_task: Tensor, num_tasks: int) -> "TaskCalibration":
         """Statistics from raw scores ``(T, N)`` of samples whose task positions are ``true_task`` ``(N,)``."""
-        mean, std = {}, {}
+        counts = torch.bincount(true_task, minlength=num_tasks)
+        width = max(1, int(counts.max()))
+        sorted_scores, mean, std = {}, {}, {}
         for name, s in raw.items():
-            own = [s[t][true_task == t] for t in range(num_tasks)]
-            mean[name] = torch.stack([o.mean() if o.numel() else s.new_tensor(0.0) for o in own])
-            std[name] = torch.stack([o.std() if o.numel() > 1 else s.new_tensor(1.0) for o in own])
-        return cls(mean, std)
+            table = s.new_full((num_tasks, width), float("inf"))
+            mu, sd = s.new_zeros(num_tasks), s.new_ones(num_tasks)
+            for t in range(num_tasks):
+                own = s[t][true_task == t]
+                table[t, : own.numel()] = own.sort().values
+                if own.numel():
+                    mu[t] = own.mean()
+                if own.numel() > 1:
+                    sd[t] = own.std()
+            sorted_scores[name], mean[name], std[name] = table, mu, sd
+        return cls(sorted_scores, counts, mean, std)
 
     def score(self, name: str, raw: Dict[str, Tensor], alpha: float) -> Tensor:
         """The final score ``(T, N)`` of ``name`` from raw scores (calibrated where the name says so)."""
         if name == "entropy-width":
             return raw["entropy"] + alpha * raw["width"] / self.mean["width"].clamp_min(1e-12)[:, None]
-        if name in CALIBRATED_SCORES:
-            return (raw[name] - self.mean[name][:, None]) / self.std[name].clamp_min(1e-12)[:, None]
-        return raw[name]
+        if name not in CALIBRATED_SCORES:
+            return raw[name]
+        key = _raw_key(name)
+        s = raw[key]
+        below = torch.searchsorted(self.sorted[key], s.contiguous())  # own validation scores better than s
+        n = self.counts.double()[:, None]
+        p = torch.where(n > 0, 1.0 - below.double() / n.clamp_min(1.0), 0.0)
+        z = ((s - self.mean[key][:, None]) / self.std[key].clamp_min(1e-12)[:, None]).double()
+        return -p + 1e-9 * z / (1.0 + z.abs())  # the z term in (-1e-9, 1e-9): only breaks ties of p
 
 
 def task_inference_scores(mid: Tensor, bounds: Optional[Tuple[Tensor, Tensor]], alpha: float, *,
@@ -145,12 +173,12 @@ def task_inference_scores(mid: Tensor, bounds: Optional[Tuple[Tensor, Tensor]], 
     (``entropy-width`` then uses the raw width, as older versions did).
     """
     raw = raw_task_scores(mid, bounds, [name])
-    if name not in raw and name != "entropy-width":
+    if _raw_key(name) not in raw and name != "entropy-width":
         raise ValueError(f"score {name!r} needs interval bounds")
     if calibration is None:
         if name == "entropy-width":
             return raw["entropy"] + (alpha * raw["width"] if "width" in raw else 0.0)
-        return raw[name]
+        return raw[_raw_key(name)]
     return calibration.score(name, raw, alpha)
 
 
@@ -183,8 +211,10 @@ def choose_cil_score(predictor: Predictor, benchmark: Benchmark, task_ids: Seque
         has_bounds = bnds is not None
         raws.append(raw_task_scores(predictor.logits(x), bnds, names))
         truth.append(torch.full((x.shape[0],), pos, dtype=torch.long, device=x.device))
-    if not raws or not has_bounds:
-        return "entropy", None, {}  # point networks: the interval scores do not exist
+    if not raws or not has_bounds:  # point networks: the interval scores do not exist
+        names = [n for n in names if n not in INTERVAL_SCORES]
+        if not raws or not names or names == ["entropy"]:
+            return "entropy", None, {}
     raw = {k: torch.cat([r[k] for r in raws], dim=1) for k in raws[0]}
     true_task = torch.cat(truth)
     calib = TaskCalibration.from_samples(raw, true_task, len(task_ids))

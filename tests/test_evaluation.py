@@ -10,7 +10,7 @@ from torch import Tensor
 from hinterval.config import make_config
 from hinterval.data.base import Benchmark, Split, Task
 from hinterval.errors import UserError
-from hinterval.evaluation import (CIL_CANDIDATES, Predictor, choose_cil_score, evaluate_tasks,
+from hinterval.evaluation import (CIL_CANDIDATES, Predictor, TaskCalibration, choose_cil_score, evaluate_tasks,
                                   task_inference_scores)
 from hinterval.trainer import train_continual
 
@@ -119,6 +119,23 @@ def test_score_is_chosen_on_validation_data_only():
 def test_point_predictors_fall_back_to_entropy():
     name, calib, accs = choose_cil_score(Handmade([1.0] * T), _task_benchmark(), list(range(T)), score="worst-margin")
     assert (name, calib, accs) == ("entropy", None, {})
+    name, calib, accs = choose_cil_score(Handmade([1.0] * T), _task_benchmark(), list(range(T)), score="auto")
+    assert set(accs) == {"entropy", "calibrated-entropy"} and name in accs
+
+
+def test_calibration_is_the_p_value_among_own_validation_scores():
+    # task 0's own scores are 0..9, task 1's are 100..109 (lower = better)
+    own = torch.tensor([[*range(10), *range(10)], [*range(100, 110), *range(100, 110)]], dtype=torch.float)
+    truth = torch.tensor([0] * 10 + [1] * 10)  # samples 0-9 belong to task 0, 10-19 to task 1
+    cal = TaskCalibration.from_samples({"worst-margin": own}, truth, 2)
+    # sample with raw score 5 for task 0 (median of its own) and 104.5 for task 1 (also mid-range)
+    s = cal.score("worst-margin", {"worst-margin": torch.tensor([[5.0, 50.0], [104.5, 50.0]])}, 0.1)
+    assert s[0, 0].item() == pytest.approx(-0.5, abs=1e-6) and s[1, 0].item() == pytest.approx(-0.5, abs=1e-6)
+    # 50 is worse than every own score of task 0 (p = 0) and better than every one of task 1 (p = 1)
+    assert s[0, 1].item() == pytest.approx(0.0, abs=1e-6) and s[1, 1].item() == pytest.approx(-1.0, abs=1e-6)
+    # two tasks that both find a sample atypical (p = 0): the smaller z-score wins the tie
+    s2 = cal.score("worst-margin", {"worst-margin": torch.tensor([[30.0], [300.0]])}, 0.1)
+    assert s2[0, 0] < s2[1, 0] <= 1e-8
 
 
 def test_bad_score_name_rejected():
