@@ -23,6 +23,8 @@ taken. The scores (``cil_score``, see docs/inference.md):
   largest upper bound of the others).
 * ``relative-margin``: minus the certified margin divided by the mean logit-box width: how many
   box widths the decision is away from flipping.
+* ``consensus``: the task to which the sample is typical by both ``relative-margin`` and
+  ``worst-entropy`` (the smaller of the two calibrated p-values decides).
 * ``auto``: the candidate with the highest task-inference accuracy on the validation split of
   the seen tasks (never the test split).
 
@@ -46,13 +48,13 @@ from hinterval.intervals import worst_case_logits
 
 #: task-inference scores a config may name; ``auto`` chooses among :data:`CIL_CANDIDATES` on validation data
 CIL_SCORES = ("auto", "entropy", "calibrated-entropy", "entropy-width", "worst-entropy", "worst-margin",
-              "relative-margin")
+              "relative-margin", "consensus")
 #: the candidates ``auto`` tries, in order of preference on ties
 CIL_CANDIDATES = CIL_SCORES[1:]
 #: scores that need the interval (logit box) predictions
-INTERVAL_SCORES = ("entropy-width", "worst-entropy", "worst-margin", "relative-margin")
+INTERVAL_SCORES = ("entropy-width", "worst-entropy", "worst-margin", "relative-margin", "consensus")
 #: scores calibrated per task against the task's own validation samples (see :class:`TaskCalibration`)
-CALIBRATED_SCORES = ("calibrated-entropy", "worst-entropy", "worst-margin", "relative-margin")
+CALIBRATED_SCORES = ("calibrated-entropy", "worst-entropy", "worst-margin", "relative-margin", "consensus")
 
 
 class Predictor:
@@ -102,19 +104,19 @@ def raw_task_scores(mid: Tensor, bounds: Optional[Tuple[Tensor, Tensor]], names:
     lower, upper = bounds
     width = (upper - lower).mean(-1)
     out["width"] = width
-    if any(n in names for n in ("worst-entropy", "worst-margin", "relative-margin")):
+    if any(n in names for n in ("worst-entropy", "worst-margin", "relative-margin", "consensus")):
         worst, margin = _worst_for_predicted(mid, lower, upper)
-        if "worst-entropy" in names:
+        if "worst-entropy" in names or "consensus" in names:
             out["worst-entropy"] = entropy(worst)
         if "worst-margin" in names:
             out["worst-margin"] = -margin
-        if "relative-margin" in names:
+        if "relative-margin" in names or "consensus" in names:
             out["relative-margin"] = -margin / width.clamp_min(1e-12)
     return out
 
 
 def _raw_key(name: str) -> str:
-    return "entropy" if name == "calibrated-entropy" else name
+    return {"calibrated-entropy": "entropy", "consensus": "relative-margin"}.get(name, name)
 
 
 class TaskCalibration:
@@ -156,6 +158,8 @@ class TaskCalibration:
             return raw["entropy"] + alpha * raw["width"] / self.mean["width"].clamp_min(1e-12)[:, None]
         if name not in CALIBRATED_SCORES:
             return raw[name]
+        if name == "consensus":  # typical by both scores: the smaller of the two p-values
+            return torch.maximum(self.score("relative-margin", raw, alpha), self.score("worst-entropy", raw, alpha))
         key = _raw_key(name)
         s = raw[key]
         below = torch.searchsorted(self.sorted[key], s.contiguous())  # own validation scores better than s
