@@ -11,7 +11,8 @@ For each benchmark, in the same run:
 * **universal** (``--universal``): HyperInterval in nested mode with the settings in
   :data:`UNIVERSAL` (TIL, DIL = the single network from the universal embedding, worst-case), next
   to a single network of the same target trained jointly on all tasks (shared output layer: the
-  DIL reference) and to the non-forced TIL of the ``ours`` row.
+  DIL reference) and to the non-forced TIL of the ``ours`` row. ``spread`` is how different the
+  generated task networks are: mean ``|W_t - mean W|`` over mean ``|W_t|`` (0 = one network).
 
 Targets (one PASS/FAIL per line, a summary line at the end):
 
@@ -118,6 +119,8 @@ def train_joint_single(cfg, bench, seed: int) -> List[float]:
 
 def run_ours(cfg, bench) -> Dict[str, Any]:
     """Train with the library's trainer; CIL of the final model under the entropy rule and under ``cfg.cil_score``."""
+    import torch
+
     from hinterval.evaluation import CIL_CANDIDATES, evaluate_tasks
     from hinterval.trainer import ContinualTrainer
 
@@ -128,6 +131,11 @@ def run_ours(cfg, bench) -> Dict[str, Any]:
     seen = list(range(len(bench)))
     trainer.method.eval()
     pred = trainer.method.predictor(seen)
+    spread = None
+    if hasattr(trainer.method, "task_weights"):  # how different the generated task networks are
+        with torch.no_grad():
+            w = trainer.method.task_weights(seen).middle
+            spread = float((w - w.mean(0)).norm(dim=1).mean() / w.norm(dim=1).mean())
     per_score = {}  # test CIL of every candidate: shown for transparency, never used to choose
     for name in CIL_CANDIDATES:
         r = evaluate_tasks(pred, trainer.benchmark, seen, scenarios=("cil",), cil_score=name, cil_alpha=cfg.cil_alpha,
@@ -139,7 +147,7 @@ def run_ours(cfg, bench) -> Dict[str, Any]:
         "cil": res["cil"]["avg_acc"], "cil_score": res["cil"].get("score"), "cil_task_acc": _mean(res["cil"]["task_acc"]),
         "val_task_acc": res["cil"].get("val_task_acc"), "confusion": res["cil"].get("confusion"),
         "cil_entropy": ent[0], "cil_entropy_task_acc": ent[1], "test_cil_per_score": per_score,
-        "wall_s": wall, "config": cfg.to_dict(),
+        "weight_spread": spread, "wall_s": wall, "config": cfg.to_dict(),
     }
 
 
@@ -213,7 +221,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 {"settings": variant, "nested": nested, "non_forced_til": base["til"], "joint_single_dil": joint, "pass": passed})
             print(f"{name} universal ({cfg.embedding_mode}, gamma={cfg.gamma}, kappa_min={cfg.kappa_min}, beta={cfg.beta}, "
                   f"d={cfg.embedding_dim}): TIL {_fmt(nested['til'])} DIL {_fmt(nested['dil'])} worst {_fmt(nested['worst'])} "
-                  f"BWT {_fmt(nested['bwt'])} CIL {_fmt(nested['cil'])} | non-forced TIL {_fmt(base['til'])} | "
+                  f"BWT {_fmt(nested['bwt'])} CIL {_fmt(nested['cil'])} spread {_fmt(nested['weight_spread'])} | "
+                  f"non-forced TIL {_fmt(base['til'])} spread {_fmt(base['weight_spread'])} | "
                   f"joint single network DIL {_fmt(joint)} | wall {nested['wall_s']:.0f}s | target DIL >= {DIL_TARGET}, "
                   f"TIL >= non-forced - {NESTED_TIL_GAP} [{'PASS' if passed else 'FAIL'}]", flush=True)
     import platform
