@@ -52,6 +52,7 @@ TRAIN_FLAGS = [
     ("--ewc-lambda", "ewc_lambda", float, "EWC penalty strength (method ewc)"),
     ("--intercontinet-radius", "intercontinet_radius", float, "initial weight-interval radius (method intercontinet)"),
     ("--cil-alpha", "cil_alpha", float, "weight of the logit-box width in class-incremental task inference"),
+    ("--cil-score", "cil_score", str, "class-incremental task inference: auto (best on validation) | entropy | calibrated-entropy | entropy-width | worst-entropy | worst-margin | relative-margin | consensus (see docs/inference.md)"),
     ("--eval-batch-size", "eval_batch_size", int, "evaluation batch size"),
     ("--seed", "seed", int, "training seed (initialisation, batches)"),
     ("--data-seed", "data_seed", int, "seed of the task construction and validation split"),

@@ -77,6 +77,7 @@ class ExperimentConfig:
     intercontinet_radius: float = 0.01
     # Evaluation
     cil_alpha: float = 0.1
+    cil_score: str = "auto"
     eval_batch_size: int = 2048
     # Reproducibility and resources
     seed: int = 0
@@ -93,6 +94,7 @@ class ExperimentConfig:
 
     def _validate(self) -> None:
         from hinterval.data.registry import BENCHMARK_NAMES
+        from hinterval.evaluation import CIL_SCORES
 
         def need(ok: bool, msg: str) -> None:
             if not ok:
@@ -129,6 +131,7 @@ class ExperimentConfig:
         need(self.ewc_lambda >= 0, f"EWC lambda must be >= 0, got {self.ewc_lambda}")
         need(self.intercontinet_radius >= 0, f"InterContiNet radius must be >= 0, got {self.intercontinet_radius}")
         need(self.cil_alpha >= 0, f"CIL alpha must be >= 0, got {self.cil_alpha}")
+        need(self.cil_score in CIL_SCORES, f"unknown CIL score {self.cil_score!r}; choose one of: {', '.join(CIL_SCORES)}")
         need(self.eval_batch_size >= 1, f"eval batch size must be >= 1, got {self.eval_batch_size}")
         need(self.num_threads is None or self.num_threads >= 1, f"num threads must be >= 1, got {self.num_threads}")
 

@@ -306,7 +306,8 @@ class ContinualTrainer:
         self.method.eval()
         seen = list(range(t + 1))
         res = evaluate_tasks(self.method.predictor(seen), self.benchmark, seen, split="test",
-                             batch_size=self.cfg.eval_batch_size, cil_alpha=self.cfg.cil_alpha)
+                             batch_size=self.cfg.eval_batch_size, cil_alpha=self.cfg.cil_alpha, cil_score=self.cfg.cil_score)
+        self.cil_details = res.get("cil_details")
         for s in M.SCENARIOS:
             for j, v in enumerate(res[s]):
                 self.matrices[s][t][j] = v
@@ -349,6 +350,8 @@ class ContinualTrainer:
         if self.method.has_intervals and not self.certifies:  # an unsound propagation bounds nothing
             worst_acc = worst_bwt = NOT_SOUND
             scen["worst"] = {"note": NOT_SOUND}
+        if getattr(self, "cil_details", None):  # task inference after the last task: score, confusion matrix
+            scen["cil"].update(self.cil_details)
         return {
             M.AVG_ACC: scen["til"]["avg_acc"],
             M.BWT: scen["til"]["bwt"],
