@@ -241,3 +241,15 @@ def test_trial_state_round_trip_local_and_uri(tmp_path, uri):
         st.save({"config": {"benchmark": "split-digits"}, "model": {"w": torch.ones(2) * done}, "tasks_done": done})
     back = st.load()
     assert back["tasks_done"] == 2 and torch.equal(back["model"]["w"], torch.full((2,), 2.0))
+
+
+def test_leaderboard_marks_trials_with_collapsed_tasks(tmp_path):
+    healthy, collapsed = make_record("h", accs=(0.9, 0.9)), make_record("k", accs=(0.9, 0.7), gamma=5.0)
+    collapsed["history"][-1]["collapsed_tasks"] = 1
+    R.write_report(tmp_path, [healthy, collapsed], name="t", params=PARAMS, space=SPACE)
+    board = (tmp_path / "leaderboard.md").read_text()
+    assert "k (1 collapsed)" in board and "h (" not in board
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "trials.csv").set_index("trial_id")
+    assert df.loc["k", "collapsed_tasks"] == 1 and df.loc["h", "collapsed_tasks"] == 0

@@ -110,6 +110,7 @@ def trials_frame(records: Sequence[Dict[str, Any]], *, params: Sequence[str], ob
             row[p] = r["params"].get(p, r["config"].get(p))
         for m in METRIC_COLUMNS:
             row[m] = last.get(m)
+        row["collapsed_tasks"] = int(last.get("collapsed_tasks") or 0)
         row["wall_time_s"] = r.get("wall_time_s")
         row["node_id"] = r.get("node_id")
         row["num_nodes"] = len(r.get("node_ids") or [])
@@ -119,7 +120,8 @@ def trials_frame(records: Sequence[Dict[str, Any]], *, params: Sequence[str], ob
         row["config"] = json.dumps({k: v for k, v in r["config"].items() if k in FIELDS}, sort_keys=True)
         row["complete"] = is_complete(r)
         rows.append(row)
-    cols = ["trial_id", "status", "is_preset", "tasks_done", "num_tasks", *params, *METRIC_COLUMNS, "wall_time_s",
+    cols = ["trial_id", "status", "is_preset", "tasks_done", "num_tasks", *params, *METRIC_COLUMNS, "collapsed_tasks",
+            "wall_time_s",
             "node_id", "num_nodes", "restarts", "reruns", "error", "config", "complete"]
     df = pd.DataFrame(rows, columns=cols)
     df["pareto"] = _mark_front(df, front_axes(objectives)) if len(df) else []
@@ -158,11 +160,14 @@ def leaderboard_markdown(df, *, name: str, params: Sequence[str], objectives: Se
         cols.insert(1, "pareto")
     lines = [f"# Sweep `{name}`", "",
              f"Ranked by `{'`, then `'.join(rank_keys(objectives))}`{' (Pareto front over ' + ', '.join(objectives) + ' marked)' if multi else ''}; "
-             "only trials that finished every task are ranked. `(preset)` marks the benchmark's paper/default config.", "",
+             "only trials that finished every task are ranked. `(preset)` marks the benchmark's paper/default config; "
+             "`(N collapsed)` a trial in which N tasks ended at chance accuracy.", "",
              "| rank | " + " | ".join(cols) + " | status |", "|" + "---|" * (len(cols) + 2)]
     rank_no = 0
     for _, row in df.iterrows():
         trial = row["trial_id"] + (" (preset)" if row["is_preset"] else "")
+        if row["collapsed_tasks"]:
+            trial += f" ({row['collapsed_tasks']} collapsed)"
         if row["complete"]:
             rank_no += 1
             r = str(rank_no)
