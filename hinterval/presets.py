@@ -1,11 +1,19 @@
 """Per-benchmark default hyperparameters (``defaults < preset < config file < flags``).
 
-Digits/Fashion rows are ours, measured on a 2-core CPU (see README and ``benchmarks/``); MNIST,
-CIFAR and TinyImageNet rows are the paper's hyperparameters (spec §6).
+Digits/Fashion rows are ours, measured on a 2-core CPU (see ``results/`` and ``benchmarks/``);
+MNIST rows are the paper's hyperparameters; the CIFAR and TinyImageNet rows keep the paper's
+networks and training budgets but choose gamma from ``benchmarks/cnn.py`` (see below).
 """
 from typing import Any, Dict
 
-#: gamma of the CNN presets in sound interval modes (see benchmarks/cnn.py and results/cnn/)
+#: gamma of the CNN presets in sound interval mode. The paper trains its CNNs at gamma 1-5 with its
+#: relaxed propagation, which bounds nothing. Sound boxes widen several-fold per convolution
+#: (results/cnn/: ResNet-18 at gamma 0.01 -- weight boxes 0.8 % of the weights -- gives activation
+#: boxes 0.014 / 0.11 / 0.46 / 1.9 of the activations after convolutions 1-4), so at the paper's gamma
+#: the worst-case loss only pulls the network to constant outputs. At 0.01 the guarded warm-up keeps
+#: the centre network accurate (split-fashion TIL 0.977, no task collapsed); the default sweep space
+#: ranges gamma over [gamma / 20, 5 gamma]. The paper's setting stays reachable with
+#: --gamma 5 --interval-mode relaxed (no certified figure is then reported).
 CNN_SOUND_GAMMA = 0.01
 
 PRESETS: Dict[str, Dict[str, Any]] = {
@@ -27,15 +35,16 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "permuted-fashion": dict(target_hidden=(100, 100), hnet_hidden=(50, 50), embedding_dim=24, gamma=0.25,
                              beta=0.05, reg_normalisation="mean", lr=3e-3, batch_size=512, iters_per_task=1000,
                              val_every=100),
-    # Paper rows (spec section 6)
+    # The paper's rows
     "permuted-mnist": dict(target_hidden=(1000, 1000), hnet_hidden=(100, 100), embedding_dim=24, gamma=0.5,
                            beta=0.01, lr=1e-3, batch_size=128, iters_per_task=5000),
     "split-mnist": dict(target_hidden=(400, 400), hnet_hidden=(75, 75), embedding_dim=72, gamma=1.0,
                         beta=0.01, lr=1e-3, batch_size=128, iters_per_task=2000),
-    "split-cifar10": dict(target="alexnet", hnet_hidden=(100,), hnet_chunk_size=7000, embedding_dim=48, gamma=1.0,
+    # CNN rows: the paper's networks and budgets, gamma from benchmarks/cnn.py (see CNN_SOUND_GAMMA)
+    "split-cifar10": dict(target="alexnet", hnet_hidden=(100,), hnet_chunk_size=7000, embedding_dim=48, gamma=CNN_SOUND_GAMMA,
                           beta=0.01, lr=1e-3, batch_size=32, epochs_per_task=20),
     "split-cifar100": dict(target="resnet18", hnet_hidden=(100,), hnet_chunk_size=7000, embedding_dim=48,
-                           gamma=5.0, beta=0.01, lr=1e-3, batch_size=32, epochs_per_task=200),
+                           gamma=CNN_SOUND_GAMMA, beta=0.01, lr=1e-3, batch_size=32, epochs_per_task=200),
     "tinyimagenet": dict(target="resnet18", hnet_hidden=(100,), hnet_chunk_size=7000, embedding_dim=96,
-                         gamma=5.0, beta=0.01, lr=1e-4, batch_size=16, epochs_per_task=10),
+                         gamma=CNN_SOUND_GAMMA, beta=0.01, lr=1e-4, batch_size=16, epochs_per_task=10),
 }
