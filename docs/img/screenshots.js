@@ -4,8 +4,8 @@
 //   npm install playwright-core        # drives the system's Chromium (apt-get install chromium)
 //   node docs/img/screenshots.js http://127.0.0.1:6006 docs/img
 //
-// Writes tensorboard_hparams_table.png (the table view) and
-// tensorboard_parallel_coordinates.png (log axes for gamma, beta and lr, lines coloured by the
+// Writes hparams_table.png (the table view) and
+// hparams_parallel_coordinates.png (log axes for gamma, beta and lr, lines coloured by the
 // worst-case accuracy).
 const { chromium } = require('playwright-core');
 
@@ -20,7 +20,7 @@ const { chromium } = require('playwright-core');
   await page.goto(`${url}/#hparams`);
   await page.locator('text=/-preset/').first().waitFor({ timeout: 60000 });
   await page.waitForTimeout(2000);
-  await page.screenshot({ path: `${out}/tensorboard_hparams_table.png` });
+  await page.screenshot({ path: `${out}/hparams_table.png` });
 
   await page.locator('text=/parallel coordinates view/i').first().click();
   await page.waitForTimeout(2000);
@@ -33,6 +33,6 @@ const { chromium } = require('playwright-core');
     el.selected = items.findIndex((i) => i.textContent.trim() === 'worst_avg_acc');
   });
   await page.waitForTimeout(2000);
-  await page.screenshot({ path: `${out}/tensorboard_parallel_coordinates.png` });
+  await page.screenshot({ path: `${out}/hparams_parallel_coordinates.png` });
   await browser.close();
 })().catch((e) => { console.error(e); process.exit(1); });
