@@ -1,4 +1,4 @@
-"""Evaluation in the three CL scenarios plus worst-case (certified) accuracy (spec §4).
+"""Evaluation in the three CL scenarios plus worst-case (certified) accuracy.
 
 A method's :meth:`predictor` precomputes the networks of all requested tasks once (one batched
 hypernetwork pass); then every batch of samples goes through ALL tasks' networks at once
