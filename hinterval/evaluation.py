@@ -1,4 +1,4 @@
-"""Evaluation in the three CL scenarios plus worst-case (certified) accuracy (spec §4).
+"""Evaluation in the three CL scenarios plus worst-case (certified) accuracy.
 
 A method's :meth:`predictor` precomputes the networks of all requested tasks once (one batched
 hypernetwork pass); then every batch of samples goes through ALL tasks' networks at once
@@ -170,11 +170,11 @@ class TaskCalibration:
 
 
 def task_inference_scores(mid: Tensor, bounds: Optional[Tuple[Tensor, Tensor]], alpha: float, *,
-                          name: str = "entropy", calibration: Optional[TaskCalibration] = None) -> Tensor:
+                          name: str = "entropy-width", calibration: Optional[TaskCalibration] = None) -> Tensor:
     """Score per task and sample, lower = more likely the sample's task: ``(T, N)``.
 
-    Without ``calibration`` the scores that need per-task statistics are left unnormalised
-    (``entropy-width`` then uses the raw width, as older versions did).
+    Without ``calibration`` the scores that need per-task statistics are left unnormalised:
+    the default then is the method's original rule, ``entropy + alpha * raw box width``.
     """
     raw = raw_task_scores(mid, bounds, [name])
     if _raw_key(name) not in raw and name != "entropy-width":
