@@ -384,8 +384,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         hint = ""
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            again = f": hinterval train --out {_RUN.out} --resume" if _RUN.started else ""
-            hint = f"; the last checkpoint is intact: free space and continue with --resume{again}"
+            again = f"`hinterval train --out {_RUN.out} --resume`" if _RUN.started else "--resume"
+            hint = f"; the last checkpoint is intact: free space, then continue with {again}"
         print(f"hinterval: error: {one_line(exc)}{hint}", file=sys.stderr)
         return EXIT_FAILED
     except MemoryError as exc:

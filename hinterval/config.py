@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from hinterval.errors import UserError, short
+from hinterval.errors import UserError, one_line, short
 
 METHODS = ("hyperinterval", "hnet", "finetune", "joint", "intercontinet", "ewc")
 EMBEDDING_MODES = ("nested", "non-forced")
@@ -234,7 +234,9 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
         return number
     lo, hi = _RANGES.get(name, (-INT64_MAX - 1, INT64_MAX))
     if not lo <= number <= hi:
-        shown = {SEED_LIMIT - 1: "2^64 - 1", INT64_MAX: "2^63 - 1"}.get(hi, str(hi))
+        if name not in _RANGES:
+            raise UserError(f"config key {name} (--{key}) must fit in 64 bits (at most 2^63 - 1), got {short(number)}")
+        shown = "2^64 - 1" if hi == SEED_LIMIT - 1 else str(hi)
         raise UserError(f"config key {name} (--{key}) must be between {lo} and {shown}, got {short(number)}")
     return number
 
@@ -312,12 +314,13 @@ def load_config_file(path: str | Path) -> Dict[str, Any]:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise UserError(f"{where} is not valid YAML{at}: {short(exc.problem or exc.context, 120).strip(chr(39))}") from None
     except yaml.reader.ReaderError as exc:
-        raise UserError(f"{where} is not valid YAML: character {short(exc.character)} at position {exc.position} "
+        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+        raise UserError(f"{where} is not valid YAML: character #x{char:02x} at position {exc.position} "
                         "is not allowed (a binary file?)") from None
     except RecursionError:
         raise UserError(f"{where} is nested too deeply to be a config") from None
     except (yaml.YAMLError, ValueError, OverflowError, TypeError) as exc:  # e.g. a date like 2024-13-45
-        raise UserError(f"{where} is not valid YAML: {short(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 120)}") from None
+        raise UserError(f"{where} is not valid YAML: {one_line(exc, 120)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -531,10 +531,14 @@ class _SweepStartup:
     failed before any trial started (and was not a resume), removes what this driver created.
     """
 
+    #: whether trials may have run in this process (what an interruption message can promise)
+    trials_began = False
+
     def __init__(self) -> None:
         self.lock: Any = None
         self.out_dir: Optional[Path] = None
-        self.created = self.resume = self.dirty = False
+        self.created: List[Path] = []
+        self.resume = self.dirty = False
         self._saved_fd: Optional[int] = None
         self._buf: Any = None
 
@@ -554,11 +558,11 @@ class _SweepStartup:
     def claim(self, out_dir: Path, name: str, *, resume: bool, overwrite: bool, debug: bool) -> None:
         from hinterval.checkpoint import DirectoryLock
 
+        created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # made here: removed again on a failure
         try:
             out_dir.mkdir(parents=True)
-            created = True
         except FileExistsError:
-            created = False
+            created = []
         lock = DirectoryLock(out_dir, f"sweep {name!r} in").acquire()
         if not resume and not overwrite and self.holds_sweep(out_dir):  # checked again, now under the lock
             lock.release()
@@ -586,6 +590,7 @@ class _SweepStartup:
     def started(self) -> None:
         """Ray is up and every check passed: show what it printed meanwhile."""
         self._stderr_back(replay=True)
+        _SweepStartup.trials_began = True
 
     def _stderr_back(self, *, replay: bool) -> None:
         if self._saved_fd is None:
@@ -615,9 +620,9 @@ class _SweepStartup:
                 if p.name != LOCK_NAME:
                     shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
         lock.release()
-        if failed and created:  # removed only if empty: a directory this driver made and never used
+        for d in created if failed else []:  # removed only if empty: directories this driver made and never used
             with contextlib.suppress(OSError):
-                out_dir.rmdir()
+                d.rmdir()
 
 
 _STARTUP = _SweepStartup()
@@ -636,6 +641,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ValueError:  # not the main thread
         pass
     args = None
+    _SweepStartup.trials_began = False
     try:
         args = parse_args(argv)
         summary = run_sweep(args)
@@ -651,7 +657,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         if args is not None and args.debug:
             raise
-        print("search.py: interrupted; continue with --resume", file=sys.stderr)
+        print("search.py: interrupted; continue with --resume" if _SweepStartup.trials_began
+              else "search.py: interrupted before any trial started; nothing was kept", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - Ray, filesystem and anything else: one line, exit 1
         if args is not None and args.debug:
