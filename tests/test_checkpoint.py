@@ -141,6 +141,7 @@ def test_a_run_without_a_checkpoint_resumes_from_task_1(tmp_path, capsys):
     assert not (out / ".hinterval.lock").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_run_with_a_message_and_resume_finishes_it(tmp_path):
     """SIGTERM: exit 143 and one line saying how to continue; the checkpoint left behind resumes."""
     import signal
@@ -149,7 +150,7 @@ def test_sigterm_stops_a_run_with_a_message_and_resume_finishes_it(tmp_path):
     import time
 
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "hinterval", "train", "--out", str(out), "--num-tasks", "3", "--iters-per-task", "400",
+    cmd = [sys.executable, "-m", "hinterval", "train", "--out", str(out), "--num-tasks", "2", "--iters-per-task", "300",
            "--hnet-hidden", "16", "--target-hidden", "16", "--embedding-dim", "2", "--no-progress", "--no-tensorboard",
            "--device", "cpu", "--num-threads", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -167,7 +168,7 @@ def test_sigterm_stops_a_run_with_a_message_and_resume_finishes_it(tmp_path):
     done = subprocess.run([sys.executable, "-m", "hinterval", "train", "--out", str(out), "--resume", "--no-progress",
                            "--no-tensorboard"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert load_checkpoint(out / "checkpoint.pt")["tasks_done"] == 3
+    assert load_checkpoint(out / "checkpoint.pt")["tasks_done"] == 2
 
 
 # --- locks and output paths ------------------------------------------------------------------------

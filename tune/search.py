@@ -538,7 +538,7 @@ class _SweepStartup:
         self.lock: Any = None
         self.out_dir: Optional[Path] = None
         self.created: List[Path] = []
-        self.resume = self.dirty = False
+        self.resume = self.dirty = self.ray_was_up = False
         self._saved_fd: Optional[int] = None
         self._buf: Any = None
 
@@ -569,6 +569,9 @@ class _SweepStartup:
             raise UserError(f"{out_dir} already holds a sweep named {name!r}; pass --resume to continue it, "
                             "--overwrite to replace it, or choose another --name")
         self.lock, self.out_dir, self.created, self.resume = lock, out_dir, created, resume
+        import ray
+
+        self.ray_was_up = ray.is_initialized()
         if not debug:
             sys.stderr.flush()
             import tempfile
@@ -609,6 +612,11 @@ class _SweepStartup:
     def end(self, *, failed: bool) -> None:
         self._stderr_back(replay=not failed)
         lock, out_dir, created, dirty = self.lock, self.out_dir, self.created, self.dirty
+        if failed and lock is not None and not self.ray_was_up:  # e.g. Ctrl-C inside ray.init: end what it started
+            import ray
+
+            with contextlib.suppress(Exception):
+                ray.shutdown()
         self.__init__()  # type: ignore[misc]
         if lock is None or out_dir is None:
             return
