@@ -170,15 +170,15 @@ def load_run(run_dir: str | Path) -> Tuple[Optional[Dict[str, Any]], Optional[Di
            "(another --out, or --overwrite)")
     if run_config is None:
         raise UserError(f"{where}: the directory has no {RUN_CONFIG_NAME}; {fix}")
-    if state.get(RUN_ID_KEY) != run_config.get(RUN_ID_KEY):
-        raise UserError(f"{where}: run id {short(state.get(RUN_ID_KEY), 40)} != {short(run_config.get(RUN_ID_KEY), 40)} "
-                        f"in {RUN_CONFIG_NAME}; {fix}")
     if not isinstance(state.get("config"), dict):
         raise UserError(f"checkpoint {str(ck)!r} is not a hinterval checkpoint (its config is not a mapping)")
     diff = config_differences(state["config"], run_config)
     if diff:
         shown = ", ".join(f"{k} {short(a, 30)} vs {short(b, 30)}" for k, (a, b) in list(diff.items())[:4])
         raise UserError(f"{where}: its config differs from {RUN_CONFIG_NAME} ({shown}); {fix}")
+    if state.get(RUN_ID_KEY) != run_config.get(RUN_ID_KEY):
+        raise UserError(f"{where}: run id {short(state.get(RUN_ID_KEY), 40)} != {short(run_config.get(RUN_ID_KEY), 40)} "
+                        f"in {RUN_CONFIG_NAME}; {fix}")
     return state, run_config
 
 

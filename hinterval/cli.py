@@ -383,9 +383,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         if debug:
             raise
         hint = ""
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            again = f"`hinterval train --out {_RUN.out} --resume`" if _RUN.started else "--resume"
-            hint = f"; the last checkpoint is intact: free space, then continue with {again}"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) and _RUN.started:
+            again = f"`hinterval train --out {_RUN.out} --resume`"
+            saved = (_RUN.out / "checkpoint.pt").is_file()
+            hint = (f"; the checkpoint of the last saved task is intact: free space, then continue with {again}" if saved
+                    else f"; no task was saved yet: free space, then {again} starts the run again from task 1")
+        elif exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            hint = "; free space and run again"
         print(f"hinterval: error: {one_line(exc)}{hint}", file=sys.stderr)
         return EXIT_FAILED
     except MemoryError as exc:
