@@ -124,7 +124,7 @@ def sha(path: Path) -> str:
 
 
 def error_lines(stderr: str) -> List[str]:
-    return [ln for ln in stderr.splitlines() if ln.startswith("hinterval: ")]
+    return [ln for ln in stderr.splitlines() if ln.startswith("hinterval: ") and not ln.startswith("hinterval: warning: ")]
 
 
 class Faults:
