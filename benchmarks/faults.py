@@ -23,11 +23,11 @@ g. a real full disk with TensorBoard on (``RLIMIT_FSIZE``, so torch's writer and
    once where the TensorBoard event file is. Each time: exit code 1 and one line (no thread
    traceback, no ``RuntimeError: unexpected pos``), no temporary file left, and ``--resume`` without
    the limit ends with the uninterrupted run's metrics.
-h. SIGINT during start-up, at several delays after launch (``hinterval train`` and ``tune/search.py``,
-   the latter while Ray starts): exit code 130 and one line (or killed before Python's handler with
-   no output), no run or sweep directory and no Ray process left behind. An interrupt that lands
-   while the interpreter itself still starts (importing ``site``, the first ~50 ms) gets Python's own
-   message before any program code runs; such a landing is listed, not counted.
+h. SIGINT during start-up, at several offsets after the entry module is imported (``hinterval train``:
+   the CPU-load probe, torch's import, data loading; ``tune/search.py``: resolving, Ray's start):
+   exit code 130 and one line, no run or sweep directory and no Ray process left behind. (An
+   interrupt while the interpreter itself still starts, importing ``site`` before any program code,
+   gets Python's own message; the offsets are counted from the entry module so none lands there.)
 i. a foreign checkpoint: an unfinished run's ``checkpoint.pt`` copied into a finished run directory
    of another config (and one of the same config but another run): ``train --resume`` and ``eval``
    refuse it with exit code 2 and one line, and no file of the directory changes.
@@ -365,49 +365,52 @@ class Faults:
 
     # --- h --------------------------------------------------------------------------------------------
     def sigint_at_start_up(self) -> Outcome:
+        """SIGINT at several offsets after the entry module is imported (``-X importtime`` tells when), so
+        each one lands in the program's own start-up: the CPU-load probe, torch's import, data loading,
+        Ray's start -- not in the interpreter's (see the module docstring)."""
         from benchmarks.sweep import session_pids
 
-        results, bad, seen, python_own = self.work / "h-sweeps", [], [], []
-        cases = [("train", d) for d in (0.1, 0.2, 0.3, 0.6, 1.0, 2.0)] + [("sweep", d) for d in (0.3, 1.5, 4.0)]
-        for tool, delay in cases:
+        results, bad, seen = self.work / "h-sweeps", [], []
+        cases = ([("train", "hinterval.cli", d) for d in (0.0, 0.1, 0.2, 0.5, 1.0, 2.5)]
+                 + [("sweep", "tune.search", d) for d in (0.0, 0.5, 1.5, 4.0)])
+        for tool, marker, delay in cases:
             target = self.work / f"h-run-{delay}" if tool == "train" else results / f"h-{delay}"
             cmd = (HINTERVAL + ["train", *TINY, "--iters-per-task", KILL_ITERS, "--out", target] if tool == "train" else
                    SEARCH + ["--results-dir", results, "--name", target.name, *SWEEP_TINY, "--iters-per-task", 60,
                              "--num-samples", 1])
-            log = self.work / f"h-{tool}-{delay}.log"
-            with open(log, "w") as f:
-                p = subprocess.Popen([str(c) for c in cmd], cwd=REPO, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-                time.sleep(delay)
-                p.send_signal(signal.SIGINT)
-                try:
-                    p.wait(timeout=120)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            p = subprocess.Popen([str(c) for c in [PY, "-X", "importtime", *cmd[1:]]], cwd=REPO, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
+            head = []
+            for line in p.stderr:  # wait until the entry module is imported
+                head.append(line)
+                if line.rstrip().endswith(f"| {marker}") or line.rstrip().endswith(f"|   {marker}"):
+                    break
+            time.sleep(delay)
+            p.send_signal(signal.SIGINT)
+            try:
+                tail = p.communicate(timeout=120)[1]
+            except subprocess.TimeoutExpired:
+                p.kill()
+                tail = p.communicate()[1]
+            text = "".join(ln for ln in head + tail.splitlines(True) if not ln.startswith("import time:"))
+            (self.work / f"h-{tool}-{delay}.log").write_text(text)
             time.sleep(1.0)
             left = session_pids(p.pid)
             for pid in left:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            text = log.read_text()
-            if "init_import_site" in text:  # landed while the interpreter imported `site`: no program code ran yet
-                python_own.append(f"{tool}@{delay}s")
-                continue
             lines = [ln for ln in text.splitlines() if ln.startswith(("hinterval: ", "search.py: "))]
             written = target.exists() and any(target.iterdir())
-            answered = (p.returncode == 130 and len(lines) == 1 and "interrupted" in lines[0]) or (
-                p.returncode == -signal.SIGINT and not text.strip())
+            answered = p.returncode == 130 and len(lines) == 1 and "interrupted" in lines[0]
             late = bool(lines) and ("during task" in lines[0] or "--resume" in lines[0])  # it had started: resumable
             fine = answered and "Traceback" not in text and (late or not written) and not left
-            seen.append(f"{tool}@{delay}s:{p.returncode}")
+            seen.append(f"{tool}+{delay}s:{p.returncode}")
             if not fine:
-                bad.append(f"{tool} at {delay} s (exit {p.returncode}, {len(lines)} line(s), directory written: {written}, "
-                           f"processes left: {len(left)})")
-        n = len(cases) - len(python_own)
-        return Outcome(not bad and n > 0, f"{n - len(bad)}/{n} interrupts answered with exit 130 and one line, nothing "
-                                          f"left behind ({', '.join(seen)})" + (f"; NOT: {'; '.join(bad)}" if bad else "")
-                       + (f"; landed in Python's own start-up before any program code (Python's message, not "
-                          f"counted): {', '.join(python_own)}" if python_own else ""))
+                bad.append(f"{tool} {delay} s after {marker} (exit {p.returncode}, {len(lines)} line(s), directory "
+                           f"written: {written}, processes left: {len(left)})")
+        return Outcome(not bad, f"{len(cases) - len(bad)}/{len(cases)} interrupts answered with exit 130 and one line, "
+                                f"nothing left behind ({', '.join(seen)}; seconds after the entry module was imported)"
+                       + (f"; NOT: {'; '.join(bad)}" if bad else ""))
 
     # --- i and k: runs stopped by SIGTERM ------------------------------------------------------------
     def stopped_run(self, name: str, *extra: str) -> tuple:
@@ -477,19 +480,27 @@ class Faults:
 
         results, name = self.work / "j-sweeps", "j-same-name"
         out = results / name
-        base = SEARCH + ["--results-dir", results, "--name", name, *SWEEP_TINY, "--iters-per-task", 40, "--max-concurrent", 1]
-        settings = {"A": ["--num-samples", 2, "--seed", 11], "B": ["--num-samples", 3, "--seed", 22]}
+        base = SEARCH + ["--results-dir", results, "--name", name, *SWEEP_TINY, "--iters-per-task", 30, "--max-concurrent", 1]
+        settings = {"A": ["--num-samples", 1, "--seed", 11], "B": ["--num-samples", 2, "--seed", 22]}
         procs = {}
         for key, extra in settings.items():  # started together: both see no sweep yet
             log = open(self.work / f"j-{key}.log", "w")
-            procs[key] = (subprocess.Popen([str(c) for c in base + extra], cwd=REPO, stdout=log, stderr=subprocess.STDOUT),
-                          log)
+            procs[key] = (subprocess.Popen([str(c) for c in base + extra], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True), log)
         while all(p.poll() is None for p, _ in procs.values()) and not (out / SWEEP_FILE_NAME).is_file():
             time.sleep(0.2)
         time.sleep(1.0)
-        third = sh(base + ["--num-samples", 4, "--seed", 33, "--overwrite"], self.work / "j-C.log")  # while one runs
+        third = sh(base + ["--num-samples", 3, "--seed", 33, "--overwrite"], self.work / "j-C.log")  # while one runs
+        from benchmarks.sweep import session_pids
+
         for p, log in procs.values():
-            p.wait(timeout=900)
+            try:
+                p.wait(timeout=1800)
+            except subprocess.TimeoutExpired:  # do not leave a stuck sweep running: end it and its Ray processes
+                for pid in session_pids(p.pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                p.wait()
             log.close()
         codes = {k: p.returncode for k, (p, _) in procs.items()}
         winners = [k for k, c in codes.items() if c == 0]
