@@ -92,7 +92,11 @@ class Outcome(NamedTuple):
     detail: str
 
 
-def sh(cmd: List[str], log: Path, env: Optional[Dict[str, str]] = None, timeout: float = 600,
+#: the longest one command may take: sweeps on an oversubscribed 2-core machine are slow
+TIMEOUT_S = 2400
+
+
+def sh(cmd: List[str], log: Path, env: Optional[Dict[str, str]] = None, timeout: float = TIMEOUT_S,
        preexec: Optional[Callable[[], None]] = None) -> subprocess.CompletedProcess:
     """Run ``cmd``; stdout+stderr also go to ``log``."""
     proc = subprocess.run([str(c) for c in cmd], cwd=REPO, capture_output=True, text=True, timeout=timeout,
@@ -388,7 +392,7 @@ class Faults:
             time.sleep(delay)
             p.send_signal(signal.SIGINT)
             try:
-                tail = p.communicate(timeout=120)[1]
+                tail = p.communicate(timeout=TIMEOUT_S)[1]
             except subprocess.TimeoutExpired:
                 p.kill()
                 tail = p.communicate()[1]
@@ -495,7 +499,7 @@ class Faults:
 
         for p, log in procs.values():
             try:
-                p.wait(timeout=1800)
+                p.wait(timeout=TIMEOUT_S)
             except subprocess.TimeoutExpired:  # do not leave a stuck sweep running: end it and its Ray processes
                 for pid in session_pids(p.pid):
                     with contextlib.suppress(ProcessLookupError):
@@ -531,7 +535,7 @@ class Faults:
         with open(log, "w") as f:
             p = subprocess.Popen([str(c) for c in SEARCH + ["--results-dir", results, "--name", "l", "--cpus-per-trial", 64]],
                                  cwd=REPO, stdout=subprocess.DEVNULL, stderr=f, start_new_session=True)
-            p.wait(timeout=300)
+            p.wait(timeout=TIMEOUT_S)
         time.sleep(2.0)
         left = session_pids(p.pid)
         for pid in left:
