@@ -18,12 +18,32 @@ e. NaN loss (``--lr 1e30``): ``hinterval train`` stops with exit code 1 and one 
 f. disk full while saving (``torch.save`` patched to write half the checkpoint and raise ENOSPC):
    exit code 1, one line, the previous checkpoint is intact, and ``--resume`` after "freeing space"
    ends with the uninterrupted run's metrics.
+g. a real full disk with TensorBoard on (``RLIMIT_FSIZE``, so torch's writer and TensorBoard's
+   background thread meet a failing ``write``): once where the checkpoint is the first file too large,
+   once where the TensorBoard event file is. Each time: exit code 1 and one line (no thread
+   traceback, no ``RuntimeError: unexpected pos``), no temporary file left, and ``--resume`` without
+   the limit ends with the uninterrupted run's metrics.
+h. SIGINT during start-up, at several offsets after the entry module is imported (``hinterval train``:
+   the CPU-load probe, torch's import, data loading; ``tune/search.py``: resolving, Ray's start):
+   exit code 130 and one line, no run or sweep directory and no Ray process left behind. (An
+   interrupt while the interpreter itself still starts, importing ``site`` before any program code,
+   gets Python's own message; the offsets are counted from the entry module so none lands there.)
+i. a foreign checkpoint: an unfinished run's ``checkpoint.pt`` copied into a finished run directory
+   of another config (and one of the same config but another run): ``train --resume`` and ``eval``
+   refuse it with exit code 2 and one line, and no file of the directory changes.
+j. two sweeps of one ``--name`` started at the same moment, then a third with ``--overwrite`` while
+   the winner runs: exactly one runs (exit 0, its own ``sweep.json`` and trials only), the others are
+   refused with exit code 2 and one line.
+k. SIGTERM during a run: exit code 143 and one line saying how to resume; ``--resume`` ends with
+   the uninterrupted run's metrics.
+l. a sweep refused after Ray started (no node can hold a trial): exit code 2 and exactly one line on
+   stderr (Ray's start-up warnings held back), no sweep directory and no Ray process left behind.
 
 Bad inputs: ``tests/test_bad_inputs.py`` (flags, config and space files, data directories, run
 directories, resumes) is run with pytest; K of its L cases answered with exit code 2 and one line.
 
-    .venv/bin/python benchmarks/faults.py                 # ~5 min on 2 busy CPU cores
-    .venv/bin/python benchmarks/faults.py --only a,d,f    # a subset (no Ray: ~1 min)
+    .venv/bin/python benchmarks/faults.py                 # ~10 min on 2 busy CPU cores
+    .venv/bin/python benchmarks/faults.py --only a,d,f,g,i,k    # no Ray: a few minutes
 
 Exit code 0 when every scenario survived and every bad input was answered, else 1.
 """
@@ -63,6 +83,7 @@ TINY = ["--benchmark", "split-digits", "--num-tasks", str(NUM_TASKS), "--target-
 #: long enough per task (~1-3 s) that a kill lands between the first and the last task
 KILL_ITERS = 150
 SWEEP_TINY = ["--num-tasks", str(NUM_TASKS), "--set", "target_hidden=16,16", "--hnet-hidden", "32"]
+SWEEP_FILE_NAME = "sweep.json"
 COMPARED = ("avg_acc", "bwt", "worst_avg_acc", "worst_bwt", "acc_matrix", "til", "worst", "dil", "cil")
 
 
@@ -71,12 +92,25 @@ class Outcome(NamedTuple):
     detail: str
 
 
-def sh(cmd: List[str], log: Path, env: Optional[Dict[str, str]] = None, timeout: float = 600) -> subprocess.CompletedProcess:
+#: the longest one command may take: sweeps on an oversubscribed 2-core machine are slow
+TIMEOUT_S = 2400
+
+
+def sh(cmd: List[str], log: Path, env: Optional[Dict[str, str]] = None, timeout: float = TIMEOUT_S,
+       preexec: Optional[Callable[[], None]] = None) -> subprocess.CompletedProcess:
     """Run ``cmd``; stdout+stderr also go to ``log``."""
     proc = subprocess.run([str(c) for c in cmd], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, **(env or {})}, preexec_fn=preexec)
     log.write_text(f"$ {' '.join(map(str, cmd))}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
     return proc
+
+
+def _limit_file_size(limit: int) -> None:
+    """In the child: no file may grow beyond ``limit`` bytes (``write`` fails with EFBIG, like a full disk)."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process instead of failing the write
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
 def result_of(run: Path) -> dict:
@@ -94,7 +128,7 @@ def sha(path: Path) -> str:
 
 
 def error_lines(stderr: str) -> List[str]:
-    return [ln for ln in stderr.splitlines() if ln.startswith("hinterval: ")]
+    return [ln for ln in stderr.splitlines() if ln.startswith("hinterval: ") and not ln.startswith("hinterval: warning: ")]
 
 
 class Faults:
@@ -309,6 +343,210 @@ class Faults:
                            f"{kept} task(s), temp files left: {len(temps)}; --resume afterwards: metrics "
                            f"{'equal' if equal else 'DIFFERENT'} to the uninterrupted run")
 
+    # --- g --------------------------------------------------------------------------------------------
+    def disk_full_tensorboard(self) -> Outcome:
+        ref = self.reference()
+        parts, good = [], True
+        # 64 KB: config.json and the event file fit, the first checkpoint (~190 KB) does not;
+        # 1.5 KB: the TensorBoard event file outgrows it during task 1, before any checkpoint
+        for label, limit in (("checkpoint", 64 << 10), ("tensorboard", 1536)):
+            out = self.work / f"g-{label}"
+            proc = sh(HINTERVAL + ["train", *TINY, "--iters-per-task", KILL_ITERS, "--out", out], self.work / f"g-{label}.log",
+                      preexec=lambda limit=limit: _limit_file_size(limit))
+            lines = error_lines(proc.stderr)
+            clean = (len(lines) == 1 and "File too large" in lines[0] and "--resume" in lines[0]
+                     and "Traceback" not in proc.stderr and "Exception in thread" not in proc.stderr)
+            temps = [p.name for p in out.rglob("*.tmp")]
+            full_events = [p for p in out.rglob("events.out.tfevents*") if p.stat().st_size == limit]
+            first = "tensorboard" if full_events else ("checkpoint" if not (out / "checkpoint.pt").exists() else "?")
+            resume = sh(HINTERVAL + ["train", "--out", out, "--resume", "--no-progress"], self.work / f"g-{label}-resume.log")
+            equal = resume.returncode == 0 and same_metrics(result_of(out), ref)
+            ok = proc.returncode == 1 and clean and not temps and equal and first == label
+            good &= ok
+            parts.append(f"{first} failed first: exit {proc.returncode}, {lines[0][:70] + '...' if lines else 'no error line'!r}, "
+                         f"temp files {len(temps)}, --resume {'equal' if equal else 'DIFFERENT'}")
+        return Outcome(good, "; ".join(parts))
+
+    # --- h --------------------------------------------------------------------------------------------
+    def sigint_at_start_up(self) -> Outcome:
+        """SIGINT at several offsets after the entry module is imported (``-X importtime`` tells when), so
+        each one lands in the program's own start-up: the CPU-load probe, torch's import, data loading,
+        Ray's start -- not in the interpreter's (see the module docstring)."""
+        from benchmarks.sweep import session_pids
+
+        results, bad, seen = self.work / "h-sweeps", [], []
+        cases = ([("train", "hinterval.cli", d) for d in (0.0, 0.1, 0.2, 0.5, 1.0, 2.5)]
+                 + [("sweep", "tune.search", d) for d in (0.0, 0.5, 1.5, 4.0)])
+        for tool, marker, delay in cases:
+            target = self.work / f"h-run-{delay}" if tool == "train" else results / f"h-{delay}"
+            cmd = (HINTERVAL + ["train", *TINY, "--iters-per-task", KILL_ITERS, "--out", target] if tool == "train" else
+                   SEARCH + ["--results-dir", results, "--name", target.name, *SWEEP_TINY, "--iters-per-task", 60,
+                             "--num-samples", 1])
+            p = subprocess.Popen([str(c) for c in [PY, "-X", "importtime", *cmd[1:]]], cwd=REPO, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
+            head = []
+            for line in p.stderr:  # wait until the entry module is imported
+                head.append(line)
+                if line.rstrip().endswith(f"| {marker}") or line.rstrip().endswith(f"|   {marker}"):
+                    break
+            time.sleep(delay)
+            p.send_signal(signal.SIGINT)
+            try:
+                tail = p.communicate(timeout=TIMEOUT_S)[1]
+            except subprocess.TimeoutExpired:
+                p.kill()
+                tail = p.communicate()[1]
+            text = "".join(ln for ln in head + tail.splitlines(True) if not ln.startswith("import time:"))
+            (self.work / f"h-{tool}-{delay}.log").write_text(text)
+            time.sleep(1.0)
+            left = session_pids(p.pid)
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            lines = [ln for ln in text.splitlines() if ln.startswith(("hinterval: ", "search.py: "))]
+            written = target.exists() and any(target.iterdir())
+            answered = p.returncode == 130 and len(lines) == 1 and "interrupted" in lines[0]
+            late = bool(lines) and ("during task" in lines[0] or "--resume" in lines[0])  # it had started: resumable
+            fine = answered and "Traceback" not in text and (late or not written) and not left
+            seen.append(f"{tool}+{delay}s:{p.returncode}")
+            if not fine:
+                bad.append(f"{tool} {delay} s after {marker} (exit {p.returncode}, {len(lines)} line(s), directory "
+                           f"written: {written}, processes left: {len(left)})")
+        return Outcome(not bad, f"{len(cases) - len(bad)}/{len(cases)} interrupts answered with exit 130 and one line, "
+                                f"nothing left behind ({', '.join(seen)}; seconds after the entry module was imported)"
+                       + (f"; NOT: {'; '.join(bad)}" if bad else ""))
+
+    # --- i and k: runs stopped by SIGTERM ------------------------------------------------------------
+    def stopped_run(self, name: str, *extra: str) -> tuple:
+        """A TINY run SIGTERMed once its first checkpoint exists: ``(dir, exit code, error lines, stderr)``."""
+        out, log = self.work / name, self.work / f"{name}.log"
+        with open(log, "w") as f:
+            p = subprocess.Popen([str(c) for c in HINTERVAL + ["train", *TINY, "--iters-per-task", KILL_ITERS, *extra,
+                                                              "--out", out]], cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+            ck = out / "checkpoint.pt"
+            while p.poll() is None:
+                if ck.is_file() and load_checkpoint(ck)["tasks_done"] >= 1:
+                    p.send_signal(signal.SIGTERM)
+                    break
+                time.sleep(0.05)
+            p.wait()
+        text = log.read_text()
+        return out, p.returncode, error_lines(text), text
+
+    def foreign_checkpoint(self) -> Outcome:
+        self.reference()
+        from hinterval.cli import main as hinterval_main
+
+        other, code_o, _, _ = self.stopped_run("i-other-config", "--gamma", "0.5")
+        same, code_s, _, _ = self.stopped_run("i-same-config")
+        if code_o != 143 or code_s != 143:
+            return Outcome(False, f"the unfinished runs ended with exit {code_o}, {code_s} before SIGTERM; raise KILL_ITERS")
+        answers, bad, example = [], [], []
+        for label, source, needle in (("other config", other, "config differs"), ("same config, other run", same, "run id")):
+            run = self.work / f"i-finished-{needle.replace(' ', '-')}"
+            shutil.copytree(self.work / "ref", run)
+            shutil.copy(source / "checkpoint.pt", run / "checkpoint.pt")
+            before = {str(p.relative_to(run)): sha(p) for p in run.rglob("*") if p.is_file()}
+            for cmd in (["train", "--out", str(run), "--resume", "--no-progress"], ["eval", str(run)]):
+                err = io.StringIO()
+                try:
+                    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                        code = hinterval_main(cmd)
+                except BaseException as exc:  # noqa: BLE001
+                    code, _ = None, err.write(f"Traceback: {type(exc).__name__}: {exc}")
+                lines = error_lines(err.getvalue())
+                after = {str(p.relative_to(run)): sha(p) for p in run.rglob("*") if p.is_file()}
+                fine = code == 2 and len(lines) == 1 and "does not belong" in lines[0] and needle in lines[0] and after == before
+                (answers if fine else bad).append(f"{label}/{cmd[0]}")
+                if cmd[0] == "train":
+                    example.append(lines[0][:150] if lines else err.getvalue()[-150:])
+        return Outcome(not bad, f"{len(answers)}/{len(answers) + len(bad)} of (train --resume, eval) x (checkpoint of another "
+                                f"config, of another run) refused with exit 2 and one line, config.json/result.json/"
+                                f"checkpoint unchanged" + (f"; NOT: {', '.join(bad)}" if bad else "") + f"; e.g. {example[0]!r}")
+
+    def sigterm(self) -> Outcome:
+        ref = self.reference()
+        out, code, lines, text = self.stopped_run("k-sigterm")
+        done = load_checkpoint(out / "checkpoint.pt")["tasks_done"] if (out / "checkpoint.pt").is_file() else 0
+        said = (code == 143 and len(lines) == 1 and "stopped by SIGTERM" in lines[0]
+                and f"hinterval train --out {out} --resume" in lines[0] and "Traceback" not in text)
+        resume = sh(HINTERVAL + ["train", "--out", out, "--resume", "--no-progress"], self.work / "k-resume.log")
+        equal = resume.returncode == 0 and same_metrics(result_of(out), ref)
+        return Outcome(said and equal, f"SIGTERM after {done} task(s): exit {code}, {lines[0] if lines else 'no message'!r}; "
+                                       f"--resume exit {resume.returncode}, metrics {'equal' if equal else 'DIFFERENT'} "
+                                       "to the uninterrupted run")
+
+    # --- j --------------------------------------------------------------------------------------------
+    def concurrent_sweeps(self) -> Outcome:
+        import json
+
+        from tune.recorder import load_records
+
+        results, name = self.work / "j-sweeps", "j-same-name"
+        out = results / name
+        base = SEARCH + ["--results-dir", results, "--name", name, *SWEEP_TINY, "--iters-per-task", 30, "--max-concurrent", 1]
+        settings = {"A": ["--num-samples", 1, "--seed", 11], "B": ["--num-samples", 2, "--seed", 22]}
+        procs = {}
+        for key, extra in settings.items():  # started together: both see no sweep yet
+            log = open(self.work / f"j-{key}.log", "w")
+            procs[key] = (subprocess.Popen([str(c) for c in base + extra], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True), log)
+        while all(p.poll() is None for p, _ in procs.values()) and not (out / SWEEP_FILE_NAME).is_file():
+            time.sleep(0.2)
+        time.sleep(1.0)
+        third = sh(base + ["--num-samples", 3, "--seed", 33, "--overwrite"], self.work / "j-C.log")  # while one runs
+        from benchmarks.sweep import session_pids
+
+        for p, log in procs.values():
+            try:
+                p.wait(timeout=TIMEOUT_S)
+            except subprocess.TimeoutExpired:  # do not leave a stuck sweep running: end it and its Ray processes
+                for pid in session_pids(p.pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                p.wait()
+            log.close()
+        codes = {k: p.returncode for k, (p, _) in procs.items()}
+        winners = [k for k, c in codes.items() if c == 0]
+        losers = [k for k, c in codes.items() if c != 0]
+        texts = {k: (self.work / f"j-{k}.log").read_text() for k in procs}
+        texts["C"] = third.stdout + third.stderr
+        codes["C"] = third.returncode
+        refused = {k: [ln for ln in texts[k].splitlines() if ln.startswith("search.py: ")] for k in losers + ["C"]}
+        refused_ok = all(codes[k] == 2 and len(refused[k]) == 1 and "Traceback" not in texts[k]
+                         and ("in use by process" in refused[k][0] or "already holds a sweep" in refused[k][0])
+                         for k in refused)
+        spec = json.loads((out / SWEEP_FILE_NAME).read_text()) if (out / SWEEP_FILE_NAME).is_file() else {}
+        recs = load_records(out)
+        want = dict(zip(("num_samples", "seed"), settings[winners[0]][1::2])) if len(winners) == 1 else {}
+        own = bool(want) and spec.get("num_samples") == want["num_samples"] and spec.get("seed") == want["seed"]
+        rows = list(csv.DictReader(open(out / "trials.csv"))) if (out / "trials.csv").is_file() else []
+        ok = len(winners) == 1 and refused_ok and own and len(rows) == len(recs) == want.get("num_samples")
+        why = "; ".join(f"{k}: {refused[k][0][:90] if refused[k] else 'no line'!r}" for k in refused)
+        return Outcome(ok, f"exit codes {codes}; {len(winners)} ran: sweep.json has its settings: {own}, trials "
+                           f"{len(rows)}/{want.get('num_samples')}; refused: {why}")
+
+    # --- l --------------------------------------------------------------------------------------------
+    def sweep_refused_after_ray_start(self) -> Outcome:
+        from benchmarks.sweep import session_pids
+
+        results = self.work / "l-sweeps"
+        log = self.work / "l.log"
+        with open(log, "w") as f:
+            p = subprocess.Popen([str(c) for c in SEARCH + ["--results-dir", results, "--name", "l", "--cpus-per-trial", 64]],
+                                 cwd=REPO, stdout=subprocess.DEVNULL, stderr=f, start_new_session=True)
+            p.wait(timeout=TIMEOUT_S)
+        time.sleep(2.0)
+        left = session_pids(p.pid)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
+        kept = sorted(str(x.relative_to(results)) for x in results.rglob("*")) if results.exists() else []
+        ok = p.returncode == 2 and len(lines) == 1 and "no node can hold one trial" in lines[0] and not kept and not left
+        return Outcome(ok, f"exit {p.returncode}, stderr lines {len(lines)} ({lines[-1][:80] if lines else ''!r}...), "
+                           f"left behind: files {kept}, Ray processes {len(left)}")
+
     # --- bad inputs -------------------------------------------------------------------------------
     def bad_inputs(self) -> tuple:
         xml = self.work / "bad_inputs.xml"
@@ -322,7 +560,8 @@ class Faults:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", default="a,b,c,d,e,f,bad", help="comma-separated subset of a,b,c,d,e,f,bad; default all")
+    p.add_argument("--only", default="a,b,c,d,e,f,g,h,i,j,k,l,bad",
+                   help="comma-separated subset of a,b,c,d,e,f,g,h,i,j,k,l,bad; default all")
     p.add_argument("--workdir", help="keep every run, sweep and log here (default: a temporary dir, deleted at the end)")
     args = p.parse_args()
     only = set(args.only.split(","))
@@ -348,6 +587,12 @@ def main() -> int:
     attempt("d", "d. corrupted checkpoint", f.corrupted_checkpoint)
     attempt("f", "f. disk full while saving", f.disk_full)
     attempt("e", "e. NaN loss (train)", f.nan_train)
+    attempt("g", "g. disk full with TensorBoard on", f.disk_full_tensorboard)
+    attempt("i", "i. foreign checkpoint", f.foreign_checkpoint)
+    attempt("k", "k. SIGTERM during a run", f.sigterm)
+    attempt("h", "h. SIGINT during start-up", f.sigint_at_start_up)
+    attempt("l", "l. sweep refused after Ray started", f.sweep_refused_after_ray_start)
+    attempt("j", "j. two sweeps of one name", f.concurrent_sweeps)
     attempt("b", "b. killed sweep driver", f.killed_sweep)
     if only & {"c", "e"}:
         t = time.time()

@@ -10,15 +10,18 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from hinterval.errors import TrainingDiverged, UserError
+from hinterval.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, Stopped, TrainingDiverged, UserError, one_line
 from hinterval.runtime import choose_omp_wait_policy
 
 # flag -> (config field, type, help)
@@ -106,11 +109,18 @@ def _overrides(args: argparse.Namespace) -> Dict[str, Any]:
     return {dest: getattr(args, dest) for _, dest, _, _ in TRAIN_FLAGS if getattr(args, dest) is not None}
 
 
+def _entries(out: Path) -> List[Path]:
+    """What a run directory holds besides its lock file."""
+    from hinterval.checkpoint import LOCK_NAME
+
+    return [p for p in out.iterdir() if p.name != LOCK_NAME] if out.is_dir() else []
+
+
 def _check_out_dir(out: Path, *, overwrite: bool, resume: bool) -> bool:
     """Refuse to clobber a run: a non-empty dir needs --overwrite or --resume. Returns whether to empty it."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {str(out)!r} exists and is not a directory")
-    non_empty = out.is_dir() and any(out.iterdir())
+    non_empty = bool(_entries(out))
     if resume:
         return False
     if non_empty and not overwrite:
@@ -118,47 +128,120 @@ def _check_out_dir(out: Path, *, overwrite: bool, resume: bool) -> bool:
     return non_empty
 
 
-def _prepare_out_dir(out: Path, *, overwrite: bool, resume: bool) -> None:
-    """:func:`_check_out_dir`, then empty (``--overwrite``) and create the directory."""
-    if _check_out_dir(out, overwrite=overwrite, resume=resume):
-        shutil.rmtree(out)
-    if not resume:
-        out.mkdir(parents=True, exist_ok=True)
+def _clear(out: Path) -> None:
+    """``--overwrite``: remove the old run's files (the directory and its lock stay)."""
+    for p in _entries(out):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+class _Run:
+    """Where a ``train`` command is, for the message an interruption prints."""
+
+    def __init__(self) -> None:
+        self.out: Optional[Path] = None
+        self.trainer: Any = None
+        self.started = False  # the run directory holds this run's config.json
+
+    def stopped(self, how: str) -> str:
+        if not self.started or self.out is None:
+            return f"hinterval: {how} before training started; nothing was written"
+        total = len(self.trainer.benchmark)
+        done = self.trainer.tasks_done
+        again = f"hinterval train --out {self.out} --resume"
+        if done >= total:
+            return f"hinterval: {how} after the last task; the run in {self.out} is complete"
+        if done == 0:
+            return (f"hinterval: {how} during task 1/{total}; no task had finished, `{again}` starts the run again "
+                    "from task 1")
+        return (f"hinterval: {how} during task {done + 1}/{total}; {done} finished task(s) are saved in {self.out}: "
+                f"continue with `{again}`")
+
+
+_RUN = _Run()
+
+
+class _BoundRunDirWriter:
+    """:class:`~hinterval.callbacks.RunDirWriter` whose checkpoints carry the run directory's id."""
+
+    def __init__(self, out: Path, result_fn: Any, run_id: Optional[str]):
+        from hinterval.callbacks import RunDirWriter
+
+        self.writer, self.run_id = RunDirWriter(out, result_fn), run_id
+
+    def on_task_end(self, task_id: int, metrics: Dict[str, Any], state: Dict[str, Any]) -> None:
+        from hinterval.checkpoint import RUN_ID_KEY
+
+        self.writer.on_task_end(task_id, metrics, {**state, **({RUN_ID_KEY: self.run_id} if self.run_id else {})})
+
+    def on_train_end(self, result: Dict[str, Any]) -> None:
+        self.writer.on_train_end(result)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from hinterval.callbacks import RunDirWriter, TensorBoardLogger
-    from hinterval.checkpoint import CHECKPOINT_NAME, load_checkpoint, write_json
+    """``hinterval train``: the run directory is locked from the first write (or, resuming, from the first read)."""
+    with contextlib.ExitStack() as stack:
+        return _train(args, stack)
+
+
+def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    from hinterval.callbacks import TensorBoardLogger
+    from hinterval.checkpoint import (RUN_CONFIG_NAME, RUN_ID_KEY, DirectoryLock, check_writable_dir, load_run, new_run_id,
+                                      write_json)
     from hinterval.config import load_config_file, make_config
     from hinterval.trainer import ContinualTrainer
 
+    if args.resume and args.overwrite:
+        raise UserError("--resume and --overwrite contradict each other; pick one")
+    if args.out is not None and not args.out.strip():
+        raise UserError("--out is empty; give the run directory, e.g. --out runs/my-run")
     file_layer = load_config_file(args.config) if args.config else {}
     overrides = _overrides(args)
     if overrides.get("data_dir"):
         overrides["data_dir"] = str(Path(overrides["data_dir"]).expanduser().resolve())
-    state = None
-    if args.resume and args.overwrite:
-        raise UserError("--resume and --overwrite contradict each other; pick one")
+    state, lock, run_id = None, None, new_run_id()
     if args.resume:
         if not args.out:
             raise UserError("--resume needs --out DIR of the run to continue")
-        state = load_checkpoint(Path(args.out) / CHECKPOINT_NAME)
-        cfg = make_config(state["config"], file_layer, **overrides)
+        out = Path(args.out)
+        if not out.is_dir():
+            raise UserError(f"--resume: {str(out)!r} is not a run directory (it does not exist); start the run without --resume")
+        check_writable_dir(out, "--out")
+        lock = stack.enter_context(DirectoryLock(out, "run directory"))  # the checkpoint cannot change under us now
+        state, run_config = load_run(out)
+        if state is None and run_config is None:
+            hint = "--overwrite to replace what is there" if _entries(out) else "without --resume to start it"
+            raise UserError(f"--resume: no run in {str(out)!r} (no {RUN_CONFIG_NAME} or checkpoint); run {hint}")
+        run_id = (run_config or {}).get(RUN_ID_KEY)  # None: a directory from before run ids, kept as it is
+        base = state["config"] if state is not None else {k: v for k, v in run_config.items() if k != RUN_ID_KEY}
+        cfg = make_config(base, file_layer, **overrides)
     else:
         cfg = make_config(file_layer, **overrides)
-    out = Path(args.out or f"runs/{cfg.benchmark}-{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}")
-    _check_out_dir(out, overwrite=args.overwrite, resume=args.resume)
+        out = Path(args.out or f"runs/{cfg.benchmark}-{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}")
+        check_writable_dir(out, "--out")  # before any work: a bad --out is exit 2, not an errno after the data loads
+        _check_out_dir(out, overwrite=args.overwrite, resume=False)
+    _RUN.out = out
 
     trainer = ContinualTrainer(cfg, progress=not args.no_progress)  # data and device errors come before any write
+    _RUN.trainer = trainer
     if state is not None:
         trainer.load_state(state)
         if trainer.tasks_done >= len(trainer.benchmark):
             print(f"run in {out} already finished all {trainer.tasks_done} tasks; nothing to resume", file=sys.stderr)
             return 0
         print(f"resuming {out} at task {trainer.tasks_done + 1}/{len(trainer.benchmark)}", file=sys.stderr)
-    _prepare_out_dir(out, overwrite=args.overwrite, resume=args.resume)
-    write_json(out / "config.json", cfg.to_dict())
-    trainer.callbacks.append(RunDirWriter(out, trainer.result))
+    elif args.resume:
+        print(f"resuming {out} from task 1/{len(trainer.benchmark)}: no task had finished", file=sys.stderr)
+    if lock is None:
+        out.mkdir(parents=True, exist_ok=True)
+        stack.enter_context(DirectoryLock(out, "run directory"))
+        if _check_out_dir(out, overwrite=args.overwrite, resume=False):  # again, now that no one else can write here
+            _clear(out)
+    write_json(out / RUN_CONFIG_NAME, {**cfg.to_dict(), **({RUN_ID_KEY: run_id} if run_id else {})})
+    _RUN.started = True
+    trainer.callbacks.append(_BoundRunDirWriter(out, trainer.result, run_id))
     if not args.no_tensorboard:
         trainer.callbacks.append(TensorBoardLogger(out / "tensorboard", cfg.to_dict()))
     print(f"training {cfg.method} on {cfg.benchmark} ({len(trainer.benchmark)} tasks, device {trainer.device}) -> {out}",
@@ -191,16 +274,21 @@ def _headline(result: Dict[str, Any]) -> Dict[str, Any]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from hinterval import metrics as M
-    from hinterval.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from hinterval.checkpoint import CHECKPOINT_NAME, load_run
     from hinterval.config import make_config
     from hinterval.trainer import ContinualTrainer
 
     run = Path(args.run_dir)
-    state = load_checkpoint(run / CHECKPOINT_NAME)
+    state, _ = load_run(run)
+    if state is None:
+        raise UserError(f"no checkpoint at {str(run / CHECKPOINT_NAME)!r}: not a run directory of `hinterval train`, "
+                        "or no task finished there yet")
     cfg = make_config(state["config"], **({"device": args.device} if args.device else {}))
     trainer = ContinualTrainer(cfg, progress=False)
     trainer.load_state(state)
     last = trainer.tasks_done - 1
+    if last < 0:
+        raise UserError(f"the checkpoint in {str(run)!r} holds no finished task; nothing to evaluate")
     saved = {s: list(trainer.matrices[s][last]) for s in M.SCENARIOS}
     trainer._evaluate_after(last)
     fresh = {s: trainer.matrices[s][last] for s in M.SCENARIOS}
@@ -222,34 +310,116 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stop_on_signals() -> Dict[int, Any]:
+    """SIGTERM/SIGHUP raise :class:`Stopped` (unwinding like Ctrl-C) where they would kill silently.
+
+    Only signals still at their default action are taken (``nohup`` keeps SIGHUP ignored); returns
+    the previous handlers for :func:`_restore`. A no-op outside the main thread.
+    """
+    def handler(signum: int, frame: Any) -> None:
+        raise Stopped(signum)
+
+    previous: Dict[int, Any] = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        try:
+            if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:
+                previous[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread
+            pass
+    return previous
+
+
+def _restore(previous: Dict[int, Any]) -> None:
+    for sig, old in previous.items():
+        try:
+            signal.signal(sig, old)
+        except (ValueError, OSError):
+            pass
+
+
+def _quiet_thread_errors(debug: bool) -> Any:
+    """Background writers (TensorBoard's) re-raise their I/O error in the main thread, which prints
+    it as one line; the thread's own traceback is dropped unless ``--debug``. Returns the old hook."""
+    old = threading.excepthook
+
+    def hook(hook_args: Any) -> None:
+        if debug:
+            old(hook_args)
+        elif not issubclass(hook_args.exc_type, OSError):
+            print(f"hinterval: warning: background thread failed: {hook_args.exc_type.__name__}: "
+                  f"{one_line(hook_args.exc_value or hook_args.exc_type())}", file=sys.stderr)
+
+    threading.excepthook = hook
+    return old
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command in ("train", "eval"):  # before torch is first imported (lazily): hinterval/runtime.py
-        choose_omp_wait_policy(getattr(args, "num_threads", None))
-    debug = getattr(args, "debug", False)
+    """Run the command line; every failure becomes one line on stderr and a documented exit code.
+
+    Exit codes (``hinterval.errors``): 0 done, 1 the run failed (diverged, I/O error, out of memory,
+    internal error), 2 bad input or refused, 130 Ctrl-C, 143 SIGTERM (129 SIGHUP). ``--debug``
+    shows tracebacks instead.
+    """
+    global _RUN
+    _RUN = _Run()
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    previous = _stop_on_signals()
+    old_hook = _quiet_thread_errors(debug)
     try:
+        args = build_parser().parse_args(argv)  # argparse's own errors: usage + one line, exit 2
+        debug = getattr(args, "debug", False)
+        if args.command in ("train", "eval"):  # before torch is first imported (lazily): hinterval/runtime.py
+            choose_omp_wait_policy(getattr(args, "num_threads", None))
         return {"train": cmd_train, "eval": cmd_eval, "benchmarks": cmd_benchmarks}[args.command](args)
     except UserError as exc:
         if debug:
             raise
         print(f"hinterval: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER
     except TrainingDiverged as exc:
         if debug:
             raise
-        print(f"hinterval: training diverged: {exc}", file=sys.stderr)
-        return 1
+        print(f"hinterval: training diverged: {one_line(exc, 500)}", file=sys.stderr)
+        return EXIT_FAILED
     except OSError as exc:  # e.g. disk full while saving: checkpoints are atomic, the last one is intact
         if debug:
             raise
-        hint = ("; the last checkpoint is intact: free space and continue with --resume"
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "")
-        print(f"hinterval: error: {exc}{hint}", file=sys.stderr)
-        return 1
+        hint = ""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) and _RUN.started:
+            again = f"`hinterval train --out {_RUN.out} --resume`"
+            saved = (_RUN.out / "checkpoint.pt").is_file()
+            hint = (f"; the checkpoint of the last saved task is intact: free space, then continue with {again}" if saved
+                    else f"; no task was saved yet: free space, then {again} starts the run again from task 1")
+        elif exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            hint = "; free space and run again"
+        print(f"hinterval: error: {one_line(exc)}{hint}", file=sys.stderr)
+        return EXIT_FAILED
+    except MemoryError as exc:
+        if debug:
+            raise
+        print(f"hinterval: error: out of memory ({one_line(exc, 200)}); use a smaller model or batch size", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
-        print("hinterval: interrupted; finished tasks are saved, continue with --resume", file=sys.stderr)
-        return 130
+        if debug:
+            raise
+        print(_RUN.stopped("interrupted"), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Stopped as exc:
+        if debug:
+            raise
+        print(_RUN.stopped(f"stopped by {exc}"), file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - the net under everything: one line, exit 1
+        if debug:
+            raise
+        oom = "out of memory" in str(exc).lower()
+        what = "out of memory" if oom else f"{type(exc).__name__}: {one_line(exc)}"
+        print(f"hinterval: error: {what} (run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        _restore(previous)
+        threading.excepthook = old_hook
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from hinterval.errors import UserError
+from hinterval.errors import UserError, one_line, short
 
 METHODS = ("hyperinterval", "hnet", "finetune", "joint", "intercontinet", "ewc")
 EMBEDDING_MODES = ("nested", "non-forced")
@@ -24,18 +24,60 @@ INTERVAL_MODES = ("sound", "rump", "relaxed")
 DEVICES = ("auto", "cpu", "cuda")
 TARGETS = ("mlp", "resnet18", "alexnet")
 RAMP_MODES = ("guarded", "fixed")
+#: bounds that keep every number inside what torch and the run's bookkeeping can hold
+INT64_MAX = 2**63 - 1
+SEED_LIMIT = 2**64  # seeds are unsigned 64-bit (torch.manual_seed's range)
+SEED_FIELDS = ("seed", "data_seed")
+MAX_TASKS = 1000
+MAX_WIDTH = 1_000_000
+MAX_LAYERS = 100
+MAX_THREADS = 1024
+MAX_STRING = 4096
+#: config files: at most this many bytes, and at most this many values once YAML aliases are expanded
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_VALUES = 10_000
+#: keys a run directory's config.json holds besides the config (ignored when it is read back as --config)
+RUN_METADATA_KEYS = ("run_id",)
 
 
 def parse_widths(value: Any) -> Tuple[int, ...]:
-    """``"100,100"``, ``[100, 100]`` or ``100`` -> ``(100, 100)``; ``""`` -> ``()``."""
+    """``"100,100"``, ``[100, 100]`` or ``100`` -> ``(100, 100)``; ``""`` -> ``()``.
+
+    Every width must be a whole number: ``1.9`` or ``true`` is an error, not a silent ``1``.
+    """
     if isinstance(value, str):
-        value = [v for v in value.replace(" ", "").split(",") if v]
-    elif isinstance(value, int):
-        value = [value]
-    try:
-        return tuple(int(v) for v in value)
-    except (TypeError, ValueError):
-        raise UserError(f"layer widths must be comma-separated integers like '100,100', got {value!r}") from None
+        items: Any = [v for v in value.replace(" ", "").split(",") if v]
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        items = [value]
+    if len(items) > MAX_LAYERS:
+        raise UserError(f"at most {MAX_LAYERS} layer widths, got {len(items)}")
+    out = []
+    for v in items:
+        w = _whole_number(v)
+        if w is None:
+            raise UserError(f"layer widths must be comma-separated whole numbers like '100,100', got {short(value)}")
+        if w > MAX_WIDTH:
+            raise UserError(f"layer width {w} is above the limit of {MAX_WIDTH:,}")
+        out.append(w)
+    return tuple(out)
+
+
+def _whole_number(v: Any) -> Optional[int]:
+    """``v`` as an int if it is one (``3``, ``3.0``, ``"3"``); ``None`` for bools, fractions, text, lists."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return int(v) if math.isfinite(v) and v.is_integer() else None
+    if isinstance(v, str):
+        try:
+            return int(v.strip())
+        except ValueError:
+            return None
+    return None
 
 
 @dataclass(frozen=True)
@@ -100,17 +142,17 @@ class ExperimentConfig:
             if not ok:
                 raise UserError(msg)
 
-        need(self.benchmark in BENCHMARK_NAMES, f"unknown benchmark {self.benchmark!r}; choose one of: {', '.join(BENCHMARK_NAMES)}")
-        need(self.method in METHODS, f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
-        need(self.embedding_mode in EMBEDDING_MODES, f"unknown embedding mode {self.embedding_mode!r}; choose one of: {', '.join(EMBEDDING_MODES)}")
+        need(self.benchmark in BENCHMARK_NAMES, f"unknown benchmark {short(self.benchmark)}; choose one of: {', '.join(BENCHMARK_NAMES)}")
+        need(self.method in METHODS, f"unknown method {short(self.method)}; choose one of: {', '.join(METHODS)}")
+        need(self.embedding_mode in EMBEDDING_MODES, f"unknown embedding mode {short(self.embedding_mode)}; choose one of: {', '.join(EMBEDDING_MODES)}")
         need(self.reg_normalisation in REG_NORMALISATIONS, f"reg normalisation must be one of {REG_NORMALISATIONS}")
         need(self.interval_mode in INTERVAL_MODES, f"interval mode must be one of {INTERVAL_MODES}")
-        need(self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}")
-        need(self.target in TARGETS, f"unknown target {self.target!r}; choose one of: {', '.join(TARGETS)}")
+        need(self.device in DEVICES, f"device must be one of {DEVICES}, got {short(self.device)}")
+        need(self.target in TARGETS, f"unknown target {short(self.target)}; choose one of: {', '.join(TARGETS)}")
         need(self.gamma >= 0, f"gamma (perturbation epsilon) must be >= 0, got {self.gamma}")
         need(not (self.method == "hyperinterval" and self.embedding_mode == "nested" and self.gamma == 0),
              "nested embeddings need gamma > 0 (the centre is gamma/(2d)*cos(e)); use --embedding-mode non-forced or --method hnet for gamma = 0")
-        need(isinstance(self.reg_bounds, bool), f"reg_bounds must be true or false, got {self.reg_bounds!r}")
+        need(isinstance(self.reg_bounds, bool), f"reg_bounds must be true or false, got {short(self.reg_bounds)}")
         need(self.beta >= 0, f"beta (regularisation strength) must be >= 0, got {self.beta}")
         need(self.embedding_dim >= 1, f"embedding dim must be >= 1, got {self.embedding_dim}")
         need(len(self.hnet_hidden) >= 1 and min(self.hnet_hidden) >= 1, f"hnet hidden widths must be >= 1, got {self.hnet_hidden}")
@@ -148,54 +190,84 @@ class ExperimentConfig:
 FIELDS = {f.name for f in dataclasses.fields(ExperimentConfig)}
 
 
+#: per-field ranges checked with the types (before any value reaches torch)
+_RANGES = {"seed": (0, SEED_LIMIT - 1), "data_seed": (0, SEED_LIMIT - 1), "num_tasks": (1, MAX_TASKS),
+           "num_threads": (1, MAX_THREADS)}
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
 def _coerce(name: str, kind: str, value: Any) -> Any:
     """Check one field's type (config files and ``--set`` give strings, lists, ...); numbers must be finite.
 
     Why: ``gamma: high`` or ``seed: abc`` must be one clear error, not a ``TypeError`` later (or a
     run that multiplies a string); YAML 1.1 reads ``1e-3`` as a string, so numeric strings are accepted.
+    Booleans are not numbers and numbers are not booleans; integers fit in 64 bits (seeds: unsigned),
+    strings are short and free of control characters. Values are echoed bounded (:func:`short`).
     """
     base = str(kind).replace("Optional[", "").rstrip("]")
-    if value is None or base not in ("int", "float", "str"):
+    if value is None or base not in ("int", "float", "str", "bool"):
         return value
     key = name.replace("_", "-")
     if base == "str":
         if isinstance(value, Path):
-            return str(value)
+            value = str(value)
         if not isinstance(value, str):
-            raise UserError(f"config key {name} (--{key}) must be a string, got {value!r}")
+            raise UserError(f"config key {name} (--{key}) must be a string, got {short(value)}")
+        if not value or len(value) > MAX_STRING or any(ord(c) < 32 for c in value):
+            raise UserError(f"config key {name} (--{key}) must be a non-empty string of at most {MAX_STRING} "
+                            f"characters without control characters, got {short(value)}")
         return value
-    number = value
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise UserError(f"config key {name} (--{key}) must be true or false, got {short(value)}")
+    number: Any = value
     if isinstance(value, str):
         try:
             number = float(value.strip()) if base == "float" else int(value.strip())
         except ValueError:
             number = None
-    elif isinstance(value, float) and base == "int" and value.is_integer():
+    elif isinstance(value, float) and base == "int" and math.isfinite(value) and value.is_integer():
         number = int(value)
     if isinstance(number, bool) or not isinstance(number, (int, float) if base == "float" else int):
         what = "a number" if base == "float" else "an integer"
-        raise UserError(f"config key {name} (--{key}) must be {what}, got {value!r}")
+        raise UserError(f"config key {name} (--{key}) must be {what}, got {short(value)}")
     if base == "float":
         number = float(number)
         if not math.isfinite(number):
-            raise UserError(f"config key {name} (--{key}) must be a finite number, got {value!r}")
+            raise UserError(f"config key {name} (--{key}) must be a finite number, got {short(value)}")
+        return number
+    lo, hi = _RANGES.get(name, (-INT64_MAX - 1, INT64_MAX))
+    if not lo <= number <= hi:
+        if name not in _RANGES:
+            raise UserError(f"config key {name} (--{key}) must fit in 64 bits (at most 2^63 - 1), got {short(number)}")
+        shown = "2^64 - 1" if hi == SEED_LIMIT - 1 else str(hi)
+        raise UserError(f"config key {name} (--{key}) must be between {lo} and {shown}, got {short(number)}")
     return number
 
 
 def make_config(*layers: Mapping[str, Any], **overrides: Any) -> ExperimentConfig:
     """Build a config from ``defaults < benchmark preset < layers... < overrides``.
 
-    Unknown keys are rejected (a typo in a YAML file must not be silently ignored).
+    Unknown keys are rejected (a typo in a YAML file must not be silently ignored); keys must be
+    names and every value's type is checked before it is used (a list as the benchmark name is an
+    error, not ``TypeError: unhashable type``).
     """
     merged: Dict[str, Any] = {}
     for layer in (*layers, overrides):
         merged.update({k: v for k, v in layer.items() if v is not None})  # None = not set
+    bad_keys = [k for k in merged if not isinstance(k, str)]
+    if bad_keys:
+        raise UserError(f"config keys must be names, got {short(bad_keys[0])}")
     unknown = sorted(set(merged) - FIELDS)
     if unknown:
-        raise UserError(f"unknown config key(s): {', '.join(unknown)}; valid keys: {', '.join(sorted(FIELDS))}")
+        shown = ", ".join(short(k, 40).strip("'") for k in unknown[:5]) + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else "")
+        raise UserError(f"unknown config key(s): {shown}; valid keys: {', '.join(sorted(FIELDS))}")
     from hinterval.presets import PRESETS
 
-    benchmark = merged.get("benchmark", ExperimentConfig.benchmark)
+    benchmark = _coerce("benchmark", "str", merged.get("benchmark", ExperimentConfig.benchmark))
     values = {**PRESETS.get(benchmark, {}), **merged}
     try:
         return ExperimentConfig(**values)
@@ -204,22 +276,84 @@ def make_config(*layers: Mapping[str, Any], **overrides: Any) -> ExperimentConfi
 
 
 def load_config_file(path: str | Path) -> Dict[str, Any]:
-    """Read a YAML or JSON config file into a dict (``yaml.safe_load``: no code execution)."""
+    """Read a YAML or JSON config file into a dict (``yaml.safe_load``: no code execution).
+
+    Why so careful: a config file is whatever a user points at. A binary file, another encoding,
+    a YAML alias bomb (a few lines that expand to millions of values), a date where a number
+    belongs or deep nesting must each be one error line, never a traceback or a huge message.
+    UTF-8 (with or without BOM) and UTF-16/32 with a byte-order mark are read; at most
+    :data:`MAX_CONFIG_BYTES` bytes and :data:`MAX_CONFIG_VALUES` values after alias expansion.
+    A run directory's ``config.json`` is accepted as is (its ``run_id`` is ignored).
+    """
+    import codecs
+
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"config file {str(p)!r} does not exist")
+    where = f"config file {short(str(p))}"
+    if not p.exists():
+        raise UserError(f"{where} does not exist")
+    if p.is_dir():
+        raise UserError(f"{where} is a directory, not a YAML/JSON file")
+    try:
+        with open(p, "rb") as f:  # pipes (`--config <(...)`) work too
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise UserError(f"cannot read {where}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise UserError(f"{where} is larger than {MAX_CONFIG_BYTES >> 20} MiB: not a config file")
+    boms = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+            (codecs.BOM_UTF16_BE, "utf-16"))
+    encoding = next((enc for bom, enc in boms if raw.startswith(bom)), "utf-8-sig")
+    if encoding == "utf-8-sig" and b"\0" in raw:
+        raise UserError(f"{where} is a binary file (or UTF-16 without a byte-order mark), not YAML/JSON text; "
+                        "save it as UTF-8")
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError(f"{where} is not {encoding.replace('-sig', '').upper()} text (byte 0x{raw[exc.start]:02x} at "
+                        f"line {line}): a binary file or another encoding? save it as UTF-8") from None
     import yaml
 
     try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        what = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
-        raise UserError(f"config file {str(p)!r} is not valid YAML{where}: {what}") from None
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise UserError(f"{where} is not valid YAML{at}: {short(exc.problem or exc.context, 120).strip(chr(39))}") from None
+    except yaml.reader.ReaderError as exc:
+        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+        raise UserError(f"{where} is not valid YAML: character #x{char:02x} at position {exc.position} "
+                        "is not allowed (a binary file?)") from None
+    except RecursionError:
+        raise UserError(f"{where} is nested too deeply to be a config") from None
+    except (yaml.YAMLError, ValueError, OverflowError, TypeError) as exc:  # e.g. a date like 2024-13-45
+        raise UserError(f"{where} is not valid YAML: {one_line(exc, 120)}") from None
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise UserError(f"config file {str(p)!r} must contain a mapping of key: value")
-    return data
+        raise UserError(f"{where} must contain a mapping of key: value")
+    if _expanded_size(data, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
+        raise UserError(f"{where} expands to more than {MAX_CONFIG_VALUES:,} values (YAML aliases?); "
+                        "a config is a mapping of key: value")
+    return {k: v for k, v in data.items() if k not in RUN_METADATA_KEYS}
+
+
+def _expanded_size(value: Any, budget: int) -> int:
+    """How many values ``value`` holds with every YAML alias expanded, counting up to ``budget + 1``.
+
+    Iterative with a budget, so a self-referencing or exponentially aliased value costs at most
+    ``budget`` steps instead of expanding (or recursing) forever.
+    """
+    count, stack = 0, [value]
+    while stack and count <= budget:
+        v = stack.pop()
+        count += 1
+        if isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple, set)):
+            stack.extend(v)
+    return count
 
 
 def config_to_json(cfg: ExperimentConfig) -> str:

@@ -20,6 +20,7 @@ from hinterval.data.base import Benchmark, Task
 from hinterval.data.registry import load_for
 from hinterval.errors import TrainingDiverged, UserError
 from hinterval.evaluation import evaluate_tasks
+from hinterval.memory import check_memory
 from hinterval.methods import ContinualMethod, build_method
 from hinterval.runtime import keep_freed_memory
 from hinterval.schedule import RampController
@@ -76,7 +77,7 @@ def seed_everything(seed: int) -> None:
 
     random.seed(seed)
     np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
+    torch.manual_seed(seed % 2**64)  # seeds up to 2^64 - 1, and the per-task seed derived from them
 
 
 def iterations_for(cfg: ExperimentConfig, task: Task) -> int:
@@ -148,6 +149,7 @@ class ContinualTrainer:
             torch.set_num_threads(cfg.num_threads)
         bench = benchmark or load_for(cfg)
         self.benchmark = bench.to(self.device)
+        check_memory(cfg, self.benchmark, self.device)  # refuse a model that cannot fit before allocating it
         seed_everything(cfg.seed)
         self.method: ContinualMethod = build_method(cfg, self.benchmark, build_target(cfg, self.benchmark)).to(self.device)
         T = len(self.benchmark)

@@ -124,9 +124,10 @@ def test_run_configs_are_stored_as_json_and_yaml(secret_run):
 
     run = secret_run
     cfg = json.loads((run / "config.json").read_text())
+    run_id = cfg.pop("run_id")  # made when the directory was created; every checkpoint carries it
     assert json.loads((run / "result.json").read_text())["config"] == cfg
     state = load_checkpoint(run / "checkpoint.pt")
-    assert json.loads(json.dumps(state["config"])) == cfg
+    assert json.loads(json.dumps(state["config"])) == cfg and state["run_id"] == run_id
     pytest.importorskip("pandas")
     from tune.report import best_config
 

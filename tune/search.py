@@ -19,6 +19,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -26,12 +27,17 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+if __name__ == "__main__":  # Ctrl-C while the imports load: one line, no traceback (main() takes over)
+    import signal
+
+    signal.signal(signal.SIGINT, lambda *_: (print("search.py: interrupted before the sweep started; nothing was written",
+                                                   file=sys.stderr), os._exit(130)))
 if __name__ == "__main__" and not __package__:
     # `python tune/search.py`: make the `tune` package importable (it is not part of the install)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hinterval import metrics as M  # noqa: E402
-from hinterval.errors import UserError  # noqa: E402
+from hinterval.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, UserError, one_line  # noqa: E402
 
 from tune.spec import OBJECTIVES, SPACE_FLAGS, SweepSpec  # noqa: E402
 
@@ -332,7 +338,7 @@ def _set_tune_env() -> None:
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
 
 
-def run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
+def _run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
     """Run (or resume) a sweep as the command line describes; returns the report summary.
 
     Raises:
@@ -355,13 +361,14 @@ def run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
             print(f"search.py: {Path(spec['out_dir']).parent / plain_name(args)} holds an earlier sweep; this one is "
                   f"{spec['name']!r} -> {spec['out_dir']} (--name NAME picks the name)", file=sys.stderr)
     out_dir = Path(spec["out_dir"])
-    if not args.resume and out_dir.exists() and any(out_dir.iterdir()) and not args.overwrite:
+    if not args.resume and _STARTUP.holds_sweep(out_dir) and not args.overwrite:
         raise UserError(f"{out_dir} already holds a sweep named {spec['name']!r}; pass --resume to continue it, "
                         "--overwrite to replace it, or choose another --name")
     if args.dry_run:
         print(describe(spec, address=args.address, max_concurrent=spec["max_concurrent"]))
         return {"dry_run": True, "spec": spec}
 
+    _STARTUP.check_writable(out_dir)
     import ray
     from ray import tune
 
@@ -375,6 +382,7 @@ def run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
         if spec["gpus_per_trial"] > have:  # no trial would ever be scheduled
             raise UserError(f"--gpus-per-trial {spec['gpus_per_trial']:g} but this machine has only {have} CUDA GPU(s); "
                             f"rerun with --gpus-per-trial {have} or less, or --address to join a cluster with more")
+    _STARTUP.claim(out_dir, spec["name"], resume=args.resume, overwrite=args.overwrite, debug=args.debug)
     _set_tune_env()
     started_ray = connect(args.address)
     t0 = time.time()
@@ -395,11 +403,10 @@ def run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
                                 "with --overwrite")
             tuner = tune.Tuner.restore(experiment_path(spec), trainable=make_trainable(spec), resume_errored=True)
         else:
-            if args.overwrite and out_dir.exists():
-                shutil.rmtree(out_dir)
-            out_dir.mkdir(parents=True, exist_ok=True)
+            _STARTUP.clear(out_dir)  # --overwrite: the old sweep goes now that every check passed (dir and lock stay)
             write_json(out_dir / SWEEP_FILE, {**spec, "ray": ray.__version__, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
             tuner = make_tuner(spec, max_concurrent)
+        _STARTUP.started()
         print(describe(spec, address=args.address, max_concurrent=max_concurrent), file=sys.stderr)
         interrupted = False
         try:
@@ -463,22 +470,173 @@ def finish(spec: SweepSpec, *, wall_s: float, running: bool = False) -> Dict[str
     return {**summary, "spec": spec, "records": records, "wall_s": wall_s, "unfinished": unfinished}
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
+def run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
+    """:func:`_run_sweep`, then release the sweep directory (cleaned up if no trial started)."""
     try:
+        summary = _run_sweep(args)
+    except BaseException:
+        _STARTUP.end(failed=True)
+        raise
+    _STARTUP.end(failed=False)
+    return summary
+
+
+# --- before the first trial: one driver per sweep directory, quiet Ray start-up ---------------------
+class _SweepStartup:
+    """What a sweep driver sets up before its first trial, and undoes if it fails there.
+
+    Why: two drivers with one ``--name`` would mix their trials, search spaces and ``sweep.json``;
+    a sweep that fails while Ray starts must not leave a ``sweep.json``/``_ray`` that later blocks
+    the same command; and an error found before any trial should be one line, not Ray's start-up
+    warnings plus the line. So: :meth:`claim` creates and exclusively locks the sweep directory and
+    checks it holds no other sweep in one step (a second driver is refused with one line, exit 2),
+    and holds back stderr until :meth:`started`; :meth:`end` releases the lock and, if the sweep
+    failed before any trial started (and was not a resume), removes what this driver created.
+    """
+
+    #: whether trials may have run in this process (what an interruption message can promise)
+    trials_began = False
+
+    def __init__(self) -> None:
+        self.lock: Any = None
+        self.out_dir: Optional[Path] = None
+        self.created: List[Path] = []
+        self.resume = self.dirty = self.ray_was_up = False
+        self._saved_fd: Optional[int] = None
+        self._buf: Any = None
+
+    @staticmethod
+    def holds_sweep(out_dir: Path) -> bool:
+        """Whether ``out_dir`` holds anything besides a lock file."""
+        from hinterval.checkpoint import LOCK_NAME
+
+        return out_dir.is_dir() and any(p.name != LOCK_NAME for p in out_dir.iterdir())
+
+    @staticmethod
+    def check_writable(out_dir: Path) -> None:
+        from hinterval.checkpoint import check_writable_dir
+
+        check_writable_dir(out_dir, "--results-dir")  # a file or a read-only place: exit 2 before Ray starts
+
+    def claim(self, out_dir: Path, name: str, *, resume: bool, overwrite: bool, debug: bool) -> None:
+        from hinterval.checkpoint import DirectoryLock
+
+        created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # made here: removed again on a failure
+        try:
+            out_dir.mkdir(parents=True)
+        except FileExistsError:
+            created = []
+        lock = DirectoryLock(out_dir, f"sweep {name!r} in").acquire()
+        if not resume and not overwrite and self.holds_sweep(out_dir):  # checked again, now under the lock
+            lock.release()
+            raise UserError(f"{out_dir} already holds a sweep named {name!r}; pass --resume to continue it, "
+                            "--overwrite to replace it, or choose another --name")
+        self.lock, self.out_dir, self.created, self.resume = lock, out_dir, created, resume
+        import ray
+
+        self.ray_was_up = ray.is_initialized()
+        if not debug:
+            sys.stderr.flush()
+            import tempfile
+
+            self._buf = tempfile.TemporaryFile()
+            self._saved_fd = os.dup(2)
+            os.dup2(self._buf.fileno(), 2)
+
+    def clear(self, out_dir: Path) -> None:
+        """Before the first write of a new sweep: remove an old sweep's files (``--overwrite``), keeping the
+        directory and its lock. From here on the directory holds only what this driver writes."""
+        from hinterval.checkpoint import LOCK_NAME
+
+        self.dirty = True
+        for p in out_dir.iterdir():
+            if p.name != LOCK_NAME:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+    def started(self) -> None:
+        """Ray is up and every check passed: show what it printed meanwhile."""
+        self._stderr_back(replay=True)
+        _SweepStartup.trials_began = True
+
+    def _stderr_back(self, *, replay: bool) -> None:
+        if self._saved_fd is None:
+            return
+        sys.stderr.flush()
+        os.dup2(self._saved_fd, 2)
+        os.close(self._saved_fd)
+        self._saved_fd = None
+        self._buf.seek(0)
+        text = self._buf.read().decode(errors="replace")
+        self._buf.close()
+        if replay and text:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+
+    def end(self, *, failed: bool) -> None:
+        self._stderr_back(replay=not failed)
+        lock, out_dir, created, dirty = self.lock, self.out_dir, self.created, self.dirty
+        if failed and lock is not None and not self.ray_was_up:  # e.g. Ctrl-C inside ray.init: end what it started
+            import ray
+
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+        self.__init__()  # type: ignore[misc]
+        if lock is None or out_dir is None:
+            return
+        from hinterval.checkpoint import LOCK_NAME
+
+        undo = failed and dirty and not any((out_dir / "trials").glob("*.json"))  # wrote, but no trial ever started
+        if undo:
+            for p in out_dir.iterdir():
+                if p.name != LOCK_NAME:
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+        lock.release()
+        for d in created if failed else []:  # removed only if empty: directories this driver made and never used
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+_STARTUP = _SweepStartup()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the sweep command line; every failure becomes one line on stderr and a documented exit code.
+
+    Exit codes: 0 done, 1 failed (Ray or filesystem error, internal error), 2 bad input or refused
+    (incl. a sweep directory in use), 130 interrupted (the report covers the trials so far).
+    """
+    import signal
+
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is handled below
+    except ValueError:  # not the main thread
+        pass
+    args = None
+    _SweepStartup.trials_began = False
+    try:
+        args = parse_args(argv)
         summary = run_sweep(args)
         if summary.get("interrupted"):
             print("search.py: interrupted; the report covers the trials so far, continue with --resume", file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
         return 0
     except UserError as exc:
-        if args.debug:
+        if args is not None and args.debug:
             raise
         print(f"search.py: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER
     except KeyboardInterrupt:
-        print("search.py: interrupted; continue with --resume", file=sys.stderr)
-        return 130
+        if args is not None and args.debug:
+            raise
+        print("search.py: interrupted; continue with --resume" if _SweepStartup.trials_began
+              else "search.py: interrupted before any trial started; nothing was kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - Ray, filesystem and anything else: one line, exit 1
+        if args is not None and args.debug:
+            raise
+        kind = "" if isinstance(exc, OSError) else f"{type(exc).__name__}: "
+        print(f"search.py: error: {kind}{one_line(exc)} (run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

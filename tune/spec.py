@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -122,7 +123,13 @@ def parse_fixed(items: List[str]) -> Dict[str, Any]:
             raise UserError(f"--set: unknown config key {key!r}; valid keys: {', '.join(sorted(FIELDS))}")
         if key in NOT_SETTABLE:
             raise UserError(f"--set {key}: chosen per trial from --gpus-per-trial/--cpus-per-trial (--benchmark for the benchmark)")
-        out[key] = yaml.safe_load(value)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UserError(f"--set {key}: {value[:60]!r} is not a valid value") from None
+        if parsed is None:  # `--set lr=` would otherwise be silently ignored
+            raise UserError(f"--set {key}= needs a value, e.g. --set {key}=VALUE")
+        out[key] = parsed
     return out
 
 
@@ -167,6 +174,11 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
     cpus, gpus = opt["cpus_per_trial"], opt["gpus_per_trial"]
     if cpus <= 0 or gpus < 0:
         raise UserError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus:g}, {gpus:g}")
+    for flag, val in (("--cpus-per-trial", cpus), ("--gpus-per-trial", gpus)):
+        if not (math.isfinite(val) and val <= 100_000 and (val == int(val) or (val < 1 and abs(val * 1e4 - round(val * 1e4)) < 1e-6))):
+            raise UserError(f"{flag} {val:g}: Ray takes whole numbers, or fractions below 1 in steps of 0.0001")
+    if not 0 <= args.seed < 2**32:
+        raise UserError(f"--seed must be between 0 and 2^32 - 1 (the TPE sampler's seed), got {args.seed}")
     if gpus > 1 and gpus != int(gpus):
         raise UserError(f"--gpus-per-trial above 1 must be a whole number, got {gpus:g}")
     if opt["iters_per_task"] is not None and opt["iters_per_task"] < 0:

@@ -13,6 +13,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from hinterval.errors import DataError
+
 
 @dataclass
 class Split:
@@ -135,8 +137,40 @@ class Benchmark:
         return dataclasses.replace(self, tasks=[_replace_tensors(t, mv) for t in self.tasks])
 
 
+def check_task_splits(tasks: List[Task]) -> None:
+    """Raise :class:`DataError` unless every task has train, validation and test samples of each class.
+
+    Why at load time: data that lacks a class in one split otherwise fails deep inside training
+    (``torch.cat`` of nothing) or after hours (a division by zero when task 4 is evaluated). The
+    message names the task, the split and the missing classes. Splits shared by tasks are counted once.
+    """
+    counted: Dict[Tuple[int, int], Tensor] = {}
+    for task in tasks:
+        k = len(task.classes)
+        for name, label in (("train", "training"), ("val", "validation"), ("test", "test")):
+            y = task.split(name).y
+            key = (id(y), k)
+            if key not in counted:
+                flat = y.long().flatten()
+                if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= k):
+                    raise DataError(f"task {task.task_id + 1}/{len(tasks)}: {label} labels must be 0..{k - 1}, found "
+                                    f"{int(flat.min())}..{int(flat.max())}")
+                counted[key] = torch.bincount(flat.cpu(), minlength=k)
+            missing = [task.classes[c] for c in range(k) if int(counted[key][c]) == 0]
+            if missing:
+                shown = ", ".join(map(str, missing[:10])) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+                why = (" (a class needs at least 2 training samples: one is held out for validation)"
+                       if name in ("train", "val") else "")
+                raise DataError(f"task {task.task_id + 1}/{len(tasks)} (classes {', '.join(map(str, task.classes[:10]))}"
+                                f"{'...' if k > 10 else ''}) has no {label} samples of class {shown}{why}; "
+                                "the data files are incomplete: download them again or use fewer tasks")
+
+
 def stratified_split(y: Tensor, fraction: float, generator: torch.Generator) -> Tuple[Tensor, Tensor]:
     """Indices ``(keep, held_out)`` with ``fraction`` of every class held out (seeded)."""
+    if y.numel() == 0:
+        empty = torch.zeros(0, dtype=torch.long)
+        return empty, empty
     keep, held = [], []
     for c in torch.unique(y).tolist():
         idx = torch.nonzero(y == c).flatten()
@@ -188,6 +222,7 @@ def split_by_classes(
                 **task_kwargs,
             )
         )
+    check_task_splits(tasks)
     return tasks
 
 
@@ -214,7 +249,7 @@ def permuted_tasks(
     keep, held = stratified_split(y_train, val_fraction, gen)
     train, val = Split(x_train[keep], y_train[keep]), Split(x_train[held], y_train[held])
     test = Split(x_test, y_test)
-    n_cls = int(y_train.max()) + 1
+    n_cls = max(int(y_train.max()), int(y_test.max()) if len(y_test) else 0) + 1  # a class absent from train is reported
     tasks = []
     for t in range(num_tasks):
         perm = torch.arange(num_features) if t == 0 else torch.randperm(num_features, generator=gen)
@@ -229,6 +264,7 @@ def permuted_tasks(
                 **task_kwargs,
             )
         )
+    check_task_splits(tasks)
     return tasks
 
 

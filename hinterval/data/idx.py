@@ -47,36 +47,53 @@ _NAMES = {"mnist": "MNIST", "fashion": "Fashion-MNIST"}
 _SUBDIRS = {"mnist": ("MNIST/raw", "MNIST"), "fashion": ("FashionMNIST/raw", "FashionMNIST", "fashion-mnist")}
 
 
+#: the largest IDX payload read (header dims product); MNIST's training images are 47 MB
+MAX_IDX_BYTES = 1 << 31
+
+
 def read_idx(path: Path, expected_magic: int) -> np.ndarray:
     """Parse one IDX file (``.gz`` or raw) into a uint8 array, validating magic number and size.
 
-    Why our own parser: it is 20 lines, needs no torchvision, and lets every malformed file
-    (wrong magic, truncated, corrupt gzip) become one :class:`DataError` naming the file.
+    Why our own parser: it is short, needs no torchvision, and lets every malformed file (wrong
+    magic, truncated, corrupt gzip) become one :class:`DataError` naming the file. The header is
+    read and checked first; then exactly the number of bytes it announces (at most
+    :data:`MAX_IDX_BYTES`) is read from the stream, so a gzip bomb (megabytes on disk, gigabytes
+    inflated) costs no more memory than an honest file.
     """
+    kind = "images" if expected_magic == IMAGES_MAGIC else "labels"
+    redownload = "delete it and download again"
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                data = f.read()
-        else:
-            data = path.read_bytes()
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            head = f.read(4)
+            if len(head) < 4:
+                raise DataError(f"IDX file {path} is truncated ({len(head)} bytes); {redownload}")
+            magic = int.from_bytes(head, "big")
+            if magic != expected_magic:
+                raise DataError(f"{path} is not an IDX {kind} file: magic number {magic}, expected {expected_magic}")
+            ndim = magic & 0xFF
+            raw_dims = f.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise DataError(f"IDX file {path} is truncated inside its header; {redownload}")
+            dims = tuple(int.from_bytes(raw_dims[4 * i: 4 * i + 4], "big") for i in range(ndim))
+            size = math.prod(dims)
+            if size > MAX_IDX_BYTES:
+                raise DataError(f"IDX file {path}: its header {dims} announces {size:,} bytes, more than the "
+                                f"{MAX_IDX_BYTES:,} an IDX {kind} file may hold here (corrupt?); {redownload}")
+            if path.suffix != ".gz":
+                on_disk = path.stat().st_size - 4 - 4 * ndim
+                if on_disk != size:
+                    raise DataError(f"IDX file {path} has {on_disk} data bytes but its header {dims} needs {size} "
+                                    f"(truncated or corrupt); {redownload}")
+            data = f.read(size)
+            if len(data) != size:
+                raise DataError(f"IDX file {path} has {len(data)} data bytes but its header {dims} needs {size} "
+                                f"(truncated or corrupt); {redownload}")
+            if f.read(1):
+                raise DataError(f"IDX file {path} holds more data than its header {dims} announces (corrupt, or not "
+                                f"an IDX file); {redownload}")
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"cannot read IDX file {path}: {exc} (corrupt or truncated download? delete it and download again)") from None
-    if len(data) < 4:
-        raise DataError(f"IDX file {path} is truncated ({len(data)} bytes); delete it and download again")
-    magic = int.from_bytes(data[:4], "big")
-    if magic != expected_magic:
-        kind = "images" if expected_magic == IMAGES_MAGIC else "labels"
-        raise DataError(f"{path} is not an IDX {kind} file: magic number {magic}, expected {expected_magic}")
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"IDX file {path} is truncated inside its header; delete it and download again")
-    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    size = math.prod(dims)
-    if len(data) - header != size:
-        raise DataError(f"IDX file {path} has {len(data) - header} data bytes but its header {dims} needs {size} "
-                        "(truncated or corrupt); delete it and download again")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+        raise DataError(f"cannot read IDX file {path}: {exc} (corrupt or truncated download? {redownload})") from None
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 def find_idx_files(data_dir: Path, flavour: str) -> List[Path]:
