@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hinterval.intervals import linear_and_abs_linear
+from hinterval.intervals import interval_add, interval_affine, interval_relu
 
 
 #: outputs (values per middle/centre/radius tensor) up to which rows share one pass, see
@@ -118,43 +118,26 @@ class HyperNetwork(nn.Module):
         Returns:
             :class:`HnetOutput` with ``(B, P)`` tensors.
         """
-        point_only = radius is None
         B = centre.shape[0]
         first = self.layers[0]
         if self.chunk_size:
             d = self.embedding_dim
-            w_task, w_chunk = first.weight[:, :d], first.weight[:, d:]
-            chunk_part = F.linear(self.chunk_embeddings, w_chunk, first.bias)  # (K, h)
+            # the chunk part of the first layer: point embeddings, computed once for all tasks
+            w_task, chunk_part = first.weight[:, :d], F.linear(self.chunk_embeddings, first.weight[:, d:], first.bias)
+            h_c, h_r = interval_affine(centre, radius, w_task)
+            h_c, h_r = interval_add(h_c.unsqueeze(1), None if h_r is None else h_r.unsqueeze(1), chunk_part, None)
+            h_r = None if h_r is None else h_r.expand_as(h_c)  # (B, K, h)
         else:
-            w_task, chunk_part = first.weight, None
-
-        def first_layer(x: Tensor) -> Tensor:
-            if chunk_part is None:
-                return F.linear(x, w_task, first.bias)
-            return F.linear(x, w_task).unsqueeze(1) + chunk_part.unsqueeze(0)  # (B, K, h)
-
+            h_c, h_r = interval_affine(centre, radius, first.weight, first.bias)
         # Rows: [middle; ibp-centre] share the centre computation (identical at layer 1).
-        h_c = first_layer(centre)
-        h_mid = h_c if (with_middle and not point_only) else None
-        h_r = None
-        if not point_only:
-            h_r = F.linear(radius, w_task.abs())  # the embedding: small, plain autograd is fine
-            if chunk_part is not None:
-                h_r = h_r.unsqueeze(1).expand_as(h_c)
+        h_mid = h_c if (with_middle and h_r is not None) else None
         for layer in self.layers[1:]:
-            if h_r is not None:
-                lo, hi = F.relu(h_c - h_r), F.relu(h_c + h_r)
-                h_c, h_r = (lo + hi) / 2, (hi - lo) / 2
-            else:
-                h_c = F.relu(h_c)
+            h_c, h_r = interval_relu(h_c, h_r)
             # [middle; ibp-centre] rows in one matmul, split after, not two slices: the backward of a
             # slice writes a zero tensor of the full (2B, ..., P) size (measured: a fifth of the
-            # hnet's backward)
+            # hnet's backward). Point weights: the centre rows may outnumber the radius rows.
             rows = h_c if h_mid is None else torch.cat([F.relu(h_mid), h_c], dim=0)
-            if h_r is None:
-                rows = F.linear(rows, layer.weight, layer.bias)
-            else:  # centre and radius halves with one fused weight gradient
-                rows, h_r = linear_and_abs_linear(rows, h_r, layer.weight, layer.bias)
+            rows, h_r = interval_affine(rows, h_r, layer.weight, layer.bias)
             if h_mid is None:
                 h_c = rows
             else:

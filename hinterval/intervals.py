@@ -1,16 +1,31 @@
-"""Sound interval arithmetic in centre/radius form.
+"""Sound interval arithmetic in centre/radius form: the one place for the interval rules.
 
 An interval tensor is a pair ``(c, r)`` with ``r >= 0``; its bounds are ``c - r`` and
 ``c + r``. A point is an interval with radius ``None`` (cheap path: one ordinary op) or zero.
 Every function here returns an interval that *contains* the image of every point of its input
 intervals (soundness); the tests check this with sampled points.
 
+The rules, each written once:
+
+* :func:`interval_product` -- a bilinear op (``F.linear``, a convolution) of an interval input
+  and interval weights: exact for a non-negative input (after ReLU), Rump's midpoint-radius
+  product otherwise, exact when either side is a point. :func:`interval_layer` adds a bias,
+  :func:`interval_affine` is the point-weight layer of the hypernetwork.
+* :func:`interval_bias` -- adding an interval bias (or batch-norm shift) along the channels.
+* :func:`interval_monotone` -- a non-decreasing function applied to both bounds (ReLU, max
+  pooling).
+* :func:`interval_scale` -- an elementwise product (batch-norm scale); :func:`interval_add`;
+  :func:`interval_avg_pool2d`; :func:`interval_batch_norm` (fixed statistics).
+
 All functions are pure tensor functions (no modules, no state) so they compose inside
-``torch.func`` transforms and are easy to test.
+``torch.func`` transforms and are easy to test. The point networks that these rules bound
+(batch norm with given statistics, the executors that run a target in each mode) live in
+:mod:`hinterval.targets.executors`.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from functools import partial
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +33,9 @@ import torch.nn.functional as F
 Tensor = torch.Tensor
 Radius = Optional[Tensor]
 Interval = Tuple[Tensor, Radius]
+#: a bilinear, bias-free op ``op(x, W)`` whose input, weight and output hold their features
+#: (channels) along dimension 1: ``F.linear`` on ``(N, in)`` or a convolution
+BilinearOp = Callable[[Tensor, Tensor], Tensor]
 
 
 def bounds(c: Tensor, r: Radius) -> Tuple[Tensor, Tensor]:
@@ -32,36 +50,38 @@ def from_bounds(lower: Tensor, upper: Tensor) -> Tuple[Tensor, Tensor]:
     return (lower + upper) / 2, ((upper - lower) / 2).clamp_min(0)
 
 
-def interval_affine(c: Tensor, r: Radius, weight: Tensor, bias: Optional[Tensor] = None) -> Interval:
-    """Point affine map ``y = x @ W.T + b`` of an interval input (exact for a box).
+def channel_view(v: Tensor, like: Tensor, dim: int = 1) -> Tensor:
+    """Reshape a per-channel vector ``(C,)`` to broadcast along dimension ``dim`` of ``like``."""
+    shape = [1] * like.dim()
+    shape[dim] = -1
+    return v.view(shape)
 
-    Args:
-        c: centre, shape ``(..., in)``.
-        r: radius, same shape, or ``None`` for a point.
-        weight: ``(out, in)``.
-        bias: ``(out,)`` or ``None``.
 
-    Returns:
-        ``(c', r')`` with ``c' = W c + b`` and ``r' = |W| r``, shape ``(..., out)``.
-    """
-    c_out = F.linear(c, weight, bias)
-    if r is None:
-        return c_out, None
-    return c_out, F.linear(r, weight.abs())
-
+# --- the product --------------------------------------------------------------------------
 
 class _LinearAndAbsLinear(torch.autograd.Function):
-    """``(c W^T + b, r |W|^T)`` with one fused weight gradient (see :func:`linear_and_abs_linear`)."""
+    """``(c W^T + b, r |W|^T)`` with one fused weight gradient (see :func:`linear_and_abs_linear`).
+
+    ``|W|`` is a third, non-differentiable output so that the backward reuses it (no second pass
+    over the weights); unused output gradients stay ``None`` (no zero tensors are formed)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, c: Tensor, r: Tensor, weight: Tensor, bias: Optional[Tensor]):  # type: ignore[override]
+    def forward(c: Tensor, r: Tensor, weight: Tensor, bias: Optional[Tensor]):  # type: ignore[override]
         abs_w = weight.abs()
-        ctx.save_for_backward(c, r, weight, abs_w)
-        ctx.has_bias = bias is not None
-        return F.linear(c, weight, bias), F.linear(r, abs_w)
+        return F.linear(c, weight, bias), F.linear(r, abs_w), abs_w
 
     @staticmethod
-    def backward(ctx, g_c: Optional[Tensor], g_r: Optional[Tensor]):  # type: ignore[override]
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Any) -> None:
+        c, r, weight, bias = inputs
+        ctx.mark_non_differentiable(output[2])
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(c, r, weight, output[2])
+        ctx.has_bias = bias is not None
+
+    @staticmethod
+    def backward(ctx: Any, g_c: Optional[Tensor], g_r: Optional[Tensor], _g_abs: Optional[Tensor]):  # type: ignore[override]
         c, r, weight, abs_w = ctx.saved_tensors
         need_c, need_r, need_w, need_b = ctx.needs_input_grad
         d_c = d_r = d_w = d_b = None
@@ -88,79 +108,95 @@ class _LinearAndAbsLinear(torch.autograd.Function):
 
 
 def linear_and_abs_linear(c: Tensor, r: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Interval:
-    """``(F.linear(c, W, b), F.linear(r, |W|))``: the centre and radius halves of an affine layer.
+    """``(F.linear(c, W, b), F.linear(r, |W|))``: the centre and radius halves of a point-weight
+    linear layer, the implementation of :func:`interval_product` for point weights.
 
     ``c`` and ``r`` may have different leading shapes (the hypernetwork sends the middle and IBP
     centre rows as ``c`` and only the IBP radius rows as ``r``). Same values as the two
     ``F.linear`` calls; the backward fuses the weight gradient of both halves (measured on CPU:
-    permuted-digits step 15.9 -> 14 ms, permuted-fashion 48.8 -> 44.4 ms). A plain autograd
-    Function: no ``vmap`` or double backward (:func:`interval_affine` is the general form).
+    permuted-digits step 15.9 -> 14 ms, permuted-fashion 48.8 -> 44.4 ms). Works under ``vmap``;
+    no double backward.
     """
-    return _LinearAndAbsLinear.apply(c, r, weight, bias)
+    c_out, r_out, _ = _LinearAndAbsLinear.apply(c, r, weight, bias)
+    return c_out, r_out
 
 
-def interval_monotone(fn: Callable[[Tensor], Tensor], c: Tensor, r: Radius) -> Interval:
-    """Apply a non-decreasing elementwise function (ReLU, tanh, sigmoid, LeakyReLU) to bounds."""
-    if r is None:
-        return fn(c), None
-    lo, hi = fn(c - r), fn(c + r)
-    return from_bounds(lo, hi)
+def _nonneg_cr_weights(w_c: Tensor, w_r: Tensor) -> Tuple[Tensor, Tensor]:
+    """Weights of the centre/radius form of the exact non-negative-input product:
+    ``clamp(w_c, -w_r, w_r)`` and ``max(|w_c|, w_r)`` (selections: exact in floating point)."""
+    return torch.clamp(w_c, -w_r, w_r), torch.maximum(w_c.abs(), w_r)
 
 
-def interval_relu(c: Tensor, r: Radius) -> Interval:
-    """ReLU of an interval (applied to both bounds)."""
-    return interval_monotone(F.relu, c, r)
-
-
-def _pos_neg(t: Tensor) -> Tuple[Tensor, Tensor]:
-    return t.clamp_min(0), t.clamp_max(0)
-
-
-def interval_product_nonneg(
-    x_lo: Tensor,
-    x_hi: Tensor,
-    w_lo: Tensor,
-    w_hi: Tensor,
-    op: Callable[[Tensor, Tensor], Tensor],
-) -> Tuple[Tensor, Tensor]:
-    """Exact bounds of ``op(x, W)`` for interval weights and a *non-negative* interval input.
-
-    ``op`` is bilinear and sums products (``F.linear`` or a convolution). With ``x >= 0`` the
-    smallest product ``w * x`` of each term uses ``x_lo`` where ``w_lo >= 0`` and ``x_hi`` where
-    ``w_lo < 0``; symmetrically for the upper bound. Each output coordinate is a sum of
-    independent terms, so the bounds are exact for a box.
-
-    Returns:
-        ``(lower, upper)`` without bias.
-    """
-    wl_pos, wl_neg = _pos_neg(w_lo)
-    wu_pos, wu_neg = _pos_neg(w_hi)
-    lower = op(x_lo, wl_pos) + op(x_hi, wl_neg)
-    upper = op(x_hi, wu_pos) + op(x_lo, wu_neg)
-    return lower, upper
-
-
-def interval_product_general(
+def interval_product(
     x_c: Tensor,
     x_r: Radius,
     w_c: Tensor,
     w_r: Radius,
-    op: Callable[[Tensor, Tensor], Tensor],
+    op: BilinearOp = F.linear,
+    *,
+    nonneg_input: bool = False,
 ) -> Interval:
-    """Rump's midpoint-radius product ``op(x, W)`` for intervals of any sign (sound superset).
+    """Box of ``op(x, W)`` for every ``x`` in ``x_c ± x_r`` and ``W`` in ``w_c ± w_r`` (no bias).
 
-    ``c = op(x_c, W_c)``, ``r = op(x_r, |W_c|) + op(|x_c| + x_r, W_r)``. With a point input
-    (``x_r`` is ``None``) this is exact: ``r = op(|x_c|, W_r)``. With both radii the two radius
-    products are ONE ``op`` over inputs and weights stacked along dimension 1 (the input
-    features / channels of ``F.linear`` and convolutions): two products per layer in all,
-    against four for the exact non-negative rule (:func:`interval_product_nonneg`).
+    The rules:
+
+    * a point on either side is exact: ``r = op(x_r, |W|)`` for point weights (fused backward
+      for ``F.linear``, :func:`linear_and_abs_linear`), ``r = op(|x|, W_r)`` for a point input;
+    * ``nonneg_input`` (the input box lies in ``x >= 0``, e.g. after ReLU): exact. Per term
+      ``w * x`` the box has centre ``w_c x_c + clamp(w_c, -w_r, w_r) x_r`` and radius
+      ``w_r x_c + max(|w_c|, w_r) x_r`` (check ``w >= 0``, ``w <= 0`` and ``w`` straddling 0); a
+      sum of independent terms keeps it exact. In this form a zero radius gives exactly the point
+      value and radius 0, so rounding seeds no spurious radii that deep (batch-normalised)
+      networks would amplify. For a convolution the four products are ONE call: input
+      ``[x_c; x_r]`` stacked along channels, weight ``[[W_c, clamp], [W_r, max]]``
+      (``2·out × 2·in``), output ``[centre; radius]``;
+    * otherwise Rump's midpoint-radius product (sound for any sign, at most
+      ``2 op(x_r, W_r)`` wider than exact): ``c = op(x_c, W_c)``,
+      ``r = op(x_r, |W_c|) + op(|x_c| + x_r, W_r)``, the two radius products as ONE ``op`` over
+      inputs and weights stacked along dimension 1 -- two products per layer in all.
+
+    Args:
+        x_c, x_r: input centre and radius (``x_r`` ``None`` for a point), e.g. ``(N, in)`` or
+            ``(N, in, H, W)``.
+        w_c, w_r: weight centre and radius (``w_r`` ``None`` for a point), ``(out, in, ...)``.
+        op: ``F.linear`` (default) or e.g. ``partial(F.conv2d, stride=2, padding=1)``.
+        nonneg_input: use the exact rule; only sound if ``x_c - x_r >= 0``.
+
+    Returns:
+        ``(c, r)`` of the output; ``r`` is ``None`` only if both sides are points.
     """
-    c = op(x_c, w_c)
-    if x_r is None:
-        return c, (None if w_r is None else op(x_c.abs(), w_r))
     if w_r is None:
-        return c, op(x_r, w_c.abs())
-    return c, op(torch.cat([x_r, x_c.abs() + x_r], dim=1), torch.cat([w_c.abs(), w_r], dim=1))
+        if x_r is None:
+            return op(x_c, w_c), None
+        if op is F.linear:
+            return linear_and_abs_linear(x_c, x_r, w_c)
+        return op(x_c, w_c), op(x_r, w_c.abs())
+    if x_r is None:
+        return op(x_c, w_c), op(x_c.abs(), w_r)
+    if nonneg_input:
+        w_mid, w_mag = _nonneg_cr_weights(w_c, w_r)
+        if op is F.linear:  # four products: stacking would copy the (large) weights twice
+            return op(x_c, w_c) + op(x_r, w_mid), op(x_c, w_r) + op(x_r, w_mag)
+        weight = torch.cat([torch.cat([w_c, w_mid], dim=1), torch.cat([w_r, w_mag], dim=1)], dim=0)
+        c, r = op(torch.cat([x_c, x_r], dim=1), weight).chunk(2, dim=1)
+        return c, r
+    return op(x_c, w_c), op(torch.cat([x_r, x_c.abs() + x_r], dim=1), torch.cat([w_c.abs(), w_r], dim=1))
+
+
+def conv2d_op(stride: int = 1, padding: int = 0) -> BilinearOp:
+    """The bias-free ``F.conv2d`` of a layer, as an ``op`` for :func:`interval_product`."""
+    return partial(F.conv2d, stride=stride, padding=padding)
+
+
+def interval_bias(c: Tensor, r: Radius, b_c: Optional[Tensor], b_r: Radius, *, dim: int = 1) -> Interval:
+    """Add an interval bias ``b_c ± b_r`` (``(C,)``) along dimension ``dim`` (the channels):
+    centres and radii add. ``b_c`` ``None`` adds nothing; ``b_r`` ``None`` is a point bias."""
+    if b_c is None:
+        return c, r
+    c = c + channel_view(b_c, c, dim)
+    if b_r is not None:
+        r = channel_view(b_r, c, dim).expand_as(c) if r is None else r + channel_view(b_r, c, dim)
+    return c, r
 
 
 def interval_layer(
@@ -170,97 +206,77 @@ def interval_layer(
     w_r: Radius,
     b_c: Optional[Tensor],
     b_r: Radius,
-    op: Callable[[Tensor, Tensor], Tensor],
+    op: BilinearOp = F.linear,
     *,
     nonneg_input: bool = False,
 ) -> Interval:
-    """Interval weights times interval input plus interval bias, for ``F.linear``/conv ops.
-
-    Uses the exact non-negative rule when ``nonneg_input`` (e.g. after ReLU or for images in
-    [0, 1]) and the input really is an interval; otherwise Rump's midpoint-radius product (pass
-    ``nonneg_input=False`` to choose Rump's cheaper, slightly wider product on purpose).
-    ``op(x, w)`` must be bilinear and bias-free; the bias (shape ``(out,)``) is added along
-    dimension 1 (features/channels).
+    """A layer ``op(x, W) + b`` of interval input, weights and bias: :func:`interval_product`
+    then :func:`interval_bias` along dimension 1 (features/channels).
 
     Returns:
         ``(c, r)`` of the layer output.
     """
-    if nonneg_input and x_r is not None and w_r is not None:
-        lo, hi = interval_product_nonneg(x_c - x_r, x_c + x_r, w_c - w_r, w_c + w_r, op)
-        c, r = from_bounds(lo, hi)
-    else:
-        c, r = interval_product_general(x_c, x_r, w_c, w_r, op)
-    if b_c is not None:
-        shape = [1, -1] + [1] * (c.dim() - 2)
-        c = c + b_c.view(shape)
-        if b_r is not None:
-            r = b_r.view(shape).expand_as(c) if r is None else r + b_r.view(shape)
-    return c, r
+    c, r = interval_product(x_c, x_r, w_c, w_r, op, nonneg_input=nonneg_input)
+    return interval_bias(c, r, b_c, b_r)
 
 
-def worst_case_logits(lower: Tensor, upper: Tensor, y: Tensor) -> Tensor:
-    """Worst-case logits: lower bound for the true class, upper bound for every other class.
+def interval_affine(c: Tensor, r: Radius, weight: Tensor, bias: Optional[Tensor] = None) -> Interval:
+    """Point-weight linear layer ``y = x @ W.T + b`` of an interval input (exact for a box): the
+    point-weight case of :func:`interval_product`, with the point bias in ``F.linear``.
 
     Args:
-        lower, upper: ``(..., N, C)`` logit bounds.
-        y: ``(N,)`` integer labels.
-    """
-    mask = F.one_hot(y, lower.shape[-1]).bool()
-    return torch.where(mask, lower, upper)
-
-
-# --- Convolutional building blocks: batch norm with fixed statistics, pooling ------------------
-
-BN_EPS = 1e-5
-
-
-def _channel_view(v: Tensor, like: Tensor) -> Tensor:
-    """Reshape a per-channel vector ``(C,)`` to broadcast over ``(N, C, ...)``."""
-    return v.view([1, -1] + [1] * (like.dim() - 2))
-
-
-def batch_norm_stats(x: Tensor) -> Tuple[Tensor, Tensor]:
-    """Per-channel batch mean and biased variance of ``x``.
-
-    Args:
-        x: activations ``(N, C, H, W)`` (or ``(N, C)``); statistics run over every dim but 1.
+        c: centre, shape ``(..., in)``.
+        r: radius ``(..., in)`` or ``None`` for a point. Centre and radius halves are
+            independent, so ``c`` may carry extra leading rows (the hypernetwork's middle rows).
+        weight: ``(out, in)``.
+        bias: ``(out,)`` or ``None``.
 
     Returns:
-        ``(mean, var)``, each ``(C,)``. Plain reductions (no ``F.batch_norm``), so the function
-        works under ``torch.func.vmap`` with batched inputs.
+        ``(c', r')`` with ``c' = W c + b`` and ``r' = |W| r``, shape ``(..., out)``.
     """
-    dims = [0] + list(range(2, x.dim()))
-    mean = x.mean(dim=dims)
-    var = (x - _channel_view(mean, x)).square().mean(dim=dims)
-    return mean, var
+    if r is None:
+        return F.linear(c, weight, bias), None
+    return linear_and_abs_linear(c, r, weight, bias)
 
 
-def batch_norm_point(
-    x: Tensor,
-    mean: Tensor,
-    var: Tensor,
-    weight: Optional[Tensor],
-    bias: Optional[Tensor],
-    eps: float = BN_EPS,
-) -> Tensor:
-    """Batch norm of a point activation with *given* statistics: ``γ (x - μ) / sqrt(σ² + eps) + β``.
+# --- monotone functions, sums, pooling ------------------------------------------------------
 
-    Args:
-        x: ``(N, C, ...)``.
-        mean, var: ``(C,)`` statistics (from :func:`batch_norm_stats` of this or another batch).
-        weight, bias: affine ``γ``, ``β`` of shape ``(C,)``, or ``None`` for none.
+def interval_monotone(fn: Callable[[Tensor], Tensor], c: Tensor, r: Radius) -> Interval:
+    """Apply a function that is non-decreasing in every input (ReLU, tanh, max pooling) to both
+    bounds: the exact box of a box."""
+    if r is None:
+        return fn(c), None
+    return from_bounds(fn(c - r), fn(c + r))
 
-    Returns:
-        Normalised ``x``, same shape.
-    """
-    scale = torch.rsqrt(var + eps)
-    if weight is not None:
-        scale = scale * weight
-    y = (x - _channel_view(mean, x)) * _channel_view(scale, x)
-    if bias is not None:
-        y = y + _channel_view(bias, x)
-    return y
 
+def interval_relu(c: Tensor, r: Radius) -> Interval:
+    """ReLU of an interval (applied to both bounds)."""
+    return interval_monotone(F.relu, c, r)
+
+
+def interval_max_pool2d(c: Tensor, r: Radius, kernel_size: int, stride: Optional[int] = None, padding: int = 0) -> Interval:
+    """Max pooling of an interval ``(N, C, H, W)``: max is non-decreasing in every input."""
+    stride = kernel_size if stride is None else stride
+    return interval_monotone(partial(F.max_pool2d, kernel_size=kernel_size, stride=stride, padding=padding), c, r)
+
+
+def interval_avg_pool2d(c: Tensor, r: Radius, kernel_size: int, stride: Optional[int] = None) -> Interval:
+    """Average pooling of an interval ``(N, C, H, W)``: a linear map with non-negative weights,
+    so ``c' = pool(c)`` and ``r' = pool(r)`` exactly."""
+    c_out = F.avg_pool2d(c, kernel_size, stride)
+    return c_out, (None if r is None else F.avg_pool2d(r, kernel_size, stride))
+
+
+def interval_add(a_c: Tensor, a_r: Radius, b_c: Tensor, b_r: Radius) -> Interval:
+    """Sum of two intervals (residual connections): centres and radii add."""
+    if a_r is None:
+        return a_c + b_c, b_r
+    if b_r is None:
+        return a_c + b_c, a_r
+    return a_c + b_c, a_r + b_r
+
+
+# --- elementwise products and batch norm ------------------------------------------------------
 
 def interval_scale(
     z_c: Tensor,
@@ -310,129 +326,49 @@ def interval_batch_norm(
     w_r: Radius,
     b_c: Optional[Tensor],
     b_r: Radius,
-    eps: float = BN_EPS,
     *,
+    eps: float,
     exact: bool = False,
 ) -> Interval:
-    """Sound batch norm of an interval activation with *fixed* statistics (spec §2.1).
+    """Sound batch norm of an interval activation with *fixed* statistics.
 
-    In interval mode all branches are normalised with the middle branch's batch statistics
-    ``(mean, var)``: with the statistics fixed, batch norm is the per-channel affine map
+    With the statistics fixed, batch norm is the per-channel affine map
     ``y = γ (x - μ) s + β`` with ``s = 1/sqrt(var + eps) > 0``. The positive ``s`` keeps the
     order of the bounds; the affine weight ``γ`` and bias ``β`` may themselves be intervals
     (they come from the hypernetwork), and a negative ``γ`` swaps the bounds, which
     :func:`interval_scale` handles (exactly when ``γ`` or ``x`` is a point; with both intervals
-    Rump's product by default, or the exact corner rule with ``exact=True``).
+    Rump's product by default, or the exact corner rule with ``exact=True``); ``β`` is added by
+    :func:`interval_bias`.
 
     Soundness: for every ``x`` in ``c ± r``, ``γ`` in ``w_c ± w_r`` and ``β`` in ``b_c ± b_r``,
-    :func:`batch_norm_point` with the *same* ``(mean, var)`` lies in the returned box. (The
-    statistics are treated as constants; they are not re-estimated per sampled network.)
+    the point batch norm with the *same* ``(mean, var)`` lies in the returned box.
 
     Args:
         c, r: interval input ``(N, C, ...)``; ``r`` ``None`` for a point.
-        mean, var: ``(C,)`` statistics of the middle branch (:func:`batch_norm_stats`).
+        mean, var: ``(C,)`` statistics (in the targets: those of the middle branch).
         w_c, w_r: affine weight ``(C,)`` centre/radius (``w_c`` ``None``: no affine weight).
         b_c, b_r: affine bias ``(C,)`` centre/radius (``b_c`` ``None``: no bias).
+        eps: the variance offset of the point batch norm.
         exact: exact corner rule for interval ``γ`` times interval input (slower).
 
     Returns:
         ``(c', r')`` of the output, same shape as ``c``.
     """
-    s = _channel_view(torch.rsqrt(var + eps), c)
-    z_c = (c - _channel_view(mean, c)) * s
+    s = channel_view(torch.rsqrt(var + eps), c)
+    z_c = (c - channel_view(mean, c)) * s
     z_r = None if r is None else r * s
     if w_c is not None:
-        z_c, z_r = interval_scale(z_c, z_r, _channel_view(w_c, c), None if w_r is None else _channel_view(w_r, c),
+        z_c, z_r = interval_scale(z_c, z_r, channel_view(w_c, c), None if w_r is None else channel_view(w_r, c),
                                   exact=exact)
-    if b_c is not None:
-        z_c = z_c + _channel_view(b_c, c)
-        if b_r is not None:
-            z_r = _channel_view(b_r, c).expand_as(z_c) if z_r is None else z_r + _channel_view(b_r, c)
-    return z_c, z_r
+    return interval_bias(z_c, z_r, b_c, b_r)
 
 
-def interval_add(a_c: Tensor, a_r: Radius, b_c: Tensor, b_r: Radius) -> Interval:
-    """Sum of two intervals (residual connections): centres and radii add."""
-    if a_r is None:
-        return a_c + b_c, b_r
-    if b_r is None:
-        return a_c + b_c, a_r
-    return a_c + b_c, a_r + b_r
-
-
-def interval_max_pool2d(c: Tensor, r: Radius, kernel_size: int, stride: Optional[int] = None, padding: int = 0) -> Interval:
-    """Max pooling of an interval ``(N, C, H, W)``: max is non-decreasing in every input, so
-    pooling the lower and the upper bound gives the exact box."""
-    stride = kernel_size if stride is None else stride
-    if r is None:
-        return F.max_pool2d(c, kernel_size, stride, padding), None
-    lo = F.max_pool2d(c - r, kernel_size, stride, padding)
-    hi = F.max_pool2d(c + r, kernel_size, stride, padding)
-    return from_bounds(lo, hi)
-
-
-def interval_avg_pool2d(c: Tensor, r: Radius, kernel_size: int, stride: Optional[int] = None) -> Interval:
-    """Average pooling of an interval ``(N, C, H, W)``: a linear map with non-negative weights,
-    so ``c' = pool(c)`` and ``r' = pool(r)`` exactly."""
-    c_out = F.avg_pool2d(c, kernel_size, stride)
-    return c_out, (None if r is None else F.avg_pool2d(r, kernel_size, stride))
-
-
-def _nonneg_cr_weights(w_c: Tensor, w_r: Tensor) -> Tuple[Tensor, Tensor]:
-    """Weights of the centre/radius form of the exact non-negative-input product."""
-    return torch.minimum(torch.maximum(w_c, -w_r), w_r), torch.maximum(w_c.abs(), w_r)
-
-
-def interval_product_nonneg_cr(
-    x_c: Tensor,
-    x_r: Tensor,
-    w_c: Tensor,
-    w_r: Tensor,
-    op: Callable[[Tensor, Tensor], Tensor],
-) -> Tuple[Tensor, Tensor]:
-    """Exact box of ``op(x, W)`` for interval ``W`` and a non-negative interval ``x``, in
-    centre/radius form.
-
-    Per product term ``w * x`` with ``x = x_c ± x_r >= 0`` and ``w = w_c ± w_r`` the exact box
-    has centre ``w_c x_c + clamp(w_c, -w_r, w_r) x_r`` and radius
-    ``w_r x_c + max(|w_c|, w_r) x_r`` (check the three cases ``w >= 0``, ``w <= 0`` and ``w``
-    straddling 0). The sum of independent terms keeps it exact. Same bounds as
-    :func:`interval_product_nonneg`, but a zero radius gives exactly the point value ``op(x_c, w_c)``
-    and radius 0, so floating-point rounding does not seed spurious radii that interval
-    propagation would amplify through deep (batch-normalised) networks.
-
-    Returns:
-        ``(c, r)`` without bias.
-    """
-    w_mid, w_mag = _nonneg_cr_weights(w_c, w_r)
-    return op(x_c, w_c) + op(x_r, w_mid), op(x_c, w_r) + op(x_r, w_mag)
-
-
-def interval_conv2d_nonneg(
-    x_c: Tensor,
-    x_r: Tensor,
-    w_c: Tensor,
-    w_r: Tensor,
-    *,
-    stride: int = 1,
-    padding: int = 0,
-) -> Interval:
-    """Exact box of ``conv2d(x, W)`` for interval ``W`` and a non-negative interval input.
-
-    :func:`interval_product_nonneg_cr` fused into ONE convolution: centre and radius of the
-    input are stacked along channels and the weight is the block matrix
-    ``[[W_c, clamp(W_c, -W_r, W_r)], [W_r, max(|W_c|, W_r)]]`` (``2·out × 2·in``), so the
-    output channels hold ``[centre; radius]``. Same FLOPs as four convolutions, one call.
+def worst_case_logits(lower: Tensor, upper: Tensor, y: Tensor) -> Tensor:
+    """Worst-case logits: lower bound for the true class, upper bound for every other class.
 
     Args:
-        x_c, x_r: input ``(N, in, H, W)`` with ``x_c - x_r >= 0``.
-        w_c, w_r: weights ``(out, in, k, k)``.
-
-    Returns:
-        ``(c, r)`` of the output ``(N, out, H', W')``, without bias.
+        lower, upper: ``(..., N, C)`` logit bounds.
+        y: ``(N,)`` integer labels.
     """
-    w_mid, w_mag = _nonneg_cr_weights(w_c, w_r)
-    weight = torch.cat([torch.cat([w_c, w_mid], dim=1), torch.cat([w_r, w_mag], dim=1)], dim=0)
-    y = F.conv2d(torch.cat([x_c, x_r], dim=1), weight, stride=stride, padding=padding)
-    c, r = y.chunk(2, dim=1)
-    return c, r
+    mask = F.one_hot(y, lower.shape[-1]).bool()
+    return torch.where(mask, lower, upper)

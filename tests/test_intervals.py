@@ -1,4 +1,5 @@
-"""Interval arithmetic: hand-worked 2x2 cases and soundness properties with sampled points."""
+"""Interval arithmetic: hand-worked 2x2 cases, the product against a brute-force exact box, and
+soundness properties with sampled points."""
 from __future__ import annotations
 
 import pytest
@@ -9,16 +10,26 @@ from hypothesis import strategies as st
 
 from hinterval.intervals import (
     bounds,
+    conv2d_op,
     interval_affine,
+    interval_bias,
     interval_layer,
     interval_monotone,
-    interval_product_general,
-    interval_product_nonneg,
+    interval_product,
     interval_relu,
+    linear_and_abs_linear,
     worst_case_logits,
 )
 
 TOL = 1e-5
+
+
+def exact_linear_box(x_lo, x_hi, w_lo, w_hi):
+    """Exact bounds of ``x @ W.T`` over a box, by brute force: each output is a sum of
+    independent products ``w_ij x_j``, each bounded by its four corners."""
+    corners = [w.unsqueeze(0) * x.unsqueeze(1) for w in (w_lo, w_hi) for x in (x_lo, x_hi)]  # (N, out, in)
+    stacked = torch.stack(corners)
+    return stacked.min(0).values.sum(-1), stacked.max(0).values.sum(-1)
 
 
 def test_affine_hand_worked():
@@ -29,13 +40,31 @@ def test_affine_hand_worked():
     # y1 = x1 - 2 x2 + 1 in [0 - 2 + 1, 2 + 2 + 1] = [-1, 5]; y2 = 3 x2 - 1 in [-4, 2]
     assert torch.allclose(lo, torch.tensor([[-1.0, -4.0]]))
     assert torch.allclose(hi, torch.tensor([[5.0, 2.0]]))
+    # the same layer as the general rule with a point weight radius
+    c2, r2 = interval_layer(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 1.0]]), W, None, torch.tensor([1.0, -1.0]),
+                            None)
+    assert torch.equal(c, c2) and torch.equal(r, r2)
 
 
-def test_nonneg_product_hand_worked():
-    # w in [-1, 2], x in [1, 3]: w*x in [-3, 6]
-    lo, hi = interval_product_nonneg(torch.tensor([[1.0]]), torch.tensor([[3.0]]), torch.tensor([[-1.0]]),
-                                     torch.tensor([[2.0]]), F.linear)
+@pytest.mark.parametrize("op", [F.linear, conv2d_op()], ids=["linear", "conv1x1"])
+def test_nonneg_product_hand_worked(op):
+    # w in [-1, 2], x in [1, 3]: w*x in [-3, 6] (exact); Rump: c = 0.5*2 = 1, r = 1*0.5 + (2+1)*1.5 = 5
+    shape = (1, 1) if op is F.linear else (1, 1, 1, 1)
+    x_c, x_r, w_c, w_r = (torch.full(shape, v) for v in (2.0, 1.0, 0.5, 1.5))
+    lo, hi = bounds(*interval_product(x_c, x_r, w_c, w_r, op, nonneg_input=True))
     assert lo.item() == -3.0 and hi.item() == 6.0
+    lo, hi = bounds(*interval_product(x_c, x_r, w_c, w_r, op))
+    assert lo.item() == -4.0 and hi.item() == 6.0
+
+
+def test_bias_hand_worked():
+    # along dim 1 of (1, 2, 1): centres and radii add; a point bias adds to the centre only
+    c, r = interval_bias(torch.zeros(1, 2, 1), torch.ones(1, 2, 1), torch.tensor([1.0, -1.0]), torch.tensor([0.5, 0.0]))
+    assert c.flatten().tolist() == [1.0, -1.0] and r.flatten().tolist() == [1.5, 1.0]
+    c, r = interval_bias(torch.zeros(2, 3), None, torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.5, 0.5, 0.5]), dim=-1)
+    assert c[1].tolist() == [1.0, 2.0, 3.0] and r.shape == (2, 3) and r[1].tolist() == [0.5, 0.5, 0.5]
+    c, r = interval_bias(torch.zeros(2, 3), None, torch.ones(3), None)
+    assert r is None and torch.equal(c, torch.ones(2, 3))
 
 
 def test_relu_and_point_path():
@@ -53,15 +82,16 @@ def test_worst_case_logits_pick_lower_for_true_class():
 
 
 def _sample(c, r, g):
-    return c + (torch.rand(c.shape, generator=g) * 2 - 1) * r
+    return c if r is None else c + (torch.rand(c.shape, generator=g) * 2 - 1) * r
 
 
 dims = st.integers(1, 6)
 
 
 @settings(max_examples=40, deadline=None)
-@given(n_in=dims, n_out=dims, seed=st.integers(0, 10_000), scale=st.floats(0.01, 3.0), nonneg=st.booleans())
-def test_interval_layer_is_sound(n_in, n_out, seed, scale, nonneg):
+@given(n_in=dims, n_out=dims, seed=st.integers(0, 10_000), scale=st.floats(0.01, 3.0), nonneg=st.booleans(),
+       points=st.sampled_from(["none", "input", "weights"]))
+def test_interval_layer_is_sound(n_in, n_out, seed, scale, nonneg, points):
     g = torch.Generator().manual_seed(seed)
     x_c = torch.randn(3, n_in, generator=g)
     if nonneg:
@@ -71,6 +101,8 @@ def test_interval_layer_is_sound(n_in, n_out, seed, scale, nonneg):
         x_r = torch.minimum(x_r, x_c)  # keep the box inside x >= 0
     w_c, w_r = torch.randn(n_out, n_in, generator=g), torch.rand(n_out, n_in, generator=g) * scale
     b_c, b_r = torch.randn(n_out, generator=g), torch.rand(n_out, generator=g) * scale
+    x_r = None if points == "input" else x_r
+    w_r = None if points == "weights" else w_r
     c, r = interval_layer(x_c, x_r, w_c, w_r, b_c, b_r, F.linear, nonneg_input=nonneg)
     lo, hi = bounds(c, r)
     for _ in range(50):
@@ -81,11 +113,11 @@ def test_interval_layer_is_sound(n_in, n_out, seed, scale, nonneg):
 
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), scale=st.floats(0.0, 2.0))
-def test_general_product_contains_samples_and_monotone(seed, scale):
+def test_rump_product_contains_samples_and_monotone(seed, scale):
     g = torch.Generator().manual_seed(seed)
     x_c, x_r = torch.randn(4, 5, generator=g), torch.rand(4, 5, generator=g) * scale
     w_c, w_r = torch.randn(3, 5, generator=g), torch.rand(3, 5, generator=g) * scale
-    c, r = interval_product_general(x_c, x_r, w_c, w_r, F.linear)
+    c, r = interval_product(x_c, x_r, w_c, w_r, F.linear)
     c2, r2 = interval_monotone(torch.tanh, c, r)
     lo, hi = bounds(c2, r2)
     for _ in range(30):
@@ -93,30 +125,34 @@ def test_general_product_contains_samples_and_monotone(seed, scale):
         assert (y >= lo - TOL).all() and (y <= hi + TOL).all()
 
 
-def test_nonneg_rule_is_exact_at_vertices():
-    # The non-negative rule is exact: some vertex of the box attains each bound.
-    g = torch.Generator().manual_seed(0)
-    x_lo = torch.rand(1, 3, generator=g)
-    x_hi = x_lo + torch.rand(1, 3, generator=g)
-    w_lo = torch.randn(2, 3, generator=g)
-    w_hi = w_lo + torch.rand(2, 3, generator=g)
-    lo, hi = interval_product_nonneg(x_lo, x_hi, w_lo, w_hi, F.linear)
-    best_lo, best_hi = torch.full_like(lo, float("inf")), torch.full_like(hi, -float("inf"))
-    import itertools
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), scale=st.floats(0.001, 2.0), n_in=dims, n_out=dims)
+def test_nonneg_rule_is_the_exact_box_and_rump_contains_it(seed, scale, n_in, n_out):
+    g = torch.Generator().manual_seed(seed)
+    x_r = torch.rand(3, n_in, generator=g) * scale
+    x_c = x_r + torch.rand(3, n_in, generator=g)  # lower bound >= 0
+    w_c, w_r = torch.randn(n_out, n_in, generator=g), torch.rand(n_out, n_in, generator=g) * scale
+    want_lo, want_hi = exact_linear_box(x_c - x_r, x_c + x_r, w_c - w_r, w_c + w_r)
+    lo, hi = bounds(*interval_product(x_c, x_r, w_c, w_r, F.linear, nonneg_input=True))
+    torch.testing.assert_close(lo, want_lo, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(hi, want_hi, atol=1e-5, rtol=1e-5)
+    rlo, rhi = bounds(*interval_product(x_c, x_r, w_c, w_r, F.linear))
+    assert (rlo <= lo + TOL).all() and (rhi >= hi - TOL).all()
+    # Rump's box is at most 2 x_r W_r wider than the exact one (per term: |w_c| x_r + w_r x_c
+    # <= exact radius for x >= 0)
+    assert ((rhi - rlo) - (hi - lo) <= 2 * F.linear(x_r, w_r) + TOL).all()
 
-    for xs in itertools.product([0, 1], repeat=3):
-        x = torch.where(torch.tensor(xs).bool(), x_hi, x_lo)
-        for ws in itertools.product([0, 1], repeat=3):
-            w = torch.where(torch.tensor(ws).bool(), w_hi, w_lo)
-            y = F.linear(x, w)
-            best_lo, best_hi = torch.minimum(best_lo, y), torch.maximum(best_hi, y)
-    assert torch.allclose(lo, best_lo, atol=1e-6) and torch.allclose(hi, best_hi, atol=1e-6)
+
+@pytest.mark.parametrize("nonneg", [True, False])
+def test_zero_radius_gives_the_point_exactly(nonneg):
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.rand(4, 6, generator=g), torch.randn(3, 6, generator=g)
+    c, r = interval_product(x, torch.zeros_like(x), w, torch.zeros_like(w), F.linear, nonneg_input=nonneg)
+    assert torch.equal(c, F.linear(x, w)) and torch.equal(r, torch.zeros_like(r))
 
 
 @pytest.mark.parametrize("lead_c, lead_r", [((6,), (3,)), ((4, 5), (2, 5)), ((3,), (3,))])
 def test_linear_and_abs_linear_matches_two_linears_and_their_gradients(lead_c, lead_r):
-    from hinterval.intervals import linear_and_abs_linear
-
     g = torch.Generator().manual_seed(0)
     w = torch.randn(7, 4, generator=g, dtype=torch.float64)
     w[0, 0] = 0.0  # sgn(0) = 0, as autograd's abs backward
@@ -136,3 +172,14 @@ def test_linear_and_abs_linear_matches_two_linears_and_their_gradients(lead_c, l
     # only one half used: the other half's gradient is absent, not an error
     (gw,) = torch.autograd.grad(linear_and_abs_linear(*args)[1].sum(), [args[2]])
     torch.testing.assert_close(gw, torch.autograd.grad(F.linear(args[1], args[2].abs()).sum(), [args[2]])[0])
+    (gw,) = torch.autograd.grad(linear_and_abs_linear(*args)[0].sum(), [args[2]])
+    torch.testing.assert_close(gw, torch.autograd.grad(F.linear(args[0], args[2], args[3]).sum(), [args[2]])[0])
+
+
+def test_point_weight_product_works_under_vmap():
+    """The point-weight linear rule runs under ``vmap`` (targets are evaluated per task that way)."""
+    g = torch.Generator().manual_seed(1)
+    c, r, w = torch.randn(5, 4, generator=g), torch.rand(5, 4, generator=g), torch.randn(3, 2, 4, generator=g)
+    got_c, got_r = torch.func.vmap(lambda w_: interval_product(c, r, w_, None, F.linear))(w)
+    for t in range(3):
+        assert torch.allclose(got_c[t], F.linear(c, w[t])) and torch.allclose(got_r[t], F.linear(r, w[t].abs()))

@@ -1,5 +1,6 @@
-"""Interval batch norm, products with a scale, pooling and the fused non-negative convolution:
-hand-worked cases and soundness with sampled points (spec §2.1)."""
+"""Interval batch norm, products with a scale, pooling and the interval convolution (exact
+non-negative rule, fused into one call, and Rump's): hand-worked cases, a brute-force exact box,
+and soundness with sampled points."""
 from __future__ import annotations
 
 import torch
@@ -8,18 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hinterval.intervals import (
-    batch_norm_point,
-    batch_norm_stats,
     bounds,
+    conv2d_op,
     interval_add,
     interval_avg_pool2d,
     interval_batch_norm,
-    interval_conv2d_nonneg,
     interval_max_pool2d,
-    interval_product_nonneg,
-    interval_product_nonneg_cr,
+    interval_product,
     interval_scale,
 )
+from hinterval.targets.executors import BN_EPS, batch_norm_point, batch_norm_stats
 
 TOL = 1e-4
 
@@ -57,38 +56,15 @@ def test_batch_norm_hand_worked_negative_gamma():
     assert torch.allclose(lo, torch.tensor([[-2.0]])) and torch.allclose(hi, torch.tensor([[1.0]]))
 
 
-def test_batch_norm_point_matches_torch_training_mode():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(5, 3, 4, 4, generator=g) * 3 + 1
-    w, b = torch.randn(3, generator=g), torch.randn(3, generator=g)
-    mean, var = batch_norm_stats(x)
-    ours = batch_norm_point(x, mean, var, w, b)
-    ref = F.batch_norm(x, None, None, w, b, training=True)
-    assert torch.allclose(ours, ref, atol=1e-5)
-    # (N, C) inputs too
-    x2 = torch.randn(7, 3, generator=g)
-    m2, v2 = batch_norm_stats(x2)
-    assert torch.allclose(batch_norm_point(x2, m2, v2, w, b), F.batch_norm(x2, None, None, w, b, training=True), atol=1e-5)
-
-
-def test_batch_norm_stats_under_vmap():
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(3, 4, 2, 5, 5, generator=g)  # 3 "tasks"
-    mean, var = torch.func.vmap(batch_norm_stats)(x)
-    for t in range(3):
-        m, v = batch_norm_stats(x[t])
-        assert torch.allclose(mean[t], m, atol=1e-6) and torch.allclose(var[t], v, atol=1e-6)
-
-
 def test_zero_radius_is_exact():
     g = torch.Generator().manual_seed(2)
     x = torch.rand(2, 3, 6, 6, generator=g)
     w = torch.randn(4, 3, 3, 3, generator=g)
-    c, r = interval_conv2d_nonneg(x, torch.zeros_like(x), w, torch.zeros_like(w), padding=1)
+    c, r = interval_product(x, torch.zeros_like(x), w, torch.zeros_like(w), conv2d_op(padding=1), nonneg_input=True)
     assert torch.equal(c, F.conv2d(x, w, padding=1)) and torch.equal(r, torch.zeros_like(r))
     mean, var = batch_norm_stats(x)
     gam, bet = torch.randn(3, generator=g), torch.randn(3, generator=g)
-    c, r = interval_batch_norm(x, torch.zeros_like(x), mean, var, gam, torch.zeros(3), bet, torch.zeros(3))
+    c, r = interval_batch_norm(x, torch.zeros_like(x), mean, var, gam, torch.zeros(3), bet, torch.zeros(3), eps=BN_EPS)
     assert torch.allclose(c, batch_norm_point(x, mean, var, gam, bet)) and torch.equal(r, torch.zeros_like(r))
 
 
@@ -116,40 +92,54 @@ def test_interval_batch_norm_is_sound(seed, scale, w_interval, x_interval):
     w_c, b_c = torch.randn(3, generator=g), torch.randn(3, generator=g)  # gamma of either sign
     w_r = torch.rand(3, generator=g) * scale if w_interval else None
     b_r = torch.rand(3, generator=g) * scale if w_interval else None
-    yc, yr = interval_batch_norm(c, r, mean, var, w_c, w_r, b_c, b_r)
+    yc, yr = interval_batch_norm(c, r, mean, var, w_c, w_r, b_c, b_r, eps=BN_EPS)
     lo, hi = bounds(yc, yr)
     for _ in range(40):
         y = batch_norm_point(_sample(c, r, g), mean, var, _sample(w_c, w_r, g), _sample(b_c, b_r, g))
         assert _inside(y, lo, hi)
 
 
+def exact_conv_box(x_lo, x_hi, w_lo, w_hi, k, stride, pad):
+    """Exact bounds of ``conv2d(x, W)`` over a box, by brute force: unfold the input into the
+    terms of each output and bound every product ``w x`` by its four corners."""
+    cols = [F.unfold(x, k, padding=pad, stride=stride).unsqueeze(1) for x in (x_lo, x_hi)]  # (N, 1, in*k*k, L)
+    ws = [w.flatten(1).unsqueeze(0).unsqueeze(-1) for w in (w_lo, w_hi)]  # (1, out, in*k*k, 1)
+    corners = torch.stack([w * x for w in ws for x in cols])
+    side = (x_lo.shape[-1] + 2 * pad - k) // stride + 1
+    lo, hi = corners.min(0).values.sum(2), corners.max(0).values.sum(2)  # (N, out, L)
+    return lo.unflatten(-1, (side, side)), hi.unflatten(-1, (side, side))
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), scale=st.floats(0.001, 2.0), stride=st.sampled_from([1, 2]), k=st.sampled_from([1, 3]))
-def test_fused_nonneg_conv_is_exact_and_sound(seed, scale, stride, k):
+def test_nonneg_conv_is_exact_and_rump_conv_contains_it(seed, scale, stride, k):
     g = torch.Generator().manual_seed(seed)
     x_r = torch.rand(2, 3, 5, 5, generator=g) * scale
     x_c = x_r + torch.rand(2, 3, 5, 5, generator=g)  # lower bound >= 0
     w_c, w_r = torch.randn(4, 3, k, k, generator=g), torch.rand(4, 3, k, k, generator=g) * scale
     pad = k // 2
-    c, r = interval_conv2d_nonneg(x_c, x_r, w_c, w_r, stride=stride, padding=pad)
-    op = lambda x, w: F.conv2d(x, w, stride=stride, padding=pad)  # noqa: E731
-    lo_ref, hi_ref = interval_product_nonneg(x_c - x_r, x_c + x_r, w_c - w_r, w_c + w_r, op)
+    op = conv2d_op(stride, pad)
+    c, r = interval_product(x_c, x_r, w_c, w_r, op, nonneg_input=True)
+    lo_ref, hi_ref = exact_conv_box(x_c - x_r, x_c + x_r, w_c - w_r, w_c + w_r, k, stride, pad)
     assert torch.allclose(c - r, lo_ref, atol=1e-4) and torch.allclose(c + r, hi_ref, atol=1e-4)
     lo, hi = bounds(c, r)
     for _ in range(30):
         assert _inside(op(_sample(x_c, x_r, g), _sample(w_c, w_r, g)), lo, hi)
+    rc, rr = interval_product(x_c, x_r, w_c, w_r, op)
+    assert (rc - rr <= lo + 1e-4).all() and (rc + rr >= hi - 1e-4).all()
+    assert (2 * rr - 2 * r <= 2 * op(x_r, w_r) + 1e-4).all()  # at most 2 x_r W_r wider
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), scale=st.floats(0.001, 2.0))
-def test_nonneg_cr_linear_matches_bounds_form(seed, scale):
+@given(seed=st.integers(0, 10_000), scale=st.floats(0.001, 2.0), stride=st.sampled_from([1, 2]))
+def test_rump_conv_of_any_sign_is_sound(seed, scale, stride):
     g = torch.Generator().manual_seed(seed)
-    x_r = torch.rand(3, 6, generator=g) * scale
-    x_c = x_r + torch.rand(3, 6, generator=g)
-    w_c, w_r = torch.randn(5, 6, generator=g), torch.rand(5, 6, generator=g) * scale
-    c, r = interval_product_nonneg_cr(x_c, x_r, w_c, w_r, F.linear)
-    lo_ref, hi_ref = interval_product_nonneg(x_c - x_r, x_c + x_r, w_c - w_r, w_c + w_r, F.linear)
-    assert torch.allclose(c - r, lo_ref, atol=1e-5) and torch.allclose(c + r, hi_ref, atol=1e-5)
+    x_c, x_r = torch.randn(2, 3, 5, 5, generator=g), torch.rand(2, 3, 5, 5, generator=g) * scale
+    w_c, w_r = torch.randn(4, 3, 3, 3, generator=g), torch.rand(4, 3, 3, 3, generator=g) * scale
+    op = conv2d_op(stride, 1)
+    lo, hi = bounds(*interval_product(x_c, x_r, w_c, w_r, op))
+    for _ in range(30):
+        assert _inside(op(_sample(x_c, x_r, g), _sample(w_c, w_r, g)), lo, hi)
 
 
 @settings(max_examples=20, deadline=None)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hinterval.config import make_config
 from hinterval.methods.hyperinterval import HyperIntervalMethod
 from hinterval.regularizers import box_regularizer, output_regularizer
-from hinterval.targets.conv_base import _sort3
+from hinterval.targets.executors import _sort3
 from hinterval.targets.mlp import MLPTarget
 from hinterval.targets.resnet import ResNet18Target
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -67,3 +68,13 @@ def test_rump_box_contains_the_exact_box_and_is_not_much_wider(seed, scale):
 def test_relaxed_mode_is_refused_for_the_mlp():
     with pytest.raises(ValueError, match="CNN"):
         MLPTarget(in_features=5, hidden=(6,), num_classes=3, interval_mode="relaxed")
+
+
+def test_point_forward_is_the_linear_relu_chain():
+    g = torch.Generator().manual_seed(4)
+    net = MLPTarget(in_features=12, hidden=(5, 4), num_classes=3)
+    w = net.init_weights(generator=g)
+    w1, b1, w2, b2, w3, b3 = net.unflatten(w)
+    x = torch.randn(6, 3, 4, generator=g)
+    want = F.linear(F.relu(F.linear(F.relu(F.linear(x.reshape(6, -1), w1, b1)), w2, b2)), w3, b3)
+    assert torch.equal(net.forward(x, w), want)

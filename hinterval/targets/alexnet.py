@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 from hinterval.targets.base import check_widths
 from hinterval.targets.conv_base import ConvTarget, conv_out
+from hinterval.targets.executors import Executor
 
 PAPER_CHANNELS = (64, 192, 384, 256, 256)
 PAPER_HIDDEN = (4096, 4096)
@@ -41,7 +42,7 @@ class AlexNetTarget(ConvTarget):
         channels: widths of the five convolutions.
         hidden: widths of the hidden fully-connected layers.
         batch_norm: batch norm after every convolution (off by default: the spec count has none).
-        interval_mode: ``"sound"``, ``"rump"`` or ``"relaxed"`` (see :mod:`hinterval.targets.conv_base`).
+        interval_mode: ``"sound"``, ``"rump"`` or ``"relaxed"`` (see :mod:`hinterval.targets.executors`).
 
     ``forward(x, weights)`` maps ``(N, in_channels, S, S)`` images and ``(P,)`` weights to
     ``(N, C)`` logits; ``forward_interval`` returns the logit box (centre, radius).
@@ -84,10 +85,10 @@ class AlexNetTarget(ConvTarget):
             self._fcs.append((self._add(out, prev), self._add(out)))
             prev = out
 
-    def _run(self, ex: Any, h: Any) -> Any:
+    def _run(self, ex: Executor[Any], h: Any) -> Any:
         for i, (w, b, bn) in enumerate(self._convs):
             stride = 2 if i == 0 else 1
-            h = ex.conv(h, w, b, stride, 1, nonneg=i > 0)  # layers > 0 see ReLU/max-pool outputs
+            h = ex.conv(h, w, b, stride, 1)
             if bn is not None:
                 h = ex.bn(h, *bn)
             h = ex.relu(h)
@@ -95,7 +96,7 @@ class AlexNetTarget(ConvTarget):
                 h = ex.max_pool(h, 2)
         h = ex.flatten(h)
         for i, (w, b) in enumerate(self._fcs):
-            h = ex.linear(h, w, b, nonneg=True)
+            h = ex.linear(h, w, b)
             if i < len(self._fcs) - 1:
                 h = ex.relu(h)
         return h

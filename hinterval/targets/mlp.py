@@ -1,19 +1,18 @@
 """Functional MLP target network with ReLU hidden layers."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Any, Sequence
 
-import torch.nn.functional as F
-from torch import Tensor
-
-from hinterval.intervals import interval_layer, interval_relu
-from hinterval.targets.base import TargetNetwork, check_widths
-
-MLP_INTERVAL_MODES = ("sound", "rump")
+from hinterval.targets.base import check_widths
+from hinterval.targets.executors import Executor, ExecutorTarget
 
 
-class MLPTarget(TargetNetwork):
+class MLPTarget(ExecutorTarget):
     """``in -> hidden... -> num_classes`` with ReLU; inputs are flattened.
+
+    Runs through the same executors as the CNNs' linear layers: the first layer sees a point
+    input (exact either way), later ones ReLU outputs (exact non-negative rule in ``"sound"``
+    mode, Rump's product in ``"rump"`` mode).
 
     Args:
         in_features: input size after flattening.
@@ -23,42 +22,19 @@ class MLPTarget(TargetNetwork):
             every layer: two matrix products per layer instead of four, slightly wider boxes).
     """
 
+    interval_modes = ("sound", "rump")
+
     def __init__(self, *, in_features: int, hidden: Sequence[int], num_classes: int, interval_mode: str = "sound"):
         check_widths([in_features, *hidden, num_classes], "MLP")
-        if interval_mode not in MLP_INTERVAL_MODES:
-            raise ValueError(f"MLP interval_mode must be one of {MLP_INTERVAL_MODES} ('relaxed' is for CNN targets), "
-                             f"got {interval_mode!r}")
-        self.interval_mode = interval_mode
+        super().__init__(interval_mode=interval_mode)
         self.widths = [int(in_features), *map(int, hidden), int(num_classes)]
         self.num_classes = int(num_classes)
-        self.param_shapes = []
-        for a, b in zip(self.widths[:-1], self.widths[1:]):
-            self.param_shapes += [(b, a), (b,)]
+        self._layers = [(self._add(b, a), self._add(b)) for a, b in zip(self.widths[:-1], self.widths[1:])]
 
-    def forward(self, x: Tensor, weights: Tensor) -> Tensor:
-        params = self.unflatten(weights)
-        h = x.reshape(x.shape[0], -1)
-        n = len(params) // 2
-        for i in range(n):
-            h = F.linear(h, params[2 * i], params[2 * i + 1])
-            if i < n - 1:
-                h = F.relu(h)
+    def _run(self, ex: Executor[Any], h: Any) -> Any:
+        h = ex.flatten(h)
+        for i, (w, b) in enumerate(self._layers):
+            h = ex.linear(h, w, b)
+            if i < len(self._layers) - 1:
+                h = ex.relu(h)
         return h
-
-    def forward_interval(self, x: Tensor, w_centre: Tensor, w_radius: Optional[Tensor], *,
-                         w_middle: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-        # no batch norm: w_middle is not needed
-        pc = self.unflatten(w_centre)
-        pr = self.unflatten(w_radius) if w_radius is not None else [None] * len(pc)
-        h_c, h_r = x.reshape(x.shape[0], -1), None
-        n = len(pc) // 2
-        for i in range(n):
-            # The first layer sees a point input (exact either way), later ones ReLU outputs >= 0:
-            # exact non-negative rule in "sound" mode, Rump's product in "rump" mode.
-            h_c, h_r = interval_layer(h_c, h_r, pc[2 * i], pr[2 * i], pc[2 * i + 1], pr[2 * i + 1], F.linear,
-                                      nonneg_input=i > 0 and self.interval_mode == "sound")
-            if i < n - 1:
-                h_c, h_r = interval_relu(h_c, h_r)
-        if h_r is None:
-            h_r = h_c.new_zeros(h_c.shape)
-        return h_c, h_r

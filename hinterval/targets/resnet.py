@@ -30,6 +30,7 @@ from typing import Any, List, Sequence, Tuple
 
 from hinterval.targets.base import check_widths
 from hinterval.targets.conv_base import ConvTarget
+from hinterval.targets.executors import Executor
 
 PAPER_WIDTHS = (16, 16, 32, 64, 128)
 
@@ -43,7 +44,7 @@ class ResNet18Target(ConvTarget):
         widths: stem width and the four group widths (5 numbers), paper: ``(16, 16, 32, 64, 128)``.
         blocks: BasicBlocks per group (4 numbers), ResNet-18: ``(2, 2, 2, 2)``.
         image_size: input side length ``S`` (square images); it must be at least 8.
-        interval_mode: ``"sound"``, ``"rump"`` or ``"relaxed"`` (see :mod:`hinterval.targets.conv_base`).
+        interval_mode: ``"sound"``, ``"rump"`` or ``"relaxed"`` (see :mod:`hinterval.targets.executors`).
 
     ``forward(x, weights)`` maps ``(N, in_channels, S, S)`` images and ``(P,)`` weights to
     ``(N, C)`` logits; ``forward_interval`` returns the logit box (centre, radius).
@@ -88,18 +89,17 @@ class ResNet18Target(ConvTarget):
         self.num_features = prev * (size // self._pool) ** 2
         self._head = (self._add(self.num_classes, self.num_features), self._add(self.num_classes))
 
-    def _run(self, ex: Any, h: Any) -> Any:
+    def _run(self, ex: Executor[Any], h: Any) -> Any:
         w, g, b = self._stem
-        h = ex.relu(ex.bn(ex.conv(h, w, None, 1, 1, nonneg=False), g, b))
+        h = ex.relu(ex.bn(ex.conv(h, w, None, 1, 1), g, b))
         for stride, (w1, g1, b1), (w2, g2, b2), proj in self._blocks:
-            # Every convolution inside the trunk sees a ReLU output (non-negative).
             shortcut = h
             if proj is not None:
                 wp, gp, bp = proj
-                shortcut = ex.bn(ex.conv(h, wp, None, stride, 0, nonneg=True), gp, bp)
-            out = ex.relu(ex.bn(ex.conv(h, w1, None, stride, 1, nonneg=True), g1, b1))
-            out = ex.bn(ex.conv(out, w2, None, 1, 1, nonneg=True), g2, b2)
+                shortcut = ex.bn(ex.conv(h, wp, None, stride, 0), gp, bp)
+            out = ex.relu(ex.bn(ex.conv(h, w1, None, stride, 1), g1, b1))
+            out = ex.bn(ex.conv(out, w2, None, 1, 1), g2, b2)
             h = ex.relu(ex.add(out, shortcut))
         if self._pool > 1:
             h = ex.avg_pool(h, self._pool)
-        return ex.linear(ex.flatten(h), *self._head, nonneg=True)
+        return ex.linear(ex.flatten(h), *self._head)
