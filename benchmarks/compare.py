@@ -1,7 +1,7 @@
 """Acceptance script for issue "Baselines in the same harness": every method, same trainer.
 
 Runs each method (hyperinterval, hnet, finetune, joint, intercontinet, ewc) with its DEFAULT
-config (the benchmark preset, spec §7) on each benchmark and seed through the library's
+config (the benchmark preset) on each benchmark and seed through the library's
 ``train_continual`` — no training loop here — and writes ``results/comparison/``:
 
 * ``results.json``: one record per run (metrics, accuracy matrix, wall time) or its error;

@@ -1,4 +1,4 @@
-"""Speed benchmark (issue: Speed): our library's hot paths against the reference-style way.
+"""Speed benchmark (Speed): our library's hot paths against the reference-style way.
 
 Every item times LIBRARY code (style item 15: no reimplemented training loop) next to the
 reference-style baseline, in the same process, interleaved (ours, ref, ours, ref, ...), and
@@ -25,24 +25,22 @@ Items:
    config (skipped with ``--quick``), and a profile (cProfile + torch.profiler top entries) of a
    few hundred training steps.
 
-Measured, session 2 (quiet 2-core CPU, 1 thread, CPU clock, full sizes, 405 s; the output and
+Measured (quiet 2-core CPU, 1 thread, CPU clock, full sizes, 405 s; the output and
 JSON are committed as ``results/speed/cpu.txt`` / ``cpu.json``):
 
 * reg, unchunked hnet (11.5M), target 113,610: ours/ref at t = 1, 10, 50, 100: 1.7x, 6.7x,
   17.9x, 19.6x; ours grows 4.9x over t = 1..100 (sub-linear) -> target met. Chunked (16384)
   hnet, target 2,036,010: 0.83-1.02x -- per row the chunked output layer is a matrix product
-  (FLOP bound), so sharing a pass saves nothing. (Session 1, ``--unchunked-full``: the paper's
-  UNCHUNKED 205.6M hnet for that target, t = 10: 10.6x.)
+  (FLOP bound), so sharing a pass saves nothing.
 * step, interval / point cost: MLP 1024-1000-1000-10 + chunked hnet: sound 7.99x (target alone
   4.77x), rump 7.02x (target alone 3.77x). The hnet output layer emits 2M weights as middle,
   centre and radius rows at 2 x 100 FLOPs per weight each: alone ~2.3x a batch-128 point step,
-  so <= 3.5x is out of reach at this batch size. ResNet-18: sound 4.70x (target alone 4.53x),
+  so a much lower ratio is out of reach at this batch size. ResNet-18: sound 4.70x (target alone 4.53x),
   rump 4.14x (3.95x), relaxed 5.38x. FLOP floor of a sound step: middle + centre + radius
   (Rump: 2 products) = 4 convolutions per point convolution.
 * cil: 56.7x (permuted-digits), 27.1x (permuted-fashion, 100k samples); predictions agree 100%.
 * data: Fashion-MNIST batches 4.8x; TinyImageNet cached load 6.0x (600-JPEG miniature).
-* e2e (1 thread): permuted-digits 88.1 s, split-digits 12.7 s (session 1, busy machine: 133 s
-  and 23.5 s). Top of the profile: the hypernetwork output layer's matrix products.
+* e2e (1 thread): permuted-digits 88.1 s, split-digits 12.7 s. Top of the profile: the hypernetwork output layer's matrix products.
 
 Usage::
 

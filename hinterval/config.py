@@ -2,7 +2,7 @@
 
 The CLI builds it from flags, ``tune/search.py`` from ``preset | trial_config``, and checkpoints
 store it as JSON so a resumed run rebuilds exactly the same experiment. Per-benchmark defaults
-(the paper's hyperparameters where the paper has a row, spec §6) live in
+(the paper's hyperparameters where the paper has a row) live in
 :data:`hinterval.presets.PRESETS`;
 :func:`make_config` layers ``defaults < preset < overrides``.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -88,21 +88,21 @@ class ExperimentConfig:
     data_dir: Optional[str] = None
     num_tasks: Optional[int] = None
     method: str = "hyperinterval"
-    # Interval embeddings (spec §2.2)
+    # Interval embeddings
     embedding_mode: str = "non-forced"
     gamma: float = 1.0
     embedding_dim: int = 24
-    # Hypernetwork (spec §2.3, §2.5)
+    # Hypernetwork
     hnet_hidden: Tuple[int, ...] = (100, 100)
     hnet_chunk_size: int = 0
     chunk_embedding_dim: int = 16
-    # Target network (spec §2.4)
+    # Target network
     target: str = "mlp"
     target_hidden: Tuple[int, ...] = (100, 100)
     interval_mode: str = "sound"
     image_size: Optional[int] = None
     image_channels: Optional[int] = None
-    # Optimisation (spec §3)
+    # Optimisation
     beta: float = 0.01
     reg_normalisation: str = "reference"
     reg_bounds: bool = True
@@ -114,7 +114,7 @@ class ExperimentConfig:
     ramp_fraction: float = 0.5
     ramp: str = "guarded"
     val_every: int = 100
-    # Baselines (spec §7)
+    # Baselines
     ewc_lambda: float = 1000.0
     intercontinet_radius: float = 0.01
     # Evaluation

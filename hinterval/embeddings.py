@@ -1,7 +1,7 @@
 """Per-task interval embeddings and the universal embedding.
 
 Each task ``t`` owns a learnable centre vector ``e_t`` and perturbation logits ``p_t`` (both in
-``R^d``). Two modes (spec §2.2):
+``R^d``). Two modes:
 
 * ``non-forced``: box ``[e_t - eps_t, e_t + eps_t]`` with ``eps_t = gamma * softmax(p_t)``, so the
   total radius budget is ``gamma``. Boxes of different tasks need not intersect.
@@ -53,7 +53,7 @@ class TaskEmbeddings(nn.Module):
 
         Args:
             task_ids: task indices (length ``B``).
-            radius_scale: multiplies the radius (the gamma ramp of spec §3); 1 = full gamma.
+            radius_scale: multiplies the radius (the gamma ramp of); 1 = full gamma.
 
         Returns:
             ``(centre, radius)``, each ``(B, d)``.

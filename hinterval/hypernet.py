@@ -10,7 +10,7 @@ A batch of embeddings (``B`` rows) is processed in one pass: the regulariser sen
 tasks at once. Both the middle and IBP-centre rows share each layer's matmul, and ``|W|`` is
 formed once per layer per call.
 
-Chunking (spec §2.5): with ``chunk_size > 0`` the network emits the flat weight vector in chunks
+Chunking: with ``chunk_size > 0`` the network emits the flat weight vector in chunks
 of ``chunk_size``; a learnable point embedding per chunk is concatenated to the task embedding.
 The first layer is split into a task part and a chunk part, so the task part is computed once
 per task and broadcast over chunks. Chunk embeddings have radius 0, so IBP stays sound.
@@ -99,8 +99,7 @@ class HyperNetwork(nn.Module):
         times: middle, centre, radius) that the loss and the backward then stream through. Rows
         are batched until the outputs reach four times the output layer's size or
         :data:`ROW_BUDGET` values, whichever is larger: unchunked, the ``hidden x P`` weight read
-        dominates and up to ``4 hidden`` rows share it (spec §8; measured per-row cost still
-        falling at 100 rows); chunked for a large target, the weights are small and a big batch
+        dominates and up to ``4 hidden`` rows share it; chunked for a large target, the weights are small and a big batch
         only streams more through memory (measured on CPU, P = 2.04M, chunk 16384: 10 rows at
         once cost 1.3x per row of 4 rows at once, and 100 rows ran at half the speed of one pass
         per row).

@@ -1,4 +1,4 @@
-"""Continual-learning metrics as pure functions of an accuracy matrix (spec §5).
+"""Continual-learning metrics as pure functions of an accuracy matrix.
 
 ``A[i][j]`` is the test accuracy on task ``j`` after training task ``i`` (``None`` for
 ``j > i`` or where a scenario is undefined). Metric names are module constants so the trainer,

@@ -1,4 +1,4 @@
-"""Output regulariser that keeps the hypernetwork's outputs for earlier tasks fixed (spec §3).
+"""Output regulariser that keeps the hypernetwork's outputs for earlier tasks fixed.
 
 Free functions over explicit tensors (hypnettorch's ``calc_fix_target_reg`` pattern): the caller
 stores the targets before a task starts and passes the current outputs of ALL previous tasks,

@@ -1,4 +1,4 @@
-"""The continual trainer: one loop for every method (spec §3).
+"""The continual trainer: one loop for every method.
 
 For each task: fresh Adam over the method's trainable parameters, batches drawn from tensors
 already on the device, periodic validation at full gamma for model selection, then evaluation
@@ -88,7 +88,7 @@ def iterations_for(cfg: ExperimentConfig, task: Task) -> int:
 
 
 def make_optimizer(params: Sequence[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """Adam; fused kernels where this torch supports them (the step is memory-bound, spec §8)."""
+    """Adam; fused kernels where this torch supports them (the step is memory-bound)."""
     try:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):
@@ -297,7 +297,7 @@ class ContinualTrainer:
         return report
 
     def _validation_score(self, t: int) -> float:
-        """Model selection at full gamma: centre accuracy plus worst-case accuracy (spec §3)."""
+        """Model selection at full gamma: centre accuracy plus worst-case accuracy."""
         self.method.eval()
         res = evaluate_tasks(self.method.predictor([t]), self.benchmark, [t], split="val",
                              batch_size=self.cfg.eval_batch_size, scenarios=("til", "worst"))

@@ -283,7 +283,7 @@ def _lock_sweep(tmp: Path) -> List[str]:
     d = tmp / "results" / "split-digits"
     d.mkdir(parents=True)
     _HELD.append(DirectoryLock(d, "sweep").acquire())  # another driver holds it (released by the test)
-    return ["--results-dir", str(tmp / "results")]
+    return ["--results-dir", str(tmp / "results"), "--name", "split-digits"]  # without --name a new sweep starts
 
 
 _HELD: list = []

@@ -1,4 +1,4 @@
-"""Chunked hypernetwork (spec §2.5): the IBP output box contains the outputs of every embedding in
+"""Chunked hypernetwork: the IBP output box contains the outputs of every embedding in
 the input box, for chunk sizes that divide the output count, do not, or exceed it; and the
 composition hypernetwork box -> CNN target box stays sound."""
 from __future__ import annotations

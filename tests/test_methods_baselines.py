@@ -1,4 +1,4 @@
-"""Baselines (spec §7) in the shared trainer: finetune, joint, EWC, InterContiNet.
+"""Baselines in the shared trainer: finetune, joint, EWC, InterContiNet.
 
 Each test trains for a few dozen iterations on the embedded digits benchmarks, so the whole file
 runs in well under a minute on two CPU cores.

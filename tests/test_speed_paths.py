@@ -1,4 +1,4 @@
-"""Fast paths (issue: Speed) compute exactly what the plain formulations compute."""
+"""Fast paths (Speed) compute exactly what the plain formulations compute."""
 from __future__ import annotations
 
 import pytest

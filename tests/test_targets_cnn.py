@@ -1,4 +1,4 @@
-"""CNN targets (slim ResNet-18, AlexNet): parameter counts (spec §6), point/interval agreement,
+"""CNN targets (slim ResNet-18, AlexNet): parameter counts, point/interval agreement,
 soundness of the interval forward with sampled weights and inputs, vmap, factory, and an
 end-to-end HyperInterval smoke run on a tiny synthetic image benchmark."""
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _images(net, n: int, g: torch.Generator) -> torch.Tensor:
     return torch.rand(n, net.in_channels, net.image_size, net.image_size, generator=g)
 
 
-# --- parameter counts (spec §6) -----------------------------------------------------------
+# --- parameter counts -----------------------------------------------------------
 
 def test_parameter_counts_match_spec():
     assert ResNet18Target(10, 3, image_size=32).num_params == 705_306  # Split CIFAR-100, 10-way

@@ -11,7 +11,7 @@ from hinterval.targets.mlp import MLPTarget
 
 
 def test_param_counts_match_paper_architectures():
-    # spec §6: Split MNIST MLP 784-400-400-2 and Permuted MNIST MLP 1024-1000-1000-10
+    #: Split MNIST MLP 784-400-400-2 and Permuted MNIST MLP 1024-1000-1000-10
     assert MLPTarget(in_features=784, hidden=(400, 400), num_classes=2).num_params == 475_202
     assert MLPTarget(in_features=1024, hidden=(1000, 1000), num_classes=10).num_params == 2_036_010
 

@@ -2,7 +2,7 @@
 
 The trainer (:mod:`hinterval.trainer`) owns the loop, batching, model selection, evaluation,
 metrics and checkpoints; a method only says what to optimise and how to predict. This keeps one
-training loop for HyperInterval and every baseline (spec §7).
+training loop for HyperInterval and every baseline.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HyperInterval (spec §3) and its gamma = 0 special case, plain hypernetwork CL (``hnet``)."""
+"""HyperInterval and its gamma = 0 special case, plain hypernetwork CL (``hnet``)."""
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -45,7 +45,7 @@ class HyperIntervalMethod(ContinualMethod):
     # --- training -------------------------------------------------------------------------
     @property
     def _reg_bounds(self) -> bool:
-        """Also keep earlier tasks' lower/upper outputs fixed: always in nested mode (spec §3),
+        """Also keep earlier tasks' lower/upper outputs fixed: always in nested mode,
         and in non-forced mode with ``reg_bounds`` (protects the worst-case certificate)."""
         return self.gamma > 0 and (self.mode == "nested" or self.cfg.reg_bounds)
 
@@ -91,7 +91,7 @@ class HyperIntervalMethod(ContinualMethod):
         use_interval = self.gamma > 0 and kappa < 1.0
         # The current task (row 0) AND all previous tasks (rows 1..t) that the regulariser needs go
         # through the hypernetwork together: one pass when unchunked, so the big output layer is read
-        # once per step (spec §8); cache-sized groups of rows when chunked (see _hnet_passes).
+        # once per step; cache-sized groups of rows when chunked (see _hnet_passes).
         regularise = bool(self._reg_stored)
         ids = [task_id, *range(task_id)] if regularise else [task_id]
         centre, radius = self.embeddings.box(ids)

@@ -1,6 +1,6 @@
 """``intercontinet``: intervals directly on the target weights (Wołczyk et al. 2022).
 
-The method HyperInterval replaces (spec §1, §7). Every target weight has a learnable centre ``c``
+The method HyperInterval replaces. Every target weight has a learnable centre ``c``
 and log-radius ``rho`` (radius ``r = exp(rho)``, initialised to ``cfg.intercontinet_radius``), so
 the network is a box ``[c - r, c + r]``. Each task minimises the same loss as HyperInterval,
 

@@ -1,4 +1,4 @@
-"""AlexNet-like functional target for Split CIFAR-10 (spec §2.4, §6).
+"""AlexNet-like functional target for Split CIFAR-10.
 
 Architecture (the common "AlexNet for CIFAR-10" layout, derived from the spec's parameter count):
 

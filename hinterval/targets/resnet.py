@@ -1,4 +1,4 @@
-"""Slim functional ResNet-18 target (spec §2.4) with point, sound-interval and relaxed modes.
+"""Slim functional ResNet-18 target with point, sound-interval and relaxed modes.
 
 Architecture (the reference's "ResNet-18 for small images", re-derived from its parameter
 counts, not copied): a 3x3 stride-1 stem convolution (no max pooling), four groups of
