@@ -51,8 +51,8 @@ def test_dry_run_prints_the_cnn_space_and_per_trial_resources(tin_data, tmp_path
     out = capsys.readouterr().out
     assert rc == 0 and not any(tmp_path.iterdir())
     cfg = make_config(benchmark="tinyimagenet")
-    for p in S.default_space(cfg).params:  # the searched keys with their resolved ranges
-        assert f"{p.name}" in out and p.describe() in out, p.name
+    for name, dist in S.default_space(cfg).params:  # the searched keys with their resolved ranges
+        assert name in out and S.describe(dist) in out, name
     assert f"target {cfg.target} ({cfg.interval_mode} intervals)" in out
     assert f"chunks of {cfg.hnet_chunk_size} weights" in out and f"batch {cfg.batch_size}" in out
     if cfg.epochs_per_task is not None:  # the preset's epochs win over --iters-per-task: say so
@@ -103,8 +103,9 @@ def test_tinyimagenet_sweep_on_two_gpu_nodes(tin_data, two_gpu_nodes, tmp_path):
     assert "max concurrent: 2" in proc.stderr
 
     assert (out / "leaderboard.md").is_file() and len(list((out / "plots").glob("*.png"))) >= 1
-    for tid in df["trial_id"]:
-        assert list((out / "tensorboard" / tid).rglob("events.out.tfevents*")), f"no TensorBoard run for trial {tid}"
+    for tid, preset in zip(df["trial_id"], df["is_preset"]):
+        run = tid + ("-preset" if preset else "")  # runs are named by trial id, the preset's marked
+        assert list((out / "tensorboard" / run).rglob("events.out.tfevents*")), f"no TensorBoard run for trial {tid}"
     best = yaml.safe_load((out / "best_config.yaml").read_text())
     assert best["benchmark"] == "tinyimagenet" and best["data_dir"] == str(tin_data.resolve())
     assert best["target"] == "resnet18" and best["num_tasks"] == 2
