@@ -46,9 +46,12 @@ FAKE_PROVIDER = {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_n
 FAKE_HEAD_TYPE = "ray.head.default"
 #: per fake node: without it every fake node would size its object store from this machine's RAM
 FAKE_OBJECT_STORE = 100 * 1024 * 1024
-#: iterations per task of the split-digits trials: a trial must outlast a node launch (~3 s measured on
-#: a loaded 2-core CPU; a 2 x 1500-iteration trial took 37 s there, ~8 s on a quiet one)
-TRIAL_ITERS = 2000
+#: iterations per task of the split-digits trials: a trial must outlast a node launch (~3 s on a loaded
+#: 2-core CPU, where a 2 x 1500-iteration trial took 37 s; ~5 ms an iteration on a quiet core)
+TRIAL_ITERS = 1000
+#: a hang guard only: on a quiet 2-core CPU the sweep takes well under a minute, but Ray runs trials at
+#: nice +15, so next to busy processes of normal priority a trial can wait many minutes for a core
+SWEEP_TIMEOUT_S = 1800
 
 
 def fake_autoscaling_config(cluster: Dict[str, Any], gcs_address: str) -> Dict[str, Any]:
@@ -98,11 +101,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _descendants(pid: int) -> list:
+def _descendants(proc) -> list:
+    """Every process ``proc`` (a ``psutil.Process``) started, if it is still the same process."""
     import psutil  # vendored by Ray (importable once ray is imported)
 
     try:
-        return psutil.Process(pid).children(recursive=True)
+        return proc.children(recursive=True) if proc.is_running() else []  # is_running: not a reused pid
     except psutil.NoSuchProcess:
         return []
 
@@ -170,7 +174,9 @@ def autoscaling_cluster(tmp_path, monkeypatch):
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": head.get("CPU", 0), "num_gpus": head.get("GPU", 0), "gcs_server_port": port,
         "autoscaling_config": str(config)})
-    monitor = cluster.head_node.all_processes["monitor"][0].process.pid
+    import psutil
+
+    monitor = psutil.Process(cluster.head_node.all_processes["monitor"][0].process.pid)
     try:
         yield cluster, cluster_yaml
     finally:
@@ -210,7 +216,7 @@ def test_autoscaler_launches_gpu_workers_for_pending_trials(autoscaling_cluster,
            "--num-samples", str(n_trials), "--max-concurrent", str(n_trials), "--num-tasks", "2",
            "--iters-per-task", str(TRIAL_ITERS), "--gpus-per-trial", "1", "--cpus-per-trial", "1", "--no-tensorboard"]
     try:
-        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=420)
+        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=SWEEP_TIMEOUT_S)
     finally:
         watcher.stop_event.set()
         watcher.join(5)
