@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from hinterval.targets.base import check_widths
 from hinterval.targets.conv_base import ConvTarget, conv_out
-from hinterval.targets.executors import Executor
+from hinterval.targets.executors import Executor, linear_relu_stack
 
 PAPER_CHANNELS = (64, 192, 384, 256, 256)
 PAPER_HIDDEN = (4096, 4096)
@@ -94,9 +94,4 @@ class AlexNetTarget(ConvTarget):
             h = ex.relu(h)
             if i in (0, 1, 4):
                 h = ex.max_pool(h, 2)
-        h = ex.flatten(h)
-        for i, (w, b) in enumerate(self._fcs):
-            h = ex.linear(h, w, b)
-            if i < len(self._fcs) - 1:
-                h = ex.relu(h)
-        return h
+        return linear_relu_stack(ex, ex.flatten(h), self._fcs)

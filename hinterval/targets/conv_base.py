@@ -8,7 +8,7 @@ mode.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -28,7 +28,7 @@ class ConvTarget(ExecutorTarget):
 
     def __init__(self, *, interval_mode: str = "sound"):
         super().__init__(interval_mode=interval_mode)
-        self._bn_scale_ids: list = []
+        self._bn_scale_ids: List[int] = []
 
     def _add_bn(self, channels: int) -> Tuple[int, int]:
         """Batch-norm affine scale and shift, ``(C,)`` each; returns their indices."""
