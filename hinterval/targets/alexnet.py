@@ -43,9 +43,6 @@ class AlexNetTarget(ConvTarget):
         hidden: widths of the hidden fully-connected layers.
         batch_norm: batch norm after every convolution (off by default: the spec count has none).
         interval_mode: ``"sound"``, ``"rump"`` or ``"relaxed"`` (see :mod:`hinterval.targets.executors`).
-
-    ``forward(x, weights)`` maps ``(N, in_channels, S, S)`` images and ``(P,)`` weights to
-    ``(N, C)`` logits; ``forward_interval`` returns the logit box (centre, radius).
     """
 
     def __init__(

@@ -19,6 +19,8 @@ from hinterval.targets.executors import ExecutorTarget
 class ConvTarget(ExecutorTarget):
     """Functional CNN target: subclasses build ``param_shapes`` with :meth:`_add` and
     :meth:`_add_bn` and write :meth:`_run` once against the executor protocol.
+    ``forward(x, weights)`` maps ``(N, in_channels, S, S)`` images and ``(P,)`` weights to
+    ``(N, C)`` logits; ``forward_interval`` returns the logit box (centre, radius).
 
     Args:
         interval_mode: ``"sound"`` (default; exact box of every layer given its input box),
