@@ -183,3 +183,21 @@ def test_point_weight_product_works_under_vmap():
     got_c, got_r = torch.func.vmap(lambda w_: interval_product(c, r, w_, None, F.linear))(w)
     for t in range(3):
         assert torch.allclose(got_c[t], F.linear(c, w[t])) and torch.allclose(got_r[t], F.linear(r, w[t].abs()))
+
+
+def test_nonneg_rule_gradients_match_autograd_of_clamp_and_max():
+    """The exact rule's weights have a hand-written backward; it equals autograd's off the box
+    edges (|w_c| = w_r, a set of measure zero)."""
+    g = torch.Generator().manual_seed(2)
+    args = [torch.rand(6, 5, generator=g, dtype=torch.float64) + 0.1, torch.rand(6, 5, generator=g, dtype=torch.float64) * 0.2,
+            torch.randn(4, 5, generator=g, dtype=torch.float64), torch.rand(4, 5, generator=g, dtype=torch.float64)]
+    args = [a.requires_grad_() for a in args]
+    gc, gr = torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randn(6, 4, generator=g, dtype=torch.float64)
+    got = torch.autograd.grad(interval_product(*args, F.linear, nonneg_input=True), args, (gc, gr))
+    x_c, x_r, w_c, w_r = args
+    w_mid, w_mag = torch.minimum(torch.maximum(w_c, -w_r), w_r), torch.maximum(w_c.abs(), w_r)
+    want = torch.autograd.grad((F.linear(x_c, w_c) + F.linear(x_r, w_mid), F.linear(x_c, w_r) + F.linear(x_r, w_mag)),
+                               args, (gc, gr))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+    assert torch.autograd.gradcheck(lambda *a: interval_product(*a, F.linear, nonneg_input=True), args)

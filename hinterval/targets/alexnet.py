@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from hinterval.targets.base import check_widths
 from hinterval.targets.conv_base import ConvTarget, conv_out
-from hinterval.targets.executors import Executor
+from hinterval.targets.executors import Executor, linear_relu_stack
 
 PAPER_CHANNELS = (64, 192, 384, 256, 256)
 PAPER_HIDDEN = (4096, 4096)
@@ -43,9 +43,6 @@ class AlexNetTarget(ConvTarget):
         hidden: widths of the hidden fully-connected layers.
         batch_norm: batch norm after every convolution (off by default: the spec count has none).
         interval_mode: ``"sound"``, ``"rump"`` or ``"relaxed"`` (see :mod:`hinterval.targets.executors`).
-
-    ``forward(x, weights)`` maps ``(N, in_channels, S, S)`` images and ``(P,)`` weights to
-    ``(N, C)`` logits; ``forward_interval`` returns the logit box (centre, radius).
     """
 
     def __init__(
@@ -94,9 +91,4 @@ class AlexNetTarget(ConvTarget):
             h = ex.relu(h)
             if i in (0, 1, 4):
                 h = ex.max_pool(h, 2)
-        h = ex.flatten(h)
-        for i, (w, b) in enumerate(self._fcs):
-            h = ex.linear(h, w, b)
-            if i < len(self._fcs) - 1:
-                h = ex.relu(h)
-        return h
+        return linear_relu_stack(ex, ex.flatten(h), self._fcs)

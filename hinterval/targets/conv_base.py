@@ -8,7 +8,7 @@ mode.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -19,6 +19,8 @@ from hinterval.targets.executors import ExecutorTarget
 class ConvTarget(ExecutorTarget):
     """Functional CNN target: subclasses build ``param_shapes`` with :meth:`_add` and
     :meth:`_add_bn` and write :meth:`_run` once against the executor protocol.
+    ``forward(x, weights)`` maps ``(N, in_channels, S, S)`` images and ``(P,)`` weights to
+    ``(N, C)`` logits; ``forward_interval`` returns the logit box (centre, radius).
 
     Args:
         interval_mode: ``"sound"`` (default; exact box of every layer given its input box),
@@ -28,7 +30,7 @@ class ConvTarget(ExecutorTarget):
 
     def __init__(self, *, interval_mode: str = "sound"):
         super().__init__(interval_mode=interval_mode)
-        self._bn_scale_ids: list = []
+        self._bn_scale_ids: List[int] = []
 
     def _add_bn(self, channels: int) -> Tuple[int, int]:
         """Batch-norm affine scale and shift, ``(C,)`` each; returns their indices."""

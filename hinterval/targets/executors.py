@@ -143,6 +143,16 @@ class Executor(Protocol[V]):
         """The result: logits (point) or their ``(centre, radius)``."""
 
 
+def linear_relu_stack(ex: Executor[V], h: V, layers: Sequence[Tuple[int, Optional[int]]]) -> V:
+    """Fully connected layers ``(weight, bias)`` with a ReLU between two (none after the last):
+    the MLP target, and the head of a CNN."""
+    for i, (w, b) in enumerate(layers):
+        h = ex.linear(h, w, b)
+        if i < len(layers) - 1:
+            h = ex.relu(h)
+    return h
+
+
 def _at(params: Sequence[Optional[Tensor]], i: Optional[int]) -> Optional[Tensor]:
     """Parameter ``i``, or ``None`` for a missing index or a point radius."""
     return None if i is None else params[i]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from hinterval.targets.base import check_widths
-from hinterval.targets.executors import Executor, ExecutorTarget
+from hinterval.targets.executors import Executor, ExecutorTarget, linear_relu_stack
 
 
 class MLPTarget(ExecutorTarget):
@@ -32,9 +32,4 @@ class MLPTarget(ExecutorTarget):
         self._layers = [(self._add(b, a), self._add(b)) for a, b in zip(self.widths[:-1], self.widths[1:])]
 
     def _run(self, ex: Executor[Any], h: Any) -> Any:
-        h = ex.flatten(h)
-        for i, (w, b) in enumerate(self._layers):
-            h = ex.linear(h, w, b)
-            if i < len(self._layers) - 1:
-                h = ex.relu(h)
-        return h
+        return linear_relu_stack(ex, ex.flatten(h), self._layers)

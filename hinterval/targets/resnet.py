@@ -45,9 +45,6 @@ class ResNet18Target(ConvTarget):
         blocks: BasicBlocks per group (4 numbers), ResNet-18: ``(2, 2, 2, 2)``.
         image_size: input side length ``S`` (square images); it must be at least 8.
         interval_mode: ``"sound"``, ``"rump"`` or ``"relaxed"`` (see :mod:`hinterval.targets.executors`).
-
-    ``forward(x, weights)`` maps ``(N, in_channels, S, S)`` images and ``(P,)`` weights to
-    ``(N, C)`` logits; ``forward_interval`` returns the logit box (centre, radius).
     """
 
     def __init__(
