@@ -253,11 +253,20 @@ def make_config(*layers: Mapping[str, Any], **overrides: Any) -> ExperimentConfi
 
     Unknown keys are rejected (a typo in a YAML file must not be silently ignored); keys must be
     names and every value's type is checked before it is used (a list as the benchmark name is an
-    error, not ``TypeError: unhashable type``).
+    error, not ``TypeError: unhashable type``). The training budget is one setting in two units: a
+    layer that gives ``iters_per_task`` without ``epochs_per_task`` clears an ``epochs_per_task`` of
+    the layers below it (the CNN presets train by epochs; ``--iters-per-task`` must still mean what
+    it says).
     """
     merged: Dict[str, Any] = {}
+    by_iterations = False
     for layer in (*layers, overrides):
-        merged.update({k: v for k, v in layer.items() if v is not None})  # None = not set
+        given = {k: v for k, v in layer.items() if v is not None}  # None = not set
+        if "iters_per_task" in given or "epochs_per_task" in given:
+            by_iterations = "epochs_per_task" not in given
+            if by_iterations:
+                merged.pop("epochs_per_task", None)
+        merged.update(given)
     bad_keys = [k for k in merged if not isinstance(k, str)]
     if bad_keys:
         raise UserError(f"config keys must be names, got {short(bad_keys[0])}")
@@ -268,7 +277,8 @@ def make_config(*layers: Mapping[str, Any], **overrides: Any) -> ExperimentConfi
     from hinterval.presets import PRESETS
 
     benchmark = _coerce("benchmark", "str", merged.get("benchmark", ExperimentConfig.benchmark))
-    values = {**PRESETS.get(benchmark, {}), **merged}
+    preset = {k: v for k, v in PRESETS.get(benchmark, {}).items() if not (by_iterations and k == "epochs_per_task")}
+    values = {**preset, **merged}
     try:
         return ExperimentConfig(**values)
     except TypeError as exc:

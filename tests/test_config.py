@@ -79,3 +79,28 @@ def test_a_max_seed_trains(tmp_path):
     cfg = make_config(seed=2**64 - 1, num_tasks=1, iters_per_task=2, hnet_hidden="8", target_hidden="8", embedding_dim=2,
                       device="cpu")
     assert train_continual(cfg, progress=False)["tasks_done"] == 1
+
+
+def test_preset_epoch_budget_applies_by_default():
+    from hinterval.presets import PRESETS
+
+    assert make_config(dict(benchmark="tinyimagenet")).epochs_per_task == PRESETS["tinyimagenet"]["epochs_per_task"]
+
+
+@pytest.mark.parametrize("layers,overrides,epochs,iters", [
+    ([dict(benchmark="tinyimagenet")], dict(iters_per_task=50), None, 50),               # a flag clears the preset's epochs
+    ([dict(benchmark="tinyimagenet", epochs_per_task=2)], dict(iters_per_task=50), None, 50),  # ... and a file's
+    ([dict(benchmark="tinyimagenet", iters_per_task=50)], dict(epochs_per_task=3), 3.0, 50),   # epochs given later win
+    ([dict(benchmark="tinyimagenet")], dict(iters_per_task=50, epochs_per_task=3), 3.0, 50),   # both in one layer: epochs
+    ([dict(benchmark="tinyimagenet")], dict(lr=1e-3), 10.0, 1000),                              # no budget given: preset
+])
+def test_the_highest_layer_that_sets_the_budget_decides_its_unit(layers, overrides, epochs, iters):
+    cfg = make_config(*layers, **overrides)
+    assert (cfg.epochs_per_task, cfg.iters_per_task) == (epochs, iters)
+
+
+@pytest.mark.parametrize("over", [dict(), dict(iters_per_task=50), dict(epochs_per_task=1.5)])
+def test_saved_config_rebuilds_the_same_config(over):
+    """A checkpoint stores ``to_dict()``; rebuilding from it must not bring a cleared preset value back."""
+    cfg = make_config(dict(benchmark="tinyimagenet"), **over)
+    assert make_config(cfg.to_dict()) == cfg
