@@ -2,9 +2,10 @@
 
 Each benchmark is trained with its DEFAULT config (the preset) through the library's trainer;
 one line per benchmark (TIL avg acc, BWT, worst-case metrics, CIL, wall time, PASS/FAIL) and a
-final summary line are printed. The OpenMP wait policy is chosen by the load at start, as the CLI
-does (:func:`hinterval.runtime.choose_omp_wait_policy`): spinning threads are 1.8x faster on a
-quiet CPU and several times slower on an oversubscribed one; the summary line says which was used.
+final summary line are printed. The process is set up as the CLI does
+(:func:`hinterval.runtime.configure_process`): the OpenMP wait policy is chosen by the load at
+start (spinning threads are 1.8x faster on a quiet CPU and several times slower on an
+oversubscribed one; the summary line says which was used), and glibc keeps freed memory.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import argparse
 import time
 from typing import Dict, List, Optional
 
-from hinterval.runtime import choose_omp_wait_policy
+from hinterval.config import make_config
+from hinterval.runtime import configure_process
 
 
 NOT_SOUND_TEXT = "n/a (not sound)"
@@ -37,16 +39,16 @@ def run_acceptance(suite: str, targets: Dict[str, Dict[str, float]], doc: str, a
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    policy = choose_omp_wait_policy(args.threads)  # before torch loads its OpenMP runtime
+    cfgs = [make_config(dict(benchmark=name, device="cpu", seed=args.seed, num_threads=args.threads))
+            for name in args.benchmarks.split(",")]
+    policy = configure_process(cfgs[0]).omp_wait_policy  # before torch loads its OpenMP runtime
     import torch
 
-    from hinterval.config import make_config
     from hinterval.trainer import train_continual
 
-    torch.set_num_threads(args.threads)
     ok = True
-    for name in args.benchmarks.split(","):
-        cfg = make_config(dict(benchmark=name, device="cpu", seed=args.seed))
+    for cfg in cfgs:
+        name = cfg.benchmark
         t0 = time.perf_counter()
         res = train_continual(cfg, progress=False)
         wall = time.perf_counter() - t0

@@ -41,17 +41,17 @@ COLUMNS = (("avg_acc", "TIL avg acc"), ("bwt", "BWT"), ("worst_avg_acc", "worst-
 
 def run_one(job: Dict[str, Any]) -> Dict[str, Any]:
     """One training run in a worker process; returns a JSON-safe record (errors included)."""
-    import torch
-
     from hinterval.config import make_config
-    from hinterval.trainer import train_continual
+    from hinterval.runtime import configure_process
 
-    torch.set_num_threads(job["threads"])
     record: Dict[str, Any] = {k: job[k] for k in ("benchmark", "method", "seed")}
     overrides = {k: v for k, v in job["overrides"].items() if v is not None}
     t0 = time.perf_counter()
     try:
         cfg = make_config(dict(benchmark=job["benchmark"], method=job["method"], seed=job["seed"], **overrides))
+        configure_process(cfg)  # before torch loads (OpenMP policy)
+        from hinterval.trainer import train_continual
+
         res = train_continual(cfg, progress=False)
     except Exception as exc:  # noqa: BLE001 - one failed run must not lose the others
         record["error"] = f"{type(exc).__name__}: {exc}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from hinterval import metrics as M
 from hinterval.checkpoint import CHECKPOINT_NAME, RESULT_NAME, save_checkpoint, write_json
@@ -155,20 +155,31 @@ class TensorBoardLogger:
             :func:`hparams_experiment_summary`); ``None`` lets TensorBoard infer the columns.
         group: the session's name in the HParams table (default: the run directory's name, i.e.
             ``RUN`` for ``RUN/tensorboard``, so runs compared side by side stay apart).
+
+    The event file is opened at the first event, not on construction: a trainer's callbacks are
+    built before the run directory is checked and prepared.
     """
 
     def __init__(self, log_dir: str | Path, config: Dict[str, Any], *, hparams: Optional[Mapping[str, Any]] = None,
                  experiment: Any = None, group: Optional[str] = None):
-        from torch.utils.tensorboard import SummaryWriter
+        self.log_dir, self.config = Path(log_dir), config
+        self._session = (hparams_of(config) if hparams is None else hparams, group or _run_name(self.log_dir), time.time())
+        self._experiment, self._writer = experiment, None
 
-        self.writer = SummaryWriter(log_dir=str(log_dir))
-        self.config = config
-        fw = self.writer._get_file_writer()
-        if experiment is not None:
-            fw.add_summary(experiment)
-        fw.add_summary(hparams_session_start_summary(hparams_of(config) if hparams is None else hparams,
-                                                     group=group or _run_name(Path(log_dir))))
-        self.writer.flush()
+    @property
+    def writer(self):
+        """The ``SummaryWriter``; opened, with the HParams declarations, on first use."""
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.log_dir))
+            fw = self._writer._get_file_writer()
+            if self._experiment is not None:
+                fw.add_summary(self._experiment)
+            values, group, started = self._session
+            fw.add_summary(hparams_session_start_summary(values, group=group, start_time=started))
+            self._writer.flush()
+        return self._writer
 
     def on_step(self, task_id: int, step: int, logs: Dict[str, float]) -> None:
         gstep = int(logs.get("step", step))
@@ -193,10 +204,15 @@ class TensorBoardLogger:
 
 
 class RunDirWriter:
-    """After every task: atomic ``checkpoint.pt`` (resume point) and ``result.json`` (so far)."""
+    """After every task: atomic ``checkpoint.pt`` (resume point) and ``result.json`` (the trainer's
+    result so far, taken from the trainer that starts the fit)."""
 
-    def __init__(self, out_dir: str | Path, result_fn):
-        self.out_dir, self.result_fn = Path(out_dir), result_fn
+    def __init__(self, out_dir: str | Path):
+        self.out_dir = Path(out_dir)
+        self.result_fn: Optional[Callable[[], Dict[str, Any]]] = None
+
+    def on_fit_start(self, trainer: Any) -> None:
+        self.result_fn = trainer.result
 
     def on_task_end(self, task_id: int, metrics: Dict[str, Any], state: Dict[str, Any]) -> None:
         save_checkpoint(state, self.out_dir / CHECKPOINT_NAME)

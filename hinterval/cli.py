@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hinterval.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, Stopped, TrainingDiverged, UserError, one_line
-from hinterval.runtime import choose_omp_wait_policy
+from hinterval.runtime import ProcessConfig, configure_process
 
 # flag -> (config field, type, help)
 TRAIN_FLAGS = [
@@ -46,8 +46,9 @@ TRAIN_FLAGS = [
     ("--reg-bounds", "reg_bounds", lambda v: _parse_bool(v), "non-forced mode: also regularise earlier tasks' lower/upper weights (true/false)"),
     ("--lr", "lr", float, "Adam learning rate"),
     ("--batch-size", "batch_size", int, "training batch size"),
-    ("--iters-per-task", "iters_per_task", int, "training iterations per task"),
-    ("--epochs-per-task", "epochs_per_task", float, "epochs per task (overrides --iters-per-task)"),
+    ("--iters-per-task", "iters_per_task", int, "training iterations per task; replaces an epochs_per_task of the "
+     "preset or --config file (the CNN presets train by epochs)"),
+    ("--epochs-per-task", "epochs_per_task", float, "epochs per task (wins over --iters-per-task given with it)"),
     ("--kappa-min", "kappa_min", float, "final weight of the centre loss (worst-case loss gets 1 - kappa)"),
     ("--ramp-fraction", "ramp_fraction", float, "fraction of each task over which gamma and kappa ramp"),
     ("--ramp", "ramp", str, "guarded (default: the box grows only while the centre network stays accurate) | fixed (linear in iterations, as the paper)"),
@@ -83,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True)
+    # --debug before or after the command: a sub-command's own default would reset the main one
+    debug = dict(action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
 
     t = sub.add_parser("train", help="train (or resume) a continual run and write DIR/result.json",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -94,12 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished task")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard event files")
-    t.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    t.add_argument("--debug", **debug)
 
     e = sub.add_parser("eval", help="re-load a saved run and re-compute its final metrics")
     e.add_argument("run_dir", help="a run directory written by `hinterval train`")
     e.add_argument("--device", default=None, help="auto | cpu | cuda (default: the run's device setting)")
-    e.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    e.add_argument("--debug", **debug)
 
     sub.add_parser("benchmarks", help="list available benchmarks")
     return p
@@ -107,6 +110,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _overrides(args: argparse.Namespace) -> Dict[str, Any]:
     return {dest: getattr(args, dest) for _, dest, _, _ in TRAIN_FLAGS if getattr(args, dest) is not None}
+
+
+def _process_config(args: argparse.Namespace) -> ProcessConfig:
+    """The device and thread count a ``train``/``eval`` command will run with, read before torch loads
+    (flags, then ``--config``, then the run directory's ``config.json``) so that
+    :func:`~hinterval.runtime.configure_process` can still choose the OpenMP wait policy. Values
+    that do not validate are left to the command, which reports them."""
+    from hinterval.config import load_config_file, make_config
+
+    run_dir = args.run_dir if args.command == "eval" else (args.out if args.resume else None)
+    layers: List[Dict[str, Any]] = []
+    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError, UserError):
+        layers.append(dict(json.loads((Path(run_dir) / "config.json").read_text())) if run_dir else {})
+    with contextlib.suppress(UserError):
+        layers.append(load_config_file(args.config) if getattr(args, "config", None) else {})
+    layers.append({"device": args.device, "num_threads": getattr(args, "num_threads", None)})
+    wanted: Dict[str, Any] = {}
+    for layer in layers:
+        wanted.update({k: layer[k] for k in ("device", "num_threads") if layer.get(k) is not None})
+    try:
+        return make_config(wanted)
+    except UserError:
+        return make_config()
 
 
 def _entries(out: Path) -> List[Path]:
@@ -166,10 +192,13 @@ _RUN = _Run()
 class _BoundRunDirWriter:
     """:class:`~hinterval.callbacks.RunDirWriter` whose checkpoints carry the run directory's id."""
 
-    def __init__(self, out: Path, result_fn: Any, run_id: Optional[str]):
+    def __init__(self, out: Path, run_id: Optional[str]):
         from hinterval.callbacks import RunDirWriter
 
-        self.writer, self.run_id = RunDirWriter(out, result_fn), run_id
+        self.writer, self.run_id = RunDirWriter(out), run_id
+
+    def on_fit_start(self, trainer: Any) -> None:
+        self.writer.on_fit_start(trainer)
 
     def on_task_end(self, task_id: int, metrics: Dict[str, Any], state: Dict[str, Any]) -> None:
         from hinterval.checkpoint import RUN_ID_KEY
@@ -224,7 +253,12 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         _check_out_dir(out, overwrite=args.overwrite, resume=False)
     _RUN.out = out
 
-    trainer = ContinualTrainer(cfg, progress=not args.no_progress)  # data and device errors come before any write
+    callbacks: List[Any] = [_BoundRunDirWriter(out, run_id)]  # callbacks write nothing before the first task ends
+    if not args.no_tensorboard:
+        callbacks.append(TensorBoardLogger(out / "tensorboard", cfg.to_dict()))
+    callbacks.append(_TaskPrinter())
+    # data and device errors come before any write
+    trainer = ContinualTrainer(cfg, callbacks=callbacks, progress=not args.no_progress)
     _RUN.trainer = trainer
     if state is not None:
         trainer.load_state(state)
@@ -241,12 +275,8 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
             _clear(out)
     write_json(out / RUN_CONFIG_NAME, {**cfg.to_dict(), **({RUN_ID_KEY: run_id} if run_id else {})})
     _RUN.started = True
-    trainer.callbacks.append(_BoundRunDirWriter(out, trainer.result, run_id))
-    if not args.no_tensorboard:
-        trainer.callbacks.append(TensorBoardLogger(out / "tensorboard", cfg.to_dict()))
     print(f"training {cfg.method} on {cfg.benchmark} ({len(trainer.benchmark)} tasks, device {trainer.device}) -> {out}",
           file=sys.stderr)
-    trainer.callbacks.append(_TaskPrinter())
     result = trainer.fit()
     print(json.dumps(_headline(result)))
     return 0
@@ -290,8 +320,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if last < 0:
         raise UserError(f"the checkpoint in {str(run)!r} holds no finished task; nothing to evaluate")
     saved = {s: list(trainer.matrices[s][last]) for s in M.SCENARIOS}
-    trainer._evaluate_after(last)
-    fresh = {s: trainer.matrices[s][last] for s in M.SCENARIOS}
+    fresh = trainer.evaluate()  # replaces that row: the report below is the re-computed one
     result = trainer.result()
     report = _headline(result)
     report["matches_saved"] = all(
@@ -370,7 +399,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = build_parser().parse_args(argv)  # argparse's own errors: usage + one line, exit 2
         debug = getattr(args, "debug", False)
         if args.command in ("train", "eval"):  # before torch is first imported (lazily): hinterval/runtime.py
-            choose_omp_wait_policy(getattr(args, "num_threads", None))
+            configure_process(_process_config(args))
         return {"train": cmd_train, "eval": cmd_eval, "benchmarks": cmd_benchmarks}[args.command](args)
     except UserError as exc:
         if debug:

@@ -22,7 +22,6 @@ from hinterval.errors import TrainingDiverged, UserError
 from hinterval.evaluation import evaluate_tasks
 from hinterval.memory import check_memory
 from hinterval.methods import ContinualMethod, build_method
-from hinterval.runtime import keep_freed_memory
 from hinterval.schedule import RampController
 from hinterval.targets.factory import build_target
 
@@ -52,7 +51,10 @@ RESOURCE_FIELDS = ("device", "num_threads", "eval_batch_size", "data_dir")
 
 
 class Callback(Protocol):
-    """Read-only observer of a run. All hooks are optional."""
+    """Read-only observer of a run, given to the trainer at construction. All hooks are optional."""
+
+    def on_fit_start(self, trainer: "ContinualTrainer") -> None:
+        """Once, when :meth:`ContinualTrainer.fit` starts: e.g. to keep ``trainer.result`` for reports."""
 
     def on_step(self, task_id: int, step: int, logs: Dict[str, float]) -> None: ...
 
@@ -132,21 +134,20 @@ def library_versions() -> Dict[str, str]:
 class ContinualTrainer:
     """Runs (or resumes) a continual-learning experiment.
 
+    Process-wide settings (threads, allocator, OpenMP) are the caller's:
+    :func:`hinterval.runtime.configure_process`.
+
     Args:
         cfg: the experiment config.
-        callbacks: read-only observers (TensorBoard, checkpoints, Ray Tune reporting).
+        callbacks: read-only observers (TensorBoard, checkpoints, Ray Tune reporting); see :class:`Callback`.
         benchmark: a pre-loaded benchmark (else loaded from ``cfg``).
         progress: show a progress bar per task.
     """
 
     def __init__(self, cfg: ExperimentConfig, *, callbacks: Sequence[Any] = (), benchmark: Optional[Benchmark] = None,
                  progress: bool = True):
-        self.cfg, self.callbacks, self.progress = cfg, list(callbacks), progress
+        self.cfg, self.callbacks, self.progress = cfg, tuple(callbacks), progress
         self.device = resolve_device(cfg.device)
-        if self.device.type == "cpu":
-            keep_freed_memory()  # 1.5x per CPU step: see hinterval/runtime.py
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
         bench = benchmark or load_for(cfg)
         self.benchmark = bench.to(self.device)
         check_memory(cfg, self.benchmark, self.device)  # refuse a model that cannot fit before allocating it
@@ -210,11 +211,14 @@ class ContinualTrainer:
     def fit(self) -> Dict[str, Any]:
         """Train the remaining tasks and return the result dict (see :meth:`result`)."""
         self._t0 = time.perf_counter()
+        for cb in self.callbacks:
+            if hasattr(cb, "on_fit_start"):
+                cb.on_fit_start(self)
         for t in range(self.tasks_done, len(self.benchmark)):
             t_start = time.perf_counter()
             self._train_task(t)
             self.task_times.append(time.perf_counter() - t_start)
-            self._evaluate_after(t)
+            self.evaluate(t)
             self.tasks_done = t + 1
             task_metrics = self.task_metrics(t)
             state = self.state()
@@ -304,7 +308,17 @@ class ContinualTrainer:
         self.method.train()
         return res["til"][0] + (res["worst"][0] or 0.0)
 
-    def _evaluate_after(self, t: int) -> None:
+    def evaluate(self, after_task: Optional[int] = None) -> Dict[str, List[Optional[float]]]:
+        """Test accuracy of tasks ``0..after_task`` in every scenario, ``{scenario: [acc per task]}``.
+
+        The result is also stored as row ``after_task`` of :attr:`matrices`, which :meth:`result`
+        reports. ``after_task`` defaults to the last finished task: ``hinterval eval`` re-computes
+        that row from a saved model.
+        """
+        t = self.tasks_done - 1 if after_task is None else after_task
+        if not 0 <= t < len(self.benchmark):
+            raise UserError(f"cannot evaluate after task {t + 1}: the run has {len(self.benchmark)} tasks, "
+                            f"{self.tasks_done} of them finished")
         self.method.eval()
         seen = list(range(t + 1))
         res = evaluate_tasks(self.method.predictor(seen), self.benchmark, seen, split="test",
@@ -313,6 +327,7 @@ class ContinualTrainer:
         for s in M.SCENARIOS:
             for j, v in enumerate(res[s]):
                 self.matrices[s][t][j] = v
+        return {s: list(res[s]) for s in M.SCENARIOS}
 
     # --- reporting -----------------------------------------------------------------------------
     def task_metrics(self, t: int) -> Dict[str, Any]:

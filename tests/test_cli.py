@@ -86,3 +86,24 @@ def test_help_explains(capsys):
         main(["train", "--help"])
     text = capsys.readouterr().out
     assert "perturbation epsilon" in text and "--resume" in text
+
+
+@pytest.mark.parametrize("argv", [["--debug", "train"], ["train", "--debug"]])
+def test_debug_before_or_after_the_command_shows_the_traceback(argv, tmp_path):
+    from hinterval.errors import UserError
+
+    with pytest.raises(UserError, match="kappa min"):
+        main([*argv, "--kappa-min", "2", "--no-progress", "--out", str(tmp_path / "x")])
+
+
+def test_iters_per_task_replaces_a_preset_epoch_budget(tmp_path, capsys):
+    """tinyimagenet's preset trains by epochs; --iters-per-task on the command line must win (and say so in --help)."""
+    from hinterval.cli import _overrides, build_parser
+    from hinterval.config import make_config
+
+    args = build_parser().parse_args(["train", "--benchmark", "tinyimagenet", "--iters-per-task", "7"])
+    cfg = make_config(_overrides(args))
+    assert cfg.epochs_per_task is None and cfg.iters_per_task == 7
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "replaces an epochs_per_task" in " ".join(capsys.readouterr().out.split())

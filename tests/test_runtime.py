@@ -73,3 +73,34 @@ def test_busy_cores_sees_a_busy_loop():
     busy = runtime.busy_cores(0.3)
     th.join()
     assert 0.5 <= busy <= (os.cpu_count() or 1) + 0.01
+
+
+def test_configure_process_sets_threads_and_keeps_a_loaded_openmp_policy(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    monkeypatch.setattr(runtime, "busy_cores", lambda: pytest.fail("torch is loaded: the policy can no longer change"))
+    before = torch.get_num_threads()
+    try:
+        settings = runtime.configure_process(SimpleNamespace(device="cpu", num_threads=2))
+        assert settings.torch_threads == torch.get_num_threads() == 2
+        assert settings.omp_wait_policy == "ACTIVE"
+        assert settings.keep_freed_memory is sys.platform.startswith("linux")
+        assert runtime.configure_process(SimpleNamespace(device="cpu", num_threads=None)).torch_threads == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_configure_process_chooses_the_policy_before_torch_loads():
+    """In a fresh interpreter on a (faked) busy CPU: PASSIVE is set before torch loads, and reported."""
+    import subprocess
+
+    code = ("import sys; from types import SimpleNamespace; from hinterval import runtime\n"
+            "runtime.busy_cores = lambda: 9.0\n"
+            "assert 'torch' not in sys.modules\n"
+            "s = runtime.configure_process(SimpleNamespace(device='cpu', num_threads=1))\n"
+            "import os; print(s.omp_wait_policy, os.environ.get('OMP_WAIT_POLICY'), s.torch_threads)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["PASSIVE", "PASSIVE", "1"]

@@ -57,6 +57,42 @@ def test_result_is_well_formed_and_no_forgetting_of_centre(synthetic_benchmark):
     assert res["runtime"]["torch_threads"] == torch.get_num_threads() and res["runtime"]["omp_wait_policy"]
 
 
+def test_trainer_leaves_process_settings_alone(synthetic_benchmark):
+    """Threads and the allocator are the program's (hinterval.runtime.configure_process), not the library's."""
+    before = torch.get_num_threads()
+    ContinualTrainer(_cfg(num_threads=before + 1), benchmark=synthetic_benchmark, progress=False)
+    assert torch.get_num_threads() == before
+
+
+def test_evaluate_recomputes_the_last_row(synthetic_benchmark):
+    trainer = ContinualTrainer(_cfg(), benchmark=synthetic_benchmark, progress=False)
+    trainer.fit()
+    last = trainer.tasks_done - 1
+    saved = {s: list(rows[last]) for s, rows in trainer.matrices.items()}
+    for rows in trainer.matrices.values():
+        rows[last][0] = -1.0  # damage the stored row: evaluate() must put the real accuracies back
+    fresh = trainer.evaluate()
+    assert fresh == saved and {s: rows[last] for s, rows in trainer.matrices.items()} == saved
+    assert min(fresh["til"]) > 0.9  # separable blobs
+
+
+def test_callbacks_are_fixed_at_construction(synthetic_benchmark):
+    seen = []
+
+    class Spy:
+        def on_fit_start(self, trainer):
+            seen.append(("start", trainer.tasks_done))
+
+        def on_task_end(self, task_id, metrics, state):
+            seen.append(("task", task_id))
+
+    trainer = ContinualTrainer(_cfg(iters_per_task=10), callbacks=[Spy()], benchmark=synthetic_benchmark,
+                               progress=False)
+    assert not hasattr(trainer.callbacks, "append")
+    trainer.fit()
+    assert seen == [("start", 0), ("task", 0), ("task", 1), ("task", 2)]
+
+
 def test_nested_mode_has_universal_dil(synthetic_benchmark):
     res = train_continual(_cfg(embedding_mode="nested"), benchmark=synthetic_benchmark, progress=False)
     assert res["dil"]["avg_acc"] is not None

@@ -1,10 +1,12 @@
 """Benchmark registry: names -> loaders. Data roots come from the config, never from module code."""
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import TYPE_CHECKING, Callable, Dict, Optional
 
-from hinterval.data.base import Benchmark
 from hinterval.errors import UserError
+
+if TYPE_CHECKING:  # the names alone must not load torch: configs are validated before it loads
+    from hinterval.data.base import Benchmark
 
 # name -> (loader, needs_data_dir). Loaders take keyword-only num_tasks, seed, data_dir.
 _LOADERS: Dict[str, Callable[..., Benchmark]] = {}
