@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from hinterval import metrics as M
 from hinterval.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
@@ -116,15 +116,21 @@ class TuneReporter:
     """Trainer callback: ``tune.report(metrics, checkpoint=...)`` after every task.
 
     Args:
-        num_tasks: tasks in the benchmark (to know which report is the final one).
         objectives: metric names the searcher optimises (reported as ``final_<name>``).
         extra: constant fields added to every report (node id, device, start time).
         durable: where the state is also written before each report (see :class:`TrialState`).
+
+    The task count (which report is the final one) and the task a resumed trial starts at
+    (``resumed_from_task``) come from the trainer when its fit starts (:meth:`on_fit_start`).
     """
 
-    def __init__(self, *, num_tasks: int, objectives: Sequence[str], extra: Dict[str, Any],
-                 durable: Optional[TrialState] = None):
-        self.num_tasks, self.objectives, self.extra, self.durable = num_tasks, tuple(objectives), dict(extra), durable
+    def __init__(self, *, objectives: Sequence[str], extra: Dict[str, Any], durable: Optional[TrialState] = None):
+        self.objectives, self.extra, self.durable = tuple(objectives), dict(extra), durable
+        self.num_tasks = 0
+
+    def on_fit_start(self, trainer: Any) -> None:
+        self.num_tasks = len(trainer.benchmark)
+        self.extra["resumed_from_task"] = trainer.tasks_done
 
     def report_dict(self, metrics: Dict[str, Any]) -> Dict[str, Any]:
         done = metrics[M.TASKS_DONE] >= self.num_tasks
@@ -164,10 +170,10 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
             "state_root": dir or URI for :class:`TrialState`}``, bound with ``tune.with_parameters``.
     """
     import ray
-    import torch
     from ray import tune
 
     from hinterval.config import make_config
+    from hinterval.runtime import configure_process
     from hinterval.trainer import ContinualTrainer
 
     started = time.time()
@@ -179,10 +185,17 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
     if gpus > 0 and device == "cpu":
         print(f"hinterval: trial got {gpus:g} GPU(s) from Ray but torch sees no CUDA device here; running on CPU",
               file=sys.stderr)
-    torch.set_num_threads(cpus)  # the CPUs Tune reserved for this trial, not the whole node
-    cfg = make_config(setup["base"], config, device=device, num_threads=cpus)
-    trainer = ContinualTrainer(cfg, progress=False)
+    cfg = make_config(setup["base"], config, device=device, num_threads=cpus)  # the CPUs Tune reserved, not the node's
+    configure_process(cfg)
     durable = TrialState(setup["state_root"], tune.get_context().get_trial_id()) if setup.get("state_root") else None
+    extra = {"node_id": ray.get_runtime_context().get_node_id(), "device": device, "num_threads": cpus,
+             "trial_started_at": started}
+    reporter = TuneReporter(objectives=setup["objectives"], extra=extra, durable=durable)
+    callbacks: List[Any] = [reporter]
+    if os.environ.get(FAULT_ENV):  # test hook, see FAULT_ENV
+        marker = Path(tune.get_context().get_trial_dir()) / FAULT_MARKER
+        callbacks.append(FaultInjector(int(os.environ[FAULT_ENV]), marker))
+    trainer = ContinualTrainer(cfg, callbacks=callbacks, progress=False)
     state = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -194,16 +207,10 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
         state = newer  # the driver died before Tune recorded this trial's last checkpoint
     if state is not None:
         trainer.load_state(state)
-    extra = {"node_id": ray.get_runtime_context().get_node_id(), "device": device, "num_threads": cpus,
-             "trial_started_at": started, "resumed_from_task": trainer.tasks_done}
-    reporter = TuneReporter(num_tasks=len(trainer.benchmark), objectives=setup["objectives"], extra=extra, durable=durable)
-    trainer.callbacks.append(reporter)
     if replay:  # report that task again (no training) so the driver has its metrics and checkpoint
         t = trainer.tasks_done - 1
+        reporter.on_fit_start(trainer)  # what fit() tells it, needed before fit here
         reporter.on_task_end(t, {**trainer.task_metrics(t), REPLAYED: True}, trainer.state())
-    if os.environ.get(FAULT_ENV):  # test hook, see FAULT_ENV
-        marker = Path(tune.get_context().get_trial_dir()) / FAULT_MARKER
-        trainer.callbacks.append(FaultInjector(int(os.environ[FAULT_ENV]), marker))
     try:
         trainer.fit()
     except TrainingDiverged as exc:
