@@ -78,3 +78,15 @@ def test_point_forward_is_the_linear_relu_chain():
     x = torch.randn(6, 3, 4, generator=g)
     want = F.linear(F.relu(F.linear(F.relu(F.linear(x.reshape(6, -1), w1, b1)), w2, b2)), w3, b3)
     assert torch.equal(net.forward(x, w), want)
+
+
+def test_init_weights_are_lecun_uniform_with_zero_biases():
+    net = MLPTarget(in_features=400, hidden=(300,), num_classes=10)
+    parts = net.unflatten(net.init_weights(torch.Generator().manual_seed(0)))
+    for p, shape in zip(parts, net.param_shapes):
+        if len(shape) == 1:
+            assert torch.equal(p, torch.zeros(shape))
+        else:
+            bound = (3.0 / shape[1]) ** 0.5  # U(-b, b) with variance 1 / fan_in
+            assert float(p.abs().max()) <= bound and float(p.abs().max()) > 0.98 * bound
+            assert abs(float(p.var()) * shape[1] - 1.0) < 0.1

@@ -57,15 +57,15 @@ class TargetNetwork:
         return self.forward(x, w_middle), c, r
 
     def init_weights(self, generator: Optional[torch.Generator] = None) -> Tensor:
-        """A flat Kaiming-uniform weight vector, for methods that train the target directly."""
+        """A flat weight vector for methods that train the target directly: LeCun-uniform weights
+        (``U(-b, b)``, ``b = sqrt(3 / fan_in)``: variance ``1 / fan_in``, i.e. ``torch.nn.init``'s
+        Kaiming-uniform with the gain of a linear layer) and zero biases."""
         parts = []
         for shape in self.param_shapes:
-            if len(shape) == 1:
-                parts.append(torch.zeros(shape))
-            else:
-                fan_in = math.prod(shape[1:])
-                bound = math.sqrt(6.0 / fan_in) / math.sqrt(2.0)
-                parts.append((torch.rand(shape, generator=generator) * 2 - 1) * bound)
+            t = torch.zeros(shape)
+            if len(shape) > 1:
+                torch.nn.init.kaiming_uniform_(t, nonlinearity="linear", generator=generator)
+            parts.append(t)
         return torch.cat([p.reshape(-1) for p in parts])
 
 
