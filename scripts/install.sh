@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent install: venv in .venv with the tested torch line (see ../shared/spec/environment.md),
-# the project with its tune+dev extras, and the offline Fashion-MNIST data from Debian if apt exists.
+# Idempotent install: venv in .venv with the tested torch version (README, "Install"), the project
+# with its tune+dev extras, and the offline Fashion-MNIST data from Debian if apt exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import torch, ray, optuna, hinterval" >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.hinterval-installed ]; then
-  .venv/bin/pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "WARNING: Location" || true
+  .venv/bin/pip install -q --disable-pip-version-check torch==2.14.1 2>&1 | grep -v "WARNING: Location" || true
   .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "WARNING: Location" || true
   .venv/bin/python -c "import torch, ray, optuna, hinterval"
   touch .venv/.hinterval-installed

@@ -1,13 +1,13 @@
 """CIFAR-10 / CIFAR-100 from the official python-pickle batches, read with a restricted unpickler.
 
-On-disk layout (what ``torchvision.datasets.CIFAR10/100(DIR, download=True)`` leaves in DIR):
+On-disk layout (the official ``cifar-10-python.tar.gz`` / ``cifar-100-python.tar.gz`` unpacked in DIR):
 
 * ``cifar-10-batches-py/``: ``data_batch_1`` .. ``data_batch_5``, ``test_batch`` (dicts with
   ``b'data'``: uint8 ``(N, 3072)`` and ``b'labels'``: list of ints), ``batches.meta``.
 * ``cifar-100-python/``: ``train``, ``test`` (``b'data'`` and ``b'fine_labels'``), ``meta``.
 
 Either folder is accepted under ``data_dir`` or as ``data_dir`` itself. We read the pickles
-ourselves (no torchvision md5 coupling), with an unpickler that only resolves the few numpy
+ourselves, with an unpickler that only resolves the few numpy
 globals an array needs, so a tampered file cannot run code.
 
 Benchmarks (validation = 10% of train per class, seeded; the official test set is the test split):
@@ -37,10 +37,10 @@ CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 
 _SPECS = {
     10: dict(folder="cifar-10-batches-py", train=[f"data_batch_{i}" for i in range(1, 6)], test=["test_batch"],
-             meta="batches.meta", label_key=b"labels", names_key=b"label_names", torchvision="CIFAR10",
+             meta="batches.meta", label_key=b"labels", names_key=b"label_names", url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
              mean=CIFAR10_MEAN, std=CIFAR10_STD),
     100: dict(folder="cifar-100-python", train=["train"], test=["test"], meta="meta", label_key=b"fine_labels",
-              names_key=b"fine_label_names", torchvision="CIFAR100", mean=CIFAR100_MEAN, std=CIFAR100_STD),
+              names_key=b"fine_label_names", url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", mean=CIFAR100_MEAN, std=CIFAR100_STD),
 }
 
 
@@ -122,8 +122,7 @@ def read_batch(path: Path, label_key: bytes) -> Tuple[np.ndarray, np.ndarray]:
 def find_root(data_dir: Optional[str], num_classes: int) -> Path:
     """The CIFAR folder: ``data_dir/<folder>`` or ``data_dir`` itself, whichever holds the batches."""
     spec = _SPECS[num_classes]
-    how = (f'download it once with: python -c "import torchvision; torchvision.datasets.{spec["torchvision"]}'
-           f"('DIR', download=True)\" and pass --data-dir DIR")
+    how = f"download {spec['url']} once, unpack it in DIR (tar xzf) and pass --data-dir DIR"
     base = require_data_dir(data_dir, f"CIFAR-{num_classes}", how)
     needed = spec["train"] + spec["test"]
     for cand in (base / spec["folder"], base):

@@ -4,8 +4,9 @@ IDX format (LeCun): a big-endian 32-bit magic number ``0x0000TTNN`` (``TT`` = 0x
 ``NN`` = number of dimensions), then ``NN`` big-endian 32-bit dimension sizes, then the data.
 Images are magic 2051 (``N x 28 x 28``), labels magic 2049 (``N``).
 
-Files are looked up in the torchvision layout ``<data_dir>/MNIST/raw/`` (``FashionMNIST/raw`` for
-Fashion) and directly in ``<data_dir>/``; each file may be ``.gz`` or uncompressed.
+Files are looked up directly in ``<data_dir>/`` and in ``<data_dir>/MNIST/raw/``
+(``FashionMNIST/raw`` for Fashion, the layout torchvision's downloader leaves); each file may be
+``.gz`` or uncompressed.
 
 Benchmarks (validation = 10% of train per class, seeded; the official test set is the test split):
 
@@ -35,13 +36,13 @@ IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 FASHION_DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 
+_GZ = ", ".join(f + ".gz" for f in FILES)
 _HOW = {
-    "mnist": 'download it once with: python -c "import torchvision; torchvision.datasets.MNIST(\'DIR\', download=True)" '
+    "mnist": f"download {_GZ} once (e.g. from https://ossci-datasets.s3.amazonaws.com/mnist/) into DIR "
              "and pass --data-dir DIR",
     "fashion": "install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist, files in "
-               f"{FASHION_DEFAULT_DIR}) or download once with: "
-               'python -c "import torchvision; torchvision.datasets.FashionMNIST(\'DIR\', download=True)" '
-               "and pass --data-dir DIR",
+               f"{FASHION_DEFAULT_DIR}) or download {_GZ} once from "
+               "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/ into DIR and pass --data-dir DIR",
 }
 _NAMES = {"mnist": "MNIST", "fashion": "Fashion-MNIST"}
 _SUBDIRS = {"mnist": ("MNIST/raw", "MNIST"), "fashion": ("FashionMNIST/raw", "FashionMNIST", "fashion-mnist")}
@@ -54,7 +55,7 @@ MAX_IDX_BYTES = 1 << 31
 def read_idx(path: Path, expected_magic: int) -> np.ndarray:
     """Parse one IDX file (``.gz`` or raw) into a uint8 array, validating magic number and size.
 
-    Why our own parser: it is short, needs no torchvision, and lets every malformed file (wrong
+    Why our own parser: it is short, needs no extra dependency, and lets every malformed file (wrong
     magic, truncated, corrupt gzip) become one :class:`DataError` naming the file. The header is
     read and checked first; then exactly the number of bytes it announces (at most
     :data:`MAX_IDX_BYTES`) is read from the stream, so a gzip bomb (megabytes on disk, gigabytes

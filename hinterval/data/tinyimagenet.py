@@ -12,14 +12,13 @@ unzipped into DIR; accepted as ``DIR/tiny-imagenet-200`` or ``DIR`` itself):
 
 Some JPEGs are grayscale: they are converted to RGB. All images are 64x64. Decoding 110k JPEGs
 takes minutes, so it happens once: the arrays go to ``<root>/hinterval_cache_uint8.npz``
-(written atomically: temp file + ``os.replace``, under a file lock so concurrent trials do not
-decode twice). If the data folder is read-only the cache goes to ``$HINTERVAL_CACHE_DIR`` or
+(written atomically: temp file + ``os.replace``, under a ``filelock`` lock so concurrent trials
+do not decode twice). If the data folder is read-only the cache goes to ``$HINTERVAL_CACHE_DIR`` or
 ``~/.cache/hinterval`` instead, with a note on stderr. The cache records the wnids and file counts
 and is rebuilt when they no longer match the folder.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -27,11 +26,13 @@ import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+from filelock import FileLock
 
+from hinterval.checkpoint import atomic_write
 from hinterval.data.base import Benchmark, split_by_classes
 from hinterval.data.common import VAL_FRACTION, require_data_dir, resolve_tasks
 from hinterval.errors import DataError
@@ -160,22 +161,6 @@ def cache_path(root: Path) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Exclusive lock on ``path`` (POSIX ``flock``; no-op where unavailable)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: atomic replace alone keeps the cache consistent
-        yield
-        return
-    with open(path, "a+b") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _read_cache(path: Path, expected: str) -> Optional[Dict[str, np.ndarray]]:
     """The cached arrays if ``path`` exists, is readable and matches ``expected``; else ``None``."""
     if not path.is_file():
@@ -189,19 +174,6 @@ def _read_cache(path: Path, expected: str) -> Optional[Dict[str, np.ndarray]]:
         return None
 
 
-def _write_cache(path: Path, arrays: Dict[str, np.ndarray], fp: str) -> None:
-    """Write ``arrays`` to ``path`` atomically (temp file in the same folder, then ``os.replace``)."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, fingerprint=np.array(fp), **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def load_arrays(data_dir: Optional[str]) -> Tuple[Dict[str, np.ndarray], List[str], Path]:
     """Decoded ``x_train, y_train, x_val, y_val`` (uint8 images, int64 labels), sorted wnids, cache path."""
     root = find_root(data_dir)
@@ -211,7 +183,7 @@ def load_arrays(data_dir: Optional[str]) -> Tuple[Dict[str, np.ndarray], List[st
     path = cache_path(root)
     lock = path.with_name(path.name + ".lock")
     try:
-        with file_lock(lock):
+        with FileLock(lock):
             arrays = _read_cache(path, fp)
             if arrays is None:
                 print(f"hinterval: decoding TinyImageNet JPEGs once into {path}", file=sys.stderr)
@@ -221,7 +193,7 @@ def load_arrays(data_dir: Optional[str]) -> Tuple[Dict[str, np.ndarray], List[st
                     "x_val": decode_all(val_files, "decode val"),
                     "y_val": np.asarray(val_labels, dtype=np.int64),
                 }
-                _write_cache(path, arrays, fp)
+                atomic_write(path, lambda f: np.savez(f, fingerprint=np.array(fp), **arrays))
     except OSError as exc:
         raise DataError(f"TinyImageNet: cannot write cache {path} ({exc}); set HINTERVAL_CACHE_DIR to a writable folder") from None
     return arrays, wnids, path
