@@ -528,10 +528,6 @@ def test_bad_input_is_one_clear_line_and_exit_2(case, tmp_path, capsys, monkeypa
     assert after == before, "a bad input changed files on disk"
 
 
-def test_at_least_seventy_cases():
-    assert len(CASES) >= 70 and len({c.id for c in CASES}) == len(CASES)
-
-
 def test_ray_start_up_noise_is_dropped_before_an_early_error(tmp_path, capfd, monkeypatch):
     """What Ray prints while it starts (its token-authentication warning) does not precede a one-line error."""
     pytest.importorskip("ray")

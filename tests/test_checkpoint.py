@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 
 import pytest
 import torch
@@ -44,15 +43,24 @@ def test_truncated_checkpoint_is_reported(tmp_path):
 
 
 class _Evil:
+    """Unpickling this runs ``touch <marker>``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
     def __reduce__(self):
-        return (os.system, ("echo pwned > /dev/null",))
+        return (os.system, (f"touch '{self.marker}'",))
 
 
 def test_pickled_code_is_not_executed(tmp_path):
+    marker = tmp_path / "code-ran"
     path = tmp_path / "evil.pt"
-    torch.save({"config": {}, "model": {}, "payload": _Evil()}, path)
+    torch.save({"config": {}, "model": {}, "payload": _Evil(marker)}, path)
     with pytest.raises(UserError, match="corrupted or not a hinterval checkpoint"):
         load_checkpoint(path)
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # what an unrestricted load would do: the payload runs
+    assert marker.exists()
 
 
 def test_json_refuses_nan(tmp_path):

@@ -1,6 +1,6 @@
-"""CNN targets (slim ResNet-18, AlexNet): parameter counts, point/interval agreement,
-soundness of the interval forward with sampled weights and inputs, vmap, factory, and an
-end-to-end HyperInterval smoke run on a tiny synthetic image benchmark."""
+"""CNN targets (slim ResNet-18, AlexNet): parameter counts of the preset networks, point/interval
+agreement, soundness of the interval forward with sampled weights and inputs, vmap, factory, and
+an end-to-end HyperInterval run that learns a tiny synthetic image benchmark."""
 from __future__ import annotations
 
 import math
@@ -39,14 +39,24 @@ def _images(net, n: int, g: torch.Generator) -> torch.Tensor:
     return torch.rand(n, net.in_channels, net.image_size, net.image_size, generator=g)
 
 
-# --- parameter counts -----------------------------------------------------------
+# --- parameter counts ------------------------------------------------------------------------
 
-def test_parameter_counts_match_spec():
-    assert ResNet18Target(10, 3, image_size=32).num_params == 705_306  # Split CIFAR-100, 10-way
-    assert ResNet18Target(20, 3, image_size=32).num_params == 710_436  # 32x32, 20-way head
-    assert ResNet18Target(5, 3, image_size=64).num_params == 710_421  # TinyImageNet 64x64, 5-way
-    assert AlexNetTarget(2, 3, image_size=32).num_params == 23_239_490  # Split CIFAR-10
-    assert AlexNetTarget(2, 3, image_size=32, batch_norm=True).num_params == 23_239_490 + 1_152
+@pytest.mark.parametrize("benchmark,shape,classes,count", [
+    ("split-cifar100", (3, 32, 32), 10, 705_306),   # the reference implementation's slim ResNet-18
+    ("split-cifar10", (3, 32, 32), 2, 23_239_490),  # the reference implementation's AlexNet
+    ("tinyimagenet", (3, 64, 64), 5, 710_421),      # the same ResNet-18 on 64x64 inputs, 5-way head
+])
+def test_preset_targets_have_the_reference_sizes(benchmark, shape, classes, count):
+    """The target each CNN preset builds (through the factory, as training does) has the right size."""
+    bench = Benchmark(benchmark, [], input_shape=shape, classes_per_task=classes, num_classes=classes)
+    net = build_target(make_config(dict(benchmark=benchmark)), bench)
+    assert net.num_params == count == sum(math.prod(s) for s in net.param_shapes)
+
+
+def test_alexnet_batch_norm_replaces_each_conv_bias_by_a_scale_and_shift():
+    plain, bn = AlexNetTarget(2, 3, image_size=32), AlexNetTarget(2, 3, image_size=32, batch_norm=True)
+    channels = sum(s[0] for s in plain.param_shapes if len(s) == 4)
+    assert channels == 1_152 and bn.num_params - plain.num_params == channels
 
 
 def test_param_shapes_and_init():
@@ -171,13 +181,21 @@ def test_box_shrinks_linearly_to_the_point():
     assert torch.allclose(c, y, atol=1e-4) and float(r.max()) < 1e-3
 
 
-def test_relaxed_mode_runs_and_orders_bounds():
-    g = torch.Generator().manual_seed(4)
-    for build in (tiny_resnet, tiny_alexnet):
-        net = build(interval_mode="relaxed")
-        w_c = torch.randn(net.num_params, generator=g) * 0.5
-        c, r = net.forward_interval(_images(net, 4, g), w_c, torch.rand(net.num_params, generator=g) * 0.01)
-        assert c.shape == (4, 3) and (r >= 0).all() and torch.isfinite(c).all()
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 10_000), scale=st.sampled_from([1e-3, 1e-2, 0.1]))
+def test_relaxed_box_is_a_box_inside_the_sound_one_without_batch_norm(seed, scale):
+    """Without batch norm, every value the relaxed mode carries is a layer of weights from the box
+    applied to values inside the previous layer's sound box, so its logit box lies inside the sound
+    box; with a positive weight radius it is a real box, not the point network."""
+    g = torch.Generator().manual_seed(seed)
+    sound, relaxed = tiny_alexnet(), tiny_alexnet(interval_mode="relaxed")
+    w_c = torch.randn(sound.num_params, generator=g) * 0.5
+    w_r = torch.rand(sound.num_params, generator=g) * scale
+    x = _images(sound, 4, g)
+    (cs, rs), (cr, rr) = sound.forward_interval(x, w_c, w_r), relaxed.forward_interval(x, w_c, w_r)
+    tol = TOL * (1 + float((cs.abs() + rs).max()))
+    assert (cr - rr >= cs - rs - tol).all() and (cr + rr <= cs + rs + tol).all()
+    assert float(rr.max()) > 0
 
 
 # --- vmap over tasks (evaluation path) -------------------------------------------------------
@@ -224,12 +242,31 @@ def test_factory_builds_cnn_targets():
         build_target(make_config(dict(benchmark="split-digits", target="resnet18")), flat)
 
 
+def learnable_image_benchmark(num_tasks: int = 2, n: int = 32, size: int = 16, seed: int = 0) -> Benchmark:
+    """Two classes per task told apart by brightness (dark vs bright noisy images): learnable in a few steps."""
+    g = torch.Generator().manual_seed(seed)
+
+    def split(m: int) -> Split:
+        y = torch.arange(m) % 2
+        x = (60 + 120 * y).view(-1, 1, 1, 1) + 25 * torch.randn(m, 3, size, size, generator=g)
+        return Split(x.clamp(0, 255).to(torch.uint8), y)
+
+    tasks = [Task(task_id=t, classes=[2 * t, 2 * t + 1], train=split(n), val=split(n // 2), test=split(n // 2),
+                  scale=255, flatten=False) for t in range(num_tasks)]
+    return Benchmark("learnable-images", tasks, input_shape=(3, size, size), classes_per_task=2, num_classes=2 * num_tasks)
+
+
 @pytest.mark.slow
 def test_hyperinterval_trains_resnet_end_to_end():
+    """Chunked hypernetwork -> slim ResNet-18 weights, interval loss, regulariser, two tasks: it learns.
+
+    Relaxed mode: with sound boxes this full-depth network's worst-case loss is still vacuous at
+    initialisation (about 4e6 at gamma 1e-4), so training collapses to chance."""
     from hinterval.trainer import train_continual
 
-    cfg = make_config(dict(benchmark="split-digits", target="resnet18", hnet_chunk_size=2048, iters_per_task=3,
-                           val_every=3, device="cpu", hnet_hidden="20", embedding_dim=8, batch_size=8))
-    res = train_continual(cfg, benchmark=image_benchmark(), progress=False)
+    cfg = make_config(dict(benchmark="split-digits", target="resnet18", interval_mode="relaxed", hnet_chunk_size=2048,
+                           iters_per_task=40, val_every=20, device="cpu", hnet_hidden="20", embedding_dim=8,
+                           batch_size=16, gamma=1e-3))
+    res = train_continual(cfg, benchmark=learnable_image_benchmark(), progress=False)
     assert res["tasks_done"] == 2
-    assert 0.0 <= res["avg_acc"] <= 1.0 and res["worst_avg_acc"] is not None
+    assert res["avg_acc"] >= 0.9 and res["worst_avg_acc"] >= 0.75  # chance is 0.5
