@@ -1,4 +1,4 @@
-"""Acceptance script for issue "Baselines in the same harness": every method, same trainer.
+"""Baselines in the same harness: every method, the same trainer, one table.
 
 Runs each method (hyperinterval, hnet, finetune, joint, intercontinet, ewc) with its DEFAULT
 config (the benchmark preset) on each benchmark and seed through the library's

@@ -1,4 +1,4 @@
-"""Acceptance benchmark for the core library (Core).
+"""Acceptance benchmark for the core library.
 
 Runs ``split-digits`` and ``permuted-digits`` with their DEFAULT configs (presets) through the
 library's trainer and prints one line per benchmark (TIL avg acc, BWT, worst-case metrics, wall

@@ -1,4 +1,4 @@
-"""Acceptance benchmark on real Fashion-MNIST (Fashion).
+"""Acceptance benchmark on real Fashion-MNIST.
 
 Runs ``split-fashion`` (5 x 2-way) and ``permuted-fashion`` (10 x 10-way) on the full data set
 with their DEFAULT configs (the presets in :mod:`hinterval.presets`) through the library's trainer

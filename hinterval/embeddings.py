@@ -53,7 +53,7 @@ class TaskEmbeddings(nn.Module):
 
         Args:
             task_ids: task indices (length ``B``).
-            radius_scale: multiplies the radius (the gamma ramp of); 1 = full gamma.
+            radius_scale: multiplies the radius (the trainer's gamma ramp); 1 = full gamma.
 
         Returns:
             ``(centre, radius)``, each ``(B, d)``.

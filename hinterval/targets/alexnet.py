@@ -1,6 +1,7 @@
 """AlexNet-like functional target for Split CIFAR-10.
 
-Architecture (the common "AlexNet for CIFAR-10" layout, derived from the spec's parameter count):
+Architecture (the common "AlexNet for CIFAR-10" layout, matching the reference implementation's
+parameter count, 23,239,490):
 
 ====  ==========================================  =====================
 #     layer                                       32x32 input -> output
