@@ -21,12 +21,9 @@ NOT_SOUND_TEXT = "n/a (not sound)"
 
 
 def configure_threads(threads: int) -> str:
-    """Choose the OpenMP wait policy (before torch loads) and the torch thread count; return the policy."""
-    policy = choose_omp_wait_policy(threads)
-    import torch
-
-    torch.set_num_threads(threads)
-    return policy
+    """Set the process up as ``hinterval train`` does for a CPU run with ``threads`` torch threads
+    (:func:`hinterval.runtime.configure_process`; call before torch loads); return the OpenMP policy."""
+    return configure_process(make_config(dict(device="cpu", num_threads=threads))).omp_wait_policy
 
 
 def run_acceptance(suite: str, targets: Dict[str, Dict[str, float]], doc: str, argv: Optional[List[str]] = None) -> int:
@@ -41,7 +38,7 @@ def run_acceptance(suite: str, targets: Dict[str, Dict[str, float]], doc: str, a
     args = ap.parse_args(argv)
     cfgs = [make_config(dict(benchmark=name, device="cpu", seed=args.seed, num_threads=args.threads))
             for name in args.benchmarks.split(",")]
-    policy = configure_process(cfgs[0]).omp_wait_policy  # before torch loads its OpenMP runtime
+    policy = configure_threads(args.threads)  # before torch loads its OpenMP runtime
     import torch
 
     from hinterval.trainer import train_continual

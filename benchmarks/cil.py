@@ -37,7 +37,8 @@ from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from hinterval.runtime import choose_omp_wait_policy  # noqa: E402
+from hinterval.config import make_config  # noqa: E402
+from hinterval.runtime import configure_process  # noqa: E402
 
 BENCHMARKS = ("permuted-digits", "split-digits", "split-fashion", "permuted-fashion")
 #: minimum CIL (besides ">= the independent-networks ceiling")
@@ -161,14 +162,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="config override for every run (e.g. gamma=0.05); printed with the figures")
     ap.add_argument("--json", default=None, help="also write every figure to this JSON file")
     args = ap.parse_args(argv)
-    policy = choose_omp_wait_policy(args.threads)  # before torch loads its OpenMP runtime
+    # before torch loads: OpenMP wait policy, threads, glibc memory policy (as `hinterval train`)
+    policy = configure_process(make_config(dict(device="cpu", num_threads=args.threads))).omp_wait_policy
     import torch
 
-    from hinterval.config import make_config
     from hinterval.data.registry import load_benchmark
     from hinterval.evaluation import evaluate_tasks
-
-    torch.set_num_threads(args.threads)
     over: Dict[str, Any] = {} if args.iters_per_task is None else {"iters_per_task": args.iters_per_task}
     for item in args.set:
         key, sep, value = item.partition("=")

@@ -12,7 +12,7 @@ Data: ``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mn
 automatically; see :mod:`hinterval.data.idx` for other layouts.
 
 Threads: the OpenMP wait policy is chosen by the CPU load at start (see
-:func:`hinterval.runtime.choose_omp_wait_policy`): on a shared CPU, spinning OpenMP threads made
+:func:`hinterval.runtime.configure_process`): on a shared CPU, spinning OpenMP threads made
 a 2-thread run several times slower (measured 260-520 ms/step instead of 40-80 ms/step).
 
 Usage::

@@ -34,14 +34,14 @@ MIN_TIL = 0.90
 
 def run_one(job: Dict[str, Any]) -> Dict[str, Any]:
     """Train one grid point in this worker; return its per-task figures."""
-    import torch
-
     from hinterval.config import make_config
-    from hinterval.trainer import train_continual
+    from hinterval.runtime import configure_process
 
-    torch.set_num_threads(1)
     cfg = make_config(dict(benchmark=job["benchmark"], gamma=job["gamma"], kappa_min=0.5, iters_per_task=job["iters"],
                            seed=job["seed"], ramp=job["ramp"], device="cpu", num_threads=1))
+    configure_process(cfg)
+    from hinterval.trainer import train_continual
+
     t0 = time.perf_counter()
     res = train_continual(cfg, progress=False)
     return {**job, "til": res["til"]["final_accs"], "worst": res["worst"]["final_accs"],

@@ -24,6 +24,9 @@ INTERVAL_MODES = ("sound", "rump", "relaxed")
 DEVICES = ("auto", "cpu", "cuda")
 TARGETS = ("mlp", "resnet18", "alexnet")
 RAMP_MODES = ("guarded", "fixed")
+#: class-incremental task-inference scores (see :mod:`hinterval.evaluation`); ``auto`` picks one on validation data
+CIL_SCORES = ("auto", "entropy", "calibrated-entropy", "entropy-width", "worst-entropy", "worst-margin",
+              "relative-margin", "consensus")
 #: bounds that keep every number inside what torch and the run's bookkeeping can hold
 INT64_MAX = 2**63 - 1
 SEED_LIMIT = 2**64  # seeds are unsigned 64-bit (torch.manual_seed's range)
@@ -135,8 +138,7 @@ class ExperimentConfig:
         self._validate()
 
     def _validate(self) -> None:
-        from hinterval.data.registry import BENCHMARK_NAMES
-        from hinterval.evaluation import CIL_SCORES
+        from hinterval.data.registry import BENCHMARK_NAMES  # names only: validating a config loads no torch
 
         def need(ok: bool, msg: str) -> None:
             if not ok:

@@ -43,12 +43,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from hinterval import config
 from hinterval.data.base import Benchmark
 from hinterval.intervals import worst_case_logits
 
 #: task-inference scores a config may name; ``auto`` chooses among :data:`CIL_CANDIDATES` on validation data
-CIL_SCORES = ("auto", "entropy", "calibrated-entropy", "entropy-width", "worst-entropy", "worst-margin",
-              "relative-margin", "consensus")
+CIL_SCORES = config.CIL_SCORES
 #: the candidates ``auto`` tries, in order of preference on ties
 CIL_CANDIDATES = CIL_SCORES[1:]
 #: scores that need the interval (logit box) predictions

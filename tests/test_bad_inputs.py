@@ -450,7 +450,7 @@ CASES = [
          ("RuntimeError: unexpected pos 704 vs 598", "--debug"), code=1, creates=True,
          patch=lambda mp, t: mp.setattr("hinterval.trainer.ContinualTrainer.fit", _raise(RuntimeError("unexpected pos 704 vs 598\nat ...")))),
     Case("cli-ctrl-c-during-start-up", "cli", lambda t: ["train", *TINY, *_out(t)], ("interrupted before training started",),
-         code=130, patch=lambda mp, t: mp.setattr("hinterval.cli.choose_omp_wait_policy", _raise(KeyboardInterrupt()))),
+         code=130, patch=lambda mp, t: mp.setattr("hinterval.cli.configure_process", _raise(KeyboardInterrupt()))),
     Case("cli-sigterm-during-start-up", "cli", lambda t: _config(t, "gamma: 0.5\n"),
          ("stopped by SIGTERM before training started",), code=143,
          patch=lambda mp, t: mp.setattr("hinterval.config.load_config_file", _raise(__import__("hinterval.errors").errors.Stopped(15)))),

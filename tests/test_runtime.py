@@ -92,13 +92,16 @@ def test_configure_process_sets_threads_and_keeps_a_loaded_openmp_policy(monkeyp
 
 
 def test_configure_process_chooses_the_policy_before_torch_loads():
-    """In a fresh interpreter on a (faked) busy CPU: PASSIVE is set before torch loads, and reported."""
+    """In a fresh interpreter on a (faked) busy CPU: PASSIVE is set before torch loads, and reported.
+    The command line and config validation load no torch, so `hinterval train` gets there in time."""
     import subprocess
 
-    code = ("import sys; from types import SimpleNamespace; from hinterval import runtime\n"
+    code = ("import sys; from hinterval import runtime\n"
+            "from hinterval.cli import build_parser; from hinterval.config import make_config\n"
+            "cfg = make_config(dict(benchmark='split-mnist', device='cpu', num_threads=1))\n"
             "runtime.busy_cores = lambda: 9.0\n"
             "assert 'torch' not in sys.modules\n"
-            "s = runtime.configure_process(SimpleNamespace(device='cpu', num_threads=1))\n"
+            "s = runtime.configure_process(cfg)\n"
             "import os; print(s.omp_wait_policy, os.environ.get('OMP_WAIT_POLICY'), s.torch_threads)\n")
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)

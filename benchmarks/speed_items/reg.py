@@ -59,13 +59,13 @@ def run(args: Any, timer: Timer) -> List[Dict[str, Any]]:
             x, y = bench.tasks[t].inputs(bench.tasks[t].train.x[:1]), bench.tasks[t].train.y[:1]
 
             def ours():
-                loss, _ = method.training_loss(t, x, y, 0.9)
+                loss, _ = method.training_loss(t, x, y, 1.0)
                 loss.backward()
                 method.zero_grad(set_to_none=True)
                 return loss.detach()
 
             def ref():
-                loss, _ = plain.training_loss(t, x, y, 0.9)
+                loss, _ = plain.training_loss(t, x, y, 1.0)
                 reg = sum(((c - s) ** 2).sum() for j in range(t) for c, s in zip(_outputs(plain, j, bounds), stored[j]))
                 loss = loss + weight * reg / t
                 loss.backward()

@@ -21,8 +21,9 @@ TinyImageNet (40 x 5-way)              3 x 64 x 64  5         710,421
 The convolutional trunk holds 700,176 weights; the head sees ``128 * (S/16)^2`` features
 (512 for 32x32 inputs, 2048 for 64x64). The reference implementation's two counts (705,306 and
 710,436) are matched exactly by a 32x32 input with a 10-way and a 20-way head
-(``700,176 + 513 * C``); a 64x64, 5-way TinyImageNet head gives 710,421 (15 fewer than the second reference number; no width/bias/BN combination of this
-architecture with a 5-way head reaches 710,436).
+(``700,176 + 513 * C``); a 64x64, 5-way TinyImageNet head gives 710,421 (15 fewer than the second
+reference number; no width/bias/BN combination of this architecture with a 5-way head reaches
+710,436).
 """
 from __future__ import annotations
 
