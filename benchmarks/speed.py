@@ -15,8 +15,8 @@ Items (one module each in ``benchmarks/speed_items/``):
 2. ``step`` -- the trainer's training step, ``hyperinterval`` against ``finetune`` (a plain
    network of the same target) for the MLP and the slim ResNet-18, timed by a step-timing
    callback; where the interval step's time goes (a ``torch.profiler`` window); the target alone.
-3. ``cil``  -- class-incremental inference: ``evaluate_tasks(..., scenarios=("cil",))`` against a
-   per-sample, per-task Python loop; their per-task accuracies must agree.
+3. ``cil``  -- class-incremental inference by entropy: ``evaluate_tasks(..., scenarios=("cil",))``
+   against a per-sample, per-task Python loop; their per-task accuracies must agree.
 4. ``data`` -- whole data sets as tensors indexed in batches against a ``DataLoader`` over a
    per-sample dataset (real Fashion-MNIST); TinyImageNet's cached array load against decoding
    every task's JPEGs (a generated miniature folder).

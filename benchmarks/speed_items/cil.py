@@ -1,9 +1,9 @@
 """Item ``cil``: class-incremental inference (task id unknown).
 
-Ours: ``evaluate_tasks(..., scenarios=("cil",))``, every task's network on whole batches at once.
-Reference style, the baseline written here: per sample, per task, run that task's network (and
-its interval bounds) on the one sample, score it by entropy + alpha * box width, keep the best.
-Both must agree: ``evaluate_tasks`` on the loop's samples gives the loop's per-task accuracies.
+Ours: ``evaluate_tasks(..., scenarios=("cil",), cil_score="entropy")``, every task's network on
+whole batches at once. Reference style, the baseline written here: per sample, per task, run that
+task's network on the one sample, score it by the entropy of its softmax, keep the lowest. Both
+must agree: ``evaluate_tasks`` on the loop's samples gives the loop's per-task accuracies.
 """
 from __future__ import annotations
 
@@ -21,8 +21,7 @@ from hinterval.targets.factory import build_target
 from speed_items.common import Timer, header, row
 
 
-def reference_style_cil(predictor, benchmark: Benchmark, task_ids: Sequence[int], per_task: int,
-                        alpha: float) -> List[float]:
+def reference_style_cil(predictor, benchmark: Benchmark, task_ids: Sequence[int], per_task: int) -> List[float]:
     """Per-task class-incremental accuracy over the first ``per_task`` test samples, Python loops all the way."""
     target, accs = predictor.target, []
     for tid in task_ids:
@@ -35,9 +34,6 @@ def reference_style_cil(predictor, benchmark: Benchmark, task_ids: Sequence[int]
             for k in range(len(task_ids)):
                 logits = target.forward(x, predictor.middle[k])
                 score = entropy(logits)[0]
-                if predictor.radius is not None and alpha > 0:
-                    c, r = target.forward_interval(x, predictor.centre[k], predictor.radius[k], w_middle=predictor.middle[k])
-                    score = score + alpha * (2 * r).mean()
                 if best is None or float(score) < best:
                     best, best_task, best_logits = float(score), k, logits
             pred = benchmark.tasks[task_ids[best_task]].classes[int(best_logits.argmax())]
@@ -53,7 +49,7 @@ def _first_test_samples(bench: Benchmark, n: int) -> Benchmark:
 
 
 def run(args: Any, timer: Timer) -> List[Dict[str, Any]]:
-    header("3. class-incremental inference (task id unknown): evaluate_tasks(scenarios=('cil',)) vs per-sample, "
+    header("3. class-incremental inference by entropy (task id unknown): evaluate_tasks(scenarios=('cil',)) vs per-sample, "
            "per-task Python loop")
     device = timer.device
     results = []
@@ -70,18 +66,18 @@ def run(args: Any, timer: Timer) -> List[Dict[str, Any]]:
         held: Dict[str, Any] = {}
 
         def ours():
-            held["ours"] = evaluate_tasks(method.predictor(ids), bench, ids, split="test",
-                                          batch_size=cfg.eval_batch_size, cil_alpha=cfg.cil_alpha, scenarios=("cil",))
+            held["ours"] = evaluate_tasks(method.predictor(ids), bench, ids, split="test", batch_size=cfg.eval_batch_size,
+                                          cil_score="entropy", scenarios=("cil",))
 
         def ref():
             with torch.inference_mode():
-                held["ref"] = reference_style_cil(method.predictor(ids), bench, ids, per_task, cfg.cil_alpha)
+                held["ref"] = reference_style_cil(method.predictor(ids), bench, ids, per_task)
 
         res = timer.compare({"ours": ours, "ref": ref}, repeats=3 if args.quick else 5)
         o = res["ours"]["best"] / n_test
         r = res["ref"]["best"] / (per_task * T)
         same = evaluate_tasks(method.predictor(ids), _first_test_samples(bench, per_task), ids, split="test",
-                              batch_size=cfg.eval_batch_size, cil_alpha=cfg.cil_alpha, scenarios=("cil",))["cil"]
+                              batch_size=cfg.eval_batch_size, cil_score="entropy", scenarios=("cil",))["cil"]
         agree = all(abs(a - b) < 1e-9 for a, b in zip(same, held["ref"]))
         row(f"{name}: {T} tasks, {n_test} test samples (loop {per_task * T})", f"{1 / o:8.0f} /s", f"{1 / r:8.0f} /s", r / o,
             f"(samples/s; per-task accuracies on the loop's samples {'agree' if agree else 'DIFFER'})")

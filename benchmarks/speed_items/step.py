@@ -2,7 +2,8 @@
 
 Both run through :class:`hinterval.trainer.ContinualTrainer` on one task of random data of the
 right shapes; a :class:`hinterval.profiling.StepTimer` reads the clock at the trainer's step
-reports. Ours: ``hyperinterval`` (hypernetwork, interval forward, worst-case loss, fused Adam).
+reports. The box is at full size from the first step (``ramp="fixed"``, ``ramp_fraction=0``):
+the guarded warm-up would hold it at zero on data that cannot be learnt, timing point steps. Ours: ``hyperinterval`` (hypernetwork, interval forward, worst-case loss, fused Adam).
 Reference: ``finetune``, the target's own weights trained directly with cross-entropy (the
 physical floor of a step). A :class:`hinterval.profiling.StepProfiler` window of the first run
 says where the interval step's time goes; the target alone (its public forwards with leaf
@@ -65,7 +66,8 @@ def run(args: Any, timer: Timer) -> List[Dict[str, Any]]:
     iters = 76 if args.quick else 101  # several windows between the trainer's step reports
     results = []
     for label, over, shape, classes in _cases(args.quick, device):
-        base = make_config(dict(device=device.type, num_tasks=1, iters_per_task=iters, val_every=iters, **over))
+        base = make_config(dict(device=device.type, num_tasks=1, iters_per_task=iters, val_every=iters, ramp="fixed",
+                                ramp_fraction=0.0, **over))
         bench = shape_benchmark(1, shape, classes, device, n=base.batch_size)
         times: Dict[str, StepTimer] = {"hyperinterval": StepTimer(clock), "finetune": StepTimer(clock)}
         profiler, trainer = StepProfiler(task_id=0, start_report=1), None
