@@ -58,8 +58,7 @@ def test_dry_run_prints_the_cnn_space_and_per_trial_resources(tin_data, tmp_path
         assert name in out and S.describe(dist) in out, name
     assert f"target {cfg.target} ({cfg.interval_mode} intervals)" in out
     assert f"chunks of {cfg.hnet_chunk_size} weights" in out and f"batch {cfg.batch_size}" in out
-    if cfg.epochs_per_task is not None:  # the preset's epochs win over --iters-per-task: say so
-        assert f"{cfg.epochs_per_task:g} epochs (epochs_per_task; --iters-per-task does not apply)" in out
+    assert "training per task: 3 iterations" in out  # --iters-per-task replaces the preset's epochs_per_task
     assert "resources per trial: 2 CPU, 0.25 GPU" in out
     assert f"data_dir={tin_data.resolve()}" in out
 

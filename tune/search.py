@@ -168,7 +168,7 @@ def network_lines(spec: SweepSpec) -> List[str]:
     varied = [k for k in shown if k in spec["space"]]
     target = cfg.target + (f" {','.join(map(str, cfg.target_hidden))}" if cfg.target == "mlp" else "")
     chunks = f", chunks of {cfg.hnet_chunk_size} weights" if cfg.hnet_chunk_size else ""
-    budget = (f"{cfg.epochs_per_task:g} epochs (epochs_per_task; --iters-per-task does not apply)"
+    budget = (f"{cfg.epochs_per_task:g} epochs (epochs_per_task; --iters-per-task N trains N iterations instead)"
               if cfg.epochs_per_task is not None else f"{cfg.iters_per_task} iterations")
     return [f"network per trial: {cfg.method}, target {target} ({cfg.interval_mode} intervals), hypernetwork hidden "
             f"{','.join(map(str, cfg.hnet_hidden))}{chunks}, embedding {cfg.embedding_mode}",
