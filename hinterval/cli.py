@@ -34,6 +34,10 @@ TRAIN_FLAGS = [
     ("--gamma", "gamma", float, "perturbation epsilon: total radius budget of each task's embedding box"),
     ("--beta", "beta", float, "strength of the output regulariser that prevents forgetting"),
     ("--embedding-dim", "embedding_dim", int, "task embedding dimension d"),
+    ("--embedding-init", "embedding_init", str, "where a new task's embedding starts: random | previous (the previous task's embedding)"),
+    ("--nested-hold", "nested_hold", str, "nested mode: intersection (each task's weight box is clipped into the "
+     "intersection of the earlier tasks' certified boxes, so the universal network keeps their certificates) | "
+     "penalty (only the beta regulariser, as the paper's code)"),
     ("--hnet-hidden", "hnet_hidden", str, "hypernetwork hidden widths, e.g. 100,100"),
     ("--hnet-chunk-size", "hnet_chunk_size", int, "emit target weights in chunks of this size (0 = unchunked)"),
     ("--chunk-embedding-dim", "chunk_embedding_dim", int, "chunk embedding size (chunked hypernetwork)"),
@@ -278,15 +282,27 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     print(f"training {cfg.method} on {cfg.benchmark} ({len(trainer.benchmark)} tasks, device {trainer.device}) -> {out}",
           file=sys.stderr)
     result = trainer.fit()
+    if result.get("universal"):
+        print(universal_line(result["universal"]), file=sys.stderr)
     print(json.dumps(_headline(result)))
     return 0
+
+
+def universal_line(uni: Dict[str, Any]) -> str:
+    """One line on the universal network: its accuracy, and the certified bound it never falls below."""
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
+    bound = (f"certified lower bound {fmt(uni['bound_avg'])} ({uni['violations']} test samples below it)"
+             if uni.get("bound_avg") is not None else "no certified bound (the boxes are not sound)")
+    return (f"universal network (one network for all tasks, hold {uni.get('hold')}): avg_acc {fmt(uni['avg_acc'])}  "
+            f"bwt {fmt(uni['bwt'])}  {bound}")
 
 
 class _TaskPrinter:
     def on_task_end(self, task_id: int, metrics: Dict[str, Any], state: Dict[str, Any]) -> None:
         fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
+        universal = f"  universal {fmt(metrics['dil_avg_acc'])}" if metrics.get("dil_avg_acc") is not None else ""
         print(f"task {task_id + 1}: avg_acc {fmt(metrics['avg_acc'])}  bwt {fmt(metrics['bwt'])}  "
-              f"worst_avg_acc {fmt(metrics['worst_avg_acc'])}  ({metrics['task_time_s']:.1f}s)", file=sys.stderr)
+              f"worst_avg_acc {fmt(metrics['worst_avg_acc'])}{universal}  ({metrics['task_time_s']:.1f}s)", file=sys.stderr)
         if metrics.get("task_collapsed"):
             print(f"hinterval: warning: task {task_id + 1} collapsed to chance (validation accuracy "
                   f"{metrics['task_val_acc']:.3f}); its network answers alike for every input: lower --gamma, "
@@ -299,6 +315,7 @@ def _headline(result: Dict[str, Any]) -> Dict[str, Any]:
     out = {k: result.get(k) for k in keys}
     for s in ("dil", "cil"):
         out[f"{s}_avg_acc"] = result[s]["avg_acc"]
+    out["dil_bwt"] = result["dil"]["bwt"]
     return out
 
 

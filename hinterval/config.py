@@ -24,6 +24,10 @@ INTERVAL_MODES = ("sound", "rump", "relaxed")
 DEVICES = ("auto", "cpu", "cuda")
 TARGETS = ("mlp", "resnet18", "alexnet")
 RAMP_MODES = ("guarded", "fixed")
+#: nested mode: how earlier tasks' weight boxes are kept (see :mod:`hinterval.methods.hyperinterval`)
+NESTED_HOLDS = ("intersection", "penalty")
+#: where a new task's embedding starts: a fresh random draw, or the previous task's embedding
+EMBEDDING_INITS = ("random", "previous")
 #: class-incremental task-inference scores (see :mod:`hinterval.evaluation`); ``auto`` picks one on validation data
 CIL_SCORES = ("auto", "entropy", "calibrated-entropy", "entropy-width", "worst-entropy", "worst-margin",
               "relative-margin", "consensus")
@@ -95,6 +99,8 @@ class ExperimentConfig:
     embedding_mode: str = "non-forced"
     gamma: float = 1.0
     embedding_dim: int = 24
+    embedding_init: str = "random"
+    nested_hold: str = "intersection"
     # Hypernetwork
     hnet_hidden: Tuple[int, ...] = (100, 100)
     hnet_chunk_size: int = 0
@@ -154,6 +160,8 @@ class ExperimentConfig:
         need(self.gamma >= 0, f"gamma (perturbation epsilon) must be >= 0, got {self.gamma}")
         need(not (self.method == "hyperinterval" and self.embedding_mode == "nested" and self.gamma == 0),
              "nested embeddings need gamma > 0 (the centre is gamma/(2d)*cos(e)); use --embedding-mode non-forced or --method hnet for gamma = 0")
+        need(self.embedding_init in EMBEDDING_INITS, f"embedding init must be one of {', '.join(EMBEDDING_INITS)}, got {short(self.embedding_init)}")
+        need(self.nested_hold in NESTED_HOLDS, f"nested hold must be one of {', '.join(NESTED_HOLDS)}, got {short(self.nested_hold)}")
         need(isinstance(self.reg_bounds, bool), f"reg_bounds must be true or false, got {short(self.reg_bounds)}")
         need(self.beta >= 0, f"beta (regularisation strength) must be >= 0, got {self.beta}")
         need(self.embedding_dim >= 1, f"embedding dim must be >= 1, got {self.embedding_dim}")
@@ -251,7 +259,8 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
 
 
 def make_config(*layers: Mapping[str, Any], **overrides: Any) -> ExperimentConfig:
-    """Build a config from ``defaults < benchmark preset < layers... < overrides``.
+    """Build a config from ``defaults < benchmark preset < layers... < overrides``; in nested mode
+    the benchmark's nested preset (:data:`hinterval.presets.NESTED_PRESETS`) sits on the preset.
 
     Unknown keys are rejected (a typo in a YAML file must not be silently ignored); keys must be
     names and every value's type is checked before it is used (a list as the benchmark name is an
@@ -276,10 +285,12 @@ def make_config(*layers: Mapping[str, Any], **overrides: Any) -> ExperimentConfi
     if unknown:
         shown = ", ".join(short(k, 40).strip("'") for k in unknown[:5]) + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else "")
         raise UserError(f"unknown config key(s): {shown}; valid keys: {', '.join(sorted(FIELDS))}")
-    from hinterval.presets import PRESETS
+    from hinterval.presets import NESTED_PRESETS, PRESETS
 
     benchmark = _coerce("benchmark", "str", merged.get("benchmark", ExperimentConfig.benchmark))
     preset = {k: v for k, v in PRESETS.get(benchmark, {}).items() if not (by_iterations and k == "epochs_per_task")}
+    if {**preset, **merged}.get("embedding_mode", ExperimentConfig.embedding_mode) == "nested":
+        preset.update(NESTED_PRESETS.get(benchmark, {}))  # nested mode has values of its own
     values = {**preset, **merged}
     try:
         return ExperimentConfig(**values)

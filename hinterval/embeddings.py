@@ -48,6 +48,14 @@ class TaskEmbeddings(nn.Module):
             params.append(self.logits[task_id])
         return params
 
+    @torch.no_grad()
+    def start_from_previous(self, task_id: int) -> None:
+        """Start task ``task_id``'s embedding as a copy of task ``task_id - 1``'s (the paper's code
+        does so in nested mode): the new task begins at the previous task's network."""
+        if task_id > 0:
+            self.centres[task_id].copy_(self.centres[task_id - 1])
+            self.logits[task_id].copy_(self.logits[task_id - 1])
+
     def box(self, task_ids: Sequence[int], radius_scale: float = 1.0) -> Tuple[Tensor, Tensor]:
         """Centres and radii of the given tasks' boxes.
 

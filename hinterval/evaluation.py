@@ -243,7 +243,9 @@ def evaluate_tasks(
 
     Returns:
         ``{"til": [...], "worst": [...], "dil": [...], "cil": [...]}``; a scenario the method
-        cannot do gets ``None`` entries. With ``"cil"`` also ``"cil_details"``: the score used
+        cannot do gets ``None`` entries. With ``"dil"`` and ``"worst"`` also ``"dil_violations"``:
+        samples certified for their task's box that the universal network gets wrong (the
+        universal network lies in every task's box, so with sound bounds this is 0). With ``"cil"`` also ``"cil_details"``: the score used
         (``score``), the validation accuracies that chose it (``val_task_acc``), the inferred-task
         confusion matrix (``confusion[i][j]``: samples of task position ``i`` given to ``j``) and
         the task-inference accuracy per task (``task_acc``).
@@ -257,6 +259,7 @@ def evaluate_tasks(
     results: Dict[str, Any] = {s: [] for s in scenarios}
     score_name, calib, val_accs = "entropy", None, {}
     confusion = torch.zeros(T, T, dtype=torch.long, device=device)
+    violations = 0
     if "cil" in scenarios:
         score_name, calib, val_accs = choose_cil_score(predictor, benchmark, task_ids, score=cil_score,
                                                        alpha=cil_alpha, batch_size=batch_size)
@@ -268,20 +271,24 @@ def evaluate_tasks(
         for _, x, y in _batches(benchmark, [task_ids[pos]], split, batch_size):
             mid = predictor.logits(x)  # (T, N, C)
             bnds = predictor.bounds(x) if need_bounds else None
+            certified = None
             if "til" in scenarios:
                 correct["til"] += int((mid[pos].argmax(-1) == y).sum())
             if "worst" in scenarios:
                 if bnds is None:
                     defined["worst"] = False
                 else:
-                    wc = worst_case_logits(bnds[0][pos], bnds[1][pos], y)
-                    correct["worst"] += int((wc.argmax(-1) == y).sum())
+                    certified = worst_case_logits(bnds[0][pos], bnds[1][pos], y).argmax(-1) == y
+                    correct["worst"] += int(certified.sum())
             if "dil" in scenarios:
                 uni = predictor.universal(x)
                 if uni is None:
                     defined["dil"] = False
                 else:
-                    correct["dil"] += int((uni.argmax(-1) == y).sum())
+                    right = uni.argmax(-1) == y
+                    correct["dil"] += int(right.sum())
+                    if certified is not None:  # the universal network lies in every task's box
+                        violations += int((certified & ~right).sum())
             if "cil" in scenarios:
                 scores = task_inference_scores(mid, bnds, cil_alpha, name=score_name, calibration=calib)  # (T, N)
                 pred_task = scores.argmin(0)  # (N,)
@@ -292,6 +299,8 @@ def evaluate_tasks(
                 confusion[pos] += torch.bincount(pred_task, minlength=T)
         for s in scenarios:
             results[s].append(correct[s] / len(data) if defined[s] else None)
+    if "dil" in scenarios and "worst" in scenarios:
+        results["dil_violations"] = violations
     if "cil" in scenarios:
         rows = confusion.tolist()
         results["cil_details"] = {

@@ -16,6 +16,8 @@ BWT = "bwt"
 WORST_AVG_ACC = "worst_avg_acc"
 WORST_BWT = "worst_bwt"
 TASKS_DONE = "tasks_done"
+DIL_AVG_ACC = "dil_avg_acc"
+DIL_BWT = "dil_bwt"
 SCENARIOS = ("til", "worst", "dil", "cil")
 
 
@@ -93,6 +95,18 @@ def summarize(acc: AccMatrix, row: Optional[int] = None) -> dict:
         "forgetting": forgetting(acc, row),
         "final_accs": last_row(acc, row),
     }
+
+
+def universal_summary(dil: AccMatrix, worst: Optional[AccMatrix], row: int, violations: int) -> dict:
+    """The universal network after task ``row``: its accuracy matrix, avg acc and BWT, and per
+    task the certified lower bound (the final worst-case row, ``None`` where nothing is
+    certified) with the samples that broke it (``violations``: 0 with sound bounds)."""
+    out = summarize(dil, row)
+    bound = last_row(worst, row) if worst is not None else []
+    out["certified_bound"] = bound if len(bound) == row + 1 else None
+    out["bound_avg"] = average_accuracy(worst, row) if out["certified_bound"] else None
+    out["violations"] = int(violations)
+    return out
 
 
 def is_finite_number(x: object) -> bool:

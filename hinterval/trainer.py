@@ -157,6 +157,8 @@ class ContinualTrainer:
         self.matrices: Dict[str, M.AccMatrix] = {s: M.empty_matrix(T) for s in M.SCENARIOS}
         self.task_times: List[float] = []
         self.task_reports: List[Dict[str, Any]] = []
+        #: per evaluated task row: test samples certified for their task that the universal network got wrong
+        self.universal_violations: List[int] = [0] * T
         self.tasks_done = 0
         self.elapsed_before = 0.0
 
@@ -179,6 +181,7 @@ class ContinualTrainer:
             "matrices": copy.deepcopy(self.matrices),
             "task_times": list(self.task_times),
             "task_reports": [dict(r) for r in self.task_reports],
+            "universal_violations": list(self.universal_violations),
             "elapsed": self.elapsed_before + self._elapsed(),
         }
 
@@ -194,6 +197,7 @@ class ContinualTrainer:
             matrices = {s: state["matrices"][s] for s in M.SCENARIOS}
             task_times, tasks_done = list(state["task_times"]), int(state["tasks_done"])
             task_reports = [dict(r) for r in state.get("task_reports", [])]
+            violations = [int(v) for v in state.get("universal_violations", self.universal_violations)]
             elapsed = float(state.get("elapsed", 0.0))
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # e.g. a model of another shape
             first = (str(exc).splitlines() or [""])[0][:200]
@@ -202,7 +206,7 @@ class ContinualTrainer:
         if not 0 <= tasks_done <= len(self.benchmark):
             raise UserError(f"checkpoint says {tasks_done} tasks done but the run has {len(self.benchmark)}; start a new run")
         self.matrices, self.task_times, self.tasks_done, self.elapsed_before = matrices, task_times, tasks_done, elapsed
-        self.task_reports = task_reports
+        self.task_reports, self.universal_violations = task_reports, violations
 
     def _elapsed(self) -> float:
         return time.perf_counter() - self._t0 if hasattr(self, "_t0") else 0.0
@@ -242,7 +246,7 @@ class ContinualTrainer:
         ramp = RampController(cfg.ramp if method.has_intervals else "fixed", n_iters=n_iters,
                               ramp_fraction=cfg.ramp_fraction, num_classes=self.benchmark.classes_per_task)
         sampler = BatchSampler(len(task.train), cfg.batch_size, self.device)
-        best_score, best_state = None, None
+        best_score, best_state, best_ramp = None, None, ramp.position
         step0 = sum(iterations_for(cfg, self.benchmark.tasks[j]) for j in range(t))  # global step offset
         bar = _progress(range(n_iters), f"task {t + 1}/{len(self.benchmark)}", self.progress)
         augment = None
@@ -277,12 +281,12 @@ class ContinualTrainer:
             if (it + 1) % cfg.val_every == 0 or last:
                 score = (ramp.complete, self._validation_score(t))
                 if best_score is None or score >= best_score:
-                    best_score, best_state = score, [p.detach().clone() for p in params]
+                    best_score, best_state, best_ramp = score, [p.detach().clone() for p in params], ramp.position
         if best_state is not None:
             with torch.no_grad():
                 for p, v in zip(params, best_state):
                     p.copy_(v)
-        method.end_task(t)
+        method.end_task(t, box_scale=best_ramp)
         self.task_reports.append(self._task_report(t, ramp))
 
     def _task_report(self, t: int, ramp: RampController) -> Dict[str, Any]:
@@ -324,6 +328,7 @@ class ContinualTrainer:
         res = evaluate_tasks(self.method.predictor(seen), self.benchmark, seen, split="test",
                              batch_size=self.cfg.eval_batch_size, cil_alpha=self.cfg.cil_alpha, cil_score=self.cfg.cil_score)
         self.cil_details = res.get("cil_details")
+        self.universal_violations[t] = int(res.get("dil_violations", 0))
         for s in M.SCENARIOS:
             for j, v in enumerate(res[s]):
                 self.matrices[s][t][j] = v
@@ -339,7 +344,8 @@ class ContinualTrainer:
             M.BWT: M.backward_transfer(til, t) if self.method.bwt_meaningful else None,
             M.WORST_AVG_ACC: M.average_accuracy(worst, t) if self.certifies else None,
             M.WORST_BWT: M.backward_transfer(worst, t) if self.method.bwt_meaningful and self.certifies else None,
-            "dil_avg_acc": M.average_accuracy(self.matrices["dil"], t),
+            M.DIL_AVG_ACC: M.average_accuracy(self.matrices["dil"], t),
+            M.DIL_BWT: M.backward_transfer(self.matrices["dil"], t),
             "cil_avg_acc": M.average_accuracy(self.matrices["cil"], t),
             "task_time_s": self.task_times[-1],
             "collapsed_tasks": sum(1 for r in self.task_reports if r["collapsed"]),
@@ -369,6 +375,11 @@ class ContinualTrainer:
             scen["worst"] = {"note": NOT_SOUND}
         if getattr(self, "cil_details", None):  # task inference after the last task: score, confusion matrix
             scen["cil"].update(self.cil_details)
+        universal = None
+        if scen["dil"]["avg_acc"] is not None:
+            universal = M.universal_summary(self.matrices["dil"], self.matrices["worst"] if self.certifies else None,
+                                            row, sum(self.universal_violations[: row + 1]))
+            universal.update(self.method.universal_size(self.tasks_done) or {})
         return {
             M.AVG_ACC: scen["til"]["avg_acc"],
             M.BWT: scen["til"]["bwt"],
@@ -377,6 +388,7 @@ class ContinualTrainer:
             "certified": self.certifies,
             "acc_matrix": self.matrices["til"],
             **scen,
+            "universal": universal,
             M.TASKS_DONE: self.tasks_done,
             "num_tasks": len(self.benchmark),
             "method": self.cfg.method,

@@ -181,3 +181,32 @@ def test_task_report_records_the_weight_box_width():
     assert report["weight_box_rel_radius"] > 0 and res["certified"] is True
     hnet = train_continual(_cfg(num_tasks=1, method="hnet"), progress=False)
     assert "weight_box_rel_radius" not in hnet["tasks"][0]
+
+
+@pytest.mark.parametrize("hold", ["intersection", "penalty"])
+def test_universal_network_is_never_below_its_certified_bound(hold, synthetic_benchmark):
+    """The universal embedding lies in every task's embedding box, so its network lies in every
+    task's weight box: every sample certified for a task is classified right by it."""
+    res = train_continual(_cfg(embedding_mode="nested", nested_hold=hold, iters_per_task=60, gamma=0.5),
+                          benchmark=synthetic_benchmark, progress=False)
+    uni = res["universal"]
+    assert uni["hold"] == hold and uni["violations"] == 0
+    assert len(uni["certified_bound"]) == 3
+    assert all(a >= b for a, b in zip(uni["final_accs"], uni["certified_bound"]))
+    assert uni["acc_matrix"] == res["dil"]["acc_matrix"] and 0 <= uni["embedding_share"] <= 1
+
+
+def test_intersection_hold_keeps_earlier_certificates(synthetic_benchmark):
+    """With the intersection hold each task's box only shrinks inside the box it was certified
+    on, so no task's certified accuracy ever drops."""
+    res = train_continual(_cfg(embedding_mode="nested", nested_hold="intersection", iters_per_task=60),
+                          benchmark=synthetic_benchmark, progress=False)
+    W = res["worst"]["acc_matrix"]
+    for j in range(3):
+        for i in range(j + 1, 3):
+            assert W[i][j] >= W[j][j] - 1e-9, (i, j)
+
+
+def test_non_forced_has_no_universal(synthetic_benchmark):
+    res = train_continual(_cfg(iters_per_task=20), benchmark=synthetic_benchmark, progress=False)
+    assert res["universal"] is None

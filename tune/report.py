@@ -21,7 +21,7 @@ from hinterval import metrics as M
 from hinterval.checkpoint import atomic_write
 from hinterval.config import FIELDS
 
-METRIC_COLUMNS = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "dil_avg_acc", "cil_avg_acc")
+METRIC_COLUMNS = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, M.DIL_AVG_ACC, M.DIL_BWT, "cil_avg_acc")
 #: per-machine settings left out of best_config.yaml (``hinterval train`` picks them for its machine)
 MACHINE_KEYS = ("device", "num_threads")
 #: finished trials needed before hyperparameter importances are computed
@@ -29,7 +29,8 @@ MIN_IMPORTANCE_TRIALS = 4
 #: accuracy axes span at least this much, so differences of a few tenths of a point do not fill a plot
 MIN_ACC_SPAN = 0.1
 LABELS = {M.AVG_ACC: "avg acc (TIL)", M.BWT: "BWT", M.WORST_AVG_ACC: "worst-case avg acc",
-          M.WORST_BWT: "worst-case BWT", "cil_avg_acc": "CIL avg acc", "dil_avg_acc": "DIL avg acc"}
+          M.WORST_BWT: "worst-case BWT", "cil_avg_acc": "CIL avg acc", M.DIL_AVG_ACC: "universal (DIL) avg acc",
+          M.DIL_BWT: "universal (DIL) BWT"}
 SCENARIO_TITLES = {"til": "task-incremental (TIL)", "worst": "worst case (certified)", "dil": "domain-incremental (DIL)",
                    "cil": "class-incremental (CIL)"}
 

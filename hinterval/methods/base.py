@@ -52,12 +52,18 @@ class ContinualMethod(nn.Module):
         """
         raise NotImplementedError
 
-    def end_task(self, task_id: int) -> None:
-        """Called after training ``task_id`` and restoring its selected state."""
+    def end_task(self, task_id: int, *, box_scale: float = 1.0) -> None:
+        """Called after training ``task_id`` and restoring its selected state; ``box_scale`` is the
+        warm-up position (radius scale) that state was trained at."""
 
     def weight_box(self, task_id: int) -> Optional[Tuple[Tensor, Tensor]]:
         """The task's box of target weights ``(centre, radius)``, each ``(P,)``, at full gamma;
         ``None`` for methods without weight intervals."""
+        return None
+
+    def universal_size(self, num_seen: int) -> Optional[Dict[str, object]]:
+        """How large the region the universal network lies in is (for ``result.json``);
+        ``None`` for methods without one."""
         return None
 
     # --- prediction -------------------------------------------------------------------------

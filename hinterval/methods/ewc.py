@@ -47,7 +47,7 @@ class EWCMethod(FinetuneMethod):
             return None
         return 0.5 * self.cfg.ewc_lambda * (self.fisher_sum * (self.net.trunk - self.anchor) ** 2).sum()
 
-    def end_task(self, task_id: int) -> None:
+    def end_task(self, task_id: int, *, box_scale: float = 1.0) -> None:
         if self.cfg.ewc_lambda == 0:
             return
         fisher = self.fisher(task_id)

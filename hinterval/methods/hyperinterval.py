@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from hinterval.embeddings import TaskEmbeddings
 from hinterval.evaluation import Predictor
+from hinterval.held_box import clip_box
 from hinterval.hypernet import HnetOutput, HyperNetwork
 from hinterval.intervals import worst_case_logits
 from hinterval.methods.base import ContinualMethod, WeightBoxPredictor
@@ -38,6 +39,12 @@ class HyperIntervalMethod(ContinualMethod):
             chunk_size=cfg.hnet_chunk_size,
             chunk_embedding_dim=cfg.chunk_embedding_dim,
         )
+        # Nested mode with the intersection hold: the intersection of the finished tasks' weight
+        # boxes (see hinterval/held_box.py); -inf/inf until the first task ends.
+        self.holds = self.mode == "nested" and self.gamma > 0 and cfg.nested_hold == "intersection"
+        if self.holds:
+            self.register_buffer("held_lower", torch.full((target.num_params,), float("-inf")))
+            self.register_buffer("held_upper", torch.full((target.num_params,), float("inf")))
         # Stored regulariser targets: [T_middle] or, with bounds, [T_middle, T_centre, T_radius]
         # (centre/radius form: see :func:`box_regularizer`).
         self._reg_stored: List[Tensor] = []
@@ -49,21 +56,9 @@ class HyperIntervalMethod(ContinualMethod):
         and in non-forced mode with ``reg_bounds`` (protects the worst-case certificate)."""
         return self.gamma > 0 and (self.mode == "nested" or self.cfg.reg_bounds)
 
-    def _reg_view(self, out: HnetOutput, rows: slice) -> List[Tensor]:
-        """The outputs the regulariser keeps fixed, for the given rows of a hypernetwork output."""
-        if self._reg_bounds:
-            return [out.middle[rows], out.lower[rows], out.upper[rows]]
-        return [out.middle[rows]]
-
-    @property
-    def _reg_targets(self) -> List[Tensor]:
-        """The stored targets in the form of :meth:`_reg_view`: ``[middle]`` or ``[middle, lower, upper]``."""
-        if len(self._reg_stored) == 3:
-            mid, c, r = self._reg_stored
-            return [mid, c - r, c + r]
-        return list(self._reg_stored)
-
     def begin_task(self, task_id: int) -> None:
+        if self.cfg.embedding_init == "previous":
+            self.embeddings.start_from_previous(task_id)
         self._reg_stored = []
         if task_id > 0 and self.cfg.beta > 0:
             with torch.no_grad():
@@ -107,6 +102,8 @@ class HyperIntervalMethod(ContinualMethod):
         n0 = first.middle.shape[0]
         w_mid, w_c, w_r = (None if t is None else t.split([1, n0 - 1])[0].squeeze(0)
                            for t in (first.middle, first.centre, first.radius))
+        if self.holds:
+            w_mid, w_c, w_r = clip_box(self.held_lower, self.held_upper, w_mid, w_c if use_interval else None, w_r)
         if use_interval:  # one call: CNN targets share the middle network with the interval forward
             logits_mid, c, r = self.target.forward_with_interval(x, w_mid, w_c, w_r)
         else:
@@ -145,11 +142,29 @@ class HyperIntervalMethod(ContinualMethod):
             total = part if total is None else total + part
         return total / n_prev
 
+    def end_task(self, task_id: int, *, box_scale: float = 1.0) -> None:
+        """With the intersection hold: the task's box at the radius it was trained at, clipped into
+        the earlier tasks' intersection, becomes the new intersection."""
+        if not self.holds:
+            return
+        with torch.no_grad():
+            out = self._clipped(*self.embeddings.box([task_id], radius_scale=box_scale))
+            self.held_lower.copy_(out.lower[0])
+            self.held_upper.copy_(out.upper[0])
+
+    def _clipped(self, centre: Tensor, radius: Optional[Tensor]) -> HnetOutput:
+        """The hypernetwork's outputs for embedding boxes, clipped into the held intersection."""
+        out = self.hnet(centre, radius)
+        if self.holds:
+            out = HnetOutput(*clip_box(self.held_lower, self.held_upper, out.middle, out.centre, out.radius))
+        return out
+
     # --- prediction -------------------------------------------------------------------------
     def task_weights(self, task_ids: Sequence[int]) -> HnetOutput:
-        """Hypernetwork outputs at full gamma for ``task_ids`` (one batched pass)."""
+        """Outputs at full gamma for ``task_ids`` (one batched hypernetwork pass), clipped into
+        the held intersection in nested mode with the intersection hold."""
         centre, radius = self.embeddings.box(task_ids)
-        return self.hnet(centre, radius if self.gamma > 0 else None)
+        return self._clipped(centre, radius if self.gamma > 0 else None)
 
     @torch.no_grad()
     def weight_box(self, task_id: int) -> Optional[Tuple[Tensor, Tensor]]:
@@ -159,11 +174,41 @@ class HyperIntervalMethod(ContinualMethod):
         return out.centre[0], out.radius[0]
 
     def universal_weights(self, num_seen: int) -> Optional[Tensor]:
-        """Weights ``(P,)`` from the universal embedding of tasks ``0..num_seen-1`` (nested mode)."""
+        """Weights ``(P,)`` from the universal embedding of tasks ``0..num_seen-1`` (nested mode).
+
+        The universal embedding lies in every task's embedding box, so (sound IBP, and the same
+        clipping) its network lies in every task's weight box: each task's certified accuracy
+        bounds the universal network's accuracy on that task from below.
+        """
+        box = self.universal_box(num_seen)
+        return None if box is None else box[0]
+
+    @torch.no_grad()
+    def universal_box(self, num_seen: int) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
+        """``(weights, centre, radius)`` of the universal network and of the weight box of the
+        embeddings' intersection (the intersection's size in weight space), each ``(P,)``."""
         if self.mode != "nested" or self.gamma == 0:
             return None
         uni = self.embeddings.universal(num_seen)
-        return None if uni is None else self.hnet(uni[0].unsqueeze(0), None).middle[0]
+        if uni is None:
+            return None
+        mid, lower, upper = uni
+        out = self._clipped(mid.unsqueeze(0), ((upper - lower) / 2).unsqueeze(0))
+        return out.middle[0], out.centre[0], out.radius[0]
+
+    @torch.no_grad()
+    def universal_size(self, num_seen: int) -> Optional[Dict[str, object]]:
+        """``hold`` (how earlier boxes are kept), ``embedding_share`` (the intersection's mean width
+        over one box's width) and ``weight_rel_radius`` (median radius / |centre| of the
+        intersection's weight box: 0 = the universal network is a point)."""
+        box = self.universal_box(num_seen)
+        if box is None:
+            return None
+        _, lower, upper = self.embeddings.universal(num_seen)
+        _, centre, radius = box
+        width = 2 * self.gamma / self.embeddings.dim
+        return {"hold": self.cfg.nested_hold, "embedding_share": float((upper - lower).mean() / width),
+                "weight_rel_radius": float((radius / centre.abs()).nan_to_num(nan=0.0).median())}
 
     @torch.inference_mode()
     def predictor(self, task_ids: Sequence[int]) -> Predictor:
@@ -178,3 +223,4 @@ def _margin_logs(worst: Tensor, y: Tensor) -> Dict[str, float]:
     other = worst.scatter(1, y[:, None], float("-inf")).max(dim=1).values
     margin = true - other
     return {"worst_margin": float(margin.median()), "acc_worst": float((margin > 0).float().mean())}
+

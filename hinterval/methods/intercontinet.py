@@ -137,7 +137,7 @@ class InterContiNetMethod(ContinualMethod):
         logs["loss"] = float(loss.detach())
         return loss, logs
 
-    def end_task(self, task_id: int) -> None:
+    def end_task(self, task_id: int, *, box_scale: float = 1.0) -> None:
         """Freeze the trunk's box as the enclosing box of every later task."""
         self.project_()
         with torch.no_grad():

@@ -1,0 +1,133 @@
+"""The universal network of nested mode: one network for every task, and its certified bound.
+
+For each benchmark, in the same run:
+
+* **nested**: HyperInterval with ``--embedding-mode nested`` (the benchmark's nested preset
+  values, see ``hinterval/presets.py``) through the library's trainer: the universal network's
+  domain-incremental accuracy (DIL avg acc) and BWT, nested TIL avg acc and BWT, the certified
+  lower bound (mean over tasks of each task's certified accuracy at the end: the universal network
+  lies in every task's weight box, so it can never score below it) and the number of test samples
+  that broke the bound (must be 0);
+* **joint**: one network of the same target with ONE output layer trained on all tasks' data at
+  once, the same total iterations (the DIL ceiling).
+
+Targets (one PASS/FAIL per row, a summary line at the end):
+
+    universal DIL >= 0.90 on permuted-digits and split-digits, >= 0.85 on split-fashion;
+    nested TIL >= 0.95 on the digits benchmarks with BWT >= -0.01;
+    no test sample below the certified bound; each row <= 300 s.
+
+Usage::
+
+    .venv/bin/python benchmarks/universal.py [--benchmarks permuted-digits,split-digits,split-fashion]
+        [--threads 2] [--seed 0] [--set KEY=VALUE ...] [--json FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from hinterval.config import make_config  # noqa: E402
+from hinterval.runtime import configure_process  # noqa: E402
+
+BENCHMARKS = ("permuted-digits", "split-digits", "split-fashion")
+DIL_TARGETS = {"permuted-digits": 0.90, "split-digits": 0.90, "split-fashion": 0.85}
+#: nested TIL targets (avg acc, BWT) where the issue of one network per task is measured
+TIL_TARGETS = {"permuted-digits": (0.95, -0.01), "split-digits": (0.95, -0.01)}
+ROW_SECONDS = 300.0
+
+
+def _fmt(v: Optional[float]) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def _row(name: str, over: Dict[str, Any], seed: int) -> Dict[str, Any]:
+    from cil import train_joint_single
+
+    from hinterval.data.registry import load_benchmark
+    from hinterval.trainer import ContinualTrainer
+
+    cfg = make_config(dict(benchmark=name, device="cpu", seed=seed, embedding_mode="nested", **over))
+    bench = load_benchmark(name, seed=cfg.data_seed, data_dir=cfg.data_dir)
+    t0 = time.perf_counter()
+    res = ContinualTrainer(cfg, benchmark=bench, progress=False).fit()
+    wall = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    joint = train_joint_single(cfg, bench, seed)
+    uni = res["universal"] or {}
+    return {"config": cfg.to_dict(), "til": res["avg_acc"], "bwt": res["bwt"], "universal": uni,
+            "tasks": res["tasks"], "joint_dil": sum(joint) / len(joint), "joint_per_task": joint,
+            "wall_s": wall, "joint_wall_s": time.perf_counter() - t1}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--benchmarks", default=",".join(BENCHMARKS))
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for every run (e.g. nested_hold=intersection); printed with the figures")
+    ap.add_argument("--json", default=None, help="also write every figure to this JSON file")
+    args = ap.parse_args(argv)
+    policy = configure_process(make_config(dict(device="cpu", num_threads=args.threads))).omp_wait_policy
+    import torch
+
+    over: Dict[str, Any] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"universal.py: --set needs KEY=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        over[key.strip().replace("-", "_")] = value.strip()
+    if over:
+        print(f"overrides of the nested presets: {over}", flush=True)
+    ok, report = True, {}
+    for name in [b for b in args.benchmarks.split(",") if b]:
+        row = _row(name, over, args.seed)
+        uni, cfg = row["universal"], row["config"]
+        til_min, bwt_min = TIL_TARGETS.get(name, (None, None))
+        checks = {
+            "dil": uni.get("avg_acc") is not None and uni["avg_acc"] >= DIL_TARGETS.get(name, 0.0),
+            "til": til_min is None or (row["til"] >= til_min and row["bwt"] >= bwt_min),
+            "bound": uni.get("violations", 1) == 0 and all(
+                a >= b for a, b in zip(uni.get("final_accs", []), uni.get("certified_bound") or [])),
+            "time": row["wall_s"] <= ROW_SECONDS,
+        }
+        passed = all(checks.values())
+        ok &= passed
+        report[name] = {**row, "checks": checks, "pass": passed}
+        bound = uni.get("certified_bound")
+        print(f"{name}: universal DIL {_fmt(uni.get('avg_acc'))} BWT {_fmt(uni.get('bwt'))} | nested TIL "
+              f"{_fmt(row['til'])} BWT {_fmt(row['bwt'])} | certified bound {_fmt(uni.get('bound_avg'))} "
+              f"(samples below it: {uni.get('violations')}) | joint DIL {_fmt(row['joint_dil'])} | "
+              f"gamma {cfg['gamma']} beta {cfg['beta']} hold {cfg['nested_hold']} | intersection: embedding share "
+              f"{_fmt(uni.get('embedding_share'))}, weight radius {_fmt(uni.get('weight_rel_radius'))} | wall "
+              f"{row['wall_s']:.0f}s (+{row['joint_wall_s']:.0f}s joint) [{'PASS' if passed else 'FAIL'}: "
+              f"{', '.join(k for k, v in checks.items() if not v) or 'all targets'}{' missed' if not passed else ' met'}]",
+              flush=True)
+        print(f"  per task: universal {' '.join(_fmt(v) for v in uni.get('final_accs', []))} | bound "
+              f"{' '.join(_fmt(v) for v in bound or [])} | joint {' '.join(_fmt(v) for v in row['joint_per_task'])}",
+              flush=True)
+    print(f"universal benchmark: {'PASS' if ok else 'FAIL'} (threads={args.threads}, OMP_WAIT_POLICY={policy}, "
+          f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    from hinterval.errors import UserError
+
+    try:
+        sys.exit(main())
+    except UserError as exc:
+        print(f"universal.py: {exc}", file=sys.stderr)
+        sys.exit(2)
