@@ -35,9 +35,9 @@ TRAIN_FLAGS = [
     ("--beta", "beta", float, "strength of the output regulariser that prevents forgetting"),
     ("--embedding-dim", "embedding_dim", int, "task embedding dimension d"),
     ("--embedding-init", "embedding_init", str, "where a new task's embedding starts: random | previous (the previous task's embedding)"),
-    ("--nested-hold", "nested_hold", str, "nested mode: intersection (each task's weight box is clipped into the "
-     "intersection of the earlier tasks' certified boxes, so the universal network keeps their certificates) | "
-     "penalty (only the beta regulariser, as the paper's code)"),
+    ("--nested-hold", "nested_hold", str, "nested mode: penalty (the beta regulariser keeps earlier tasks' boxes near where "
+     "they were certified, as the paper's code) | intersection (each task's weight box is clipped into the intersection "
+     "of the earlier tasks' boxes: no certificate ever drops, less room for later tasks)"),
     ("--hnet-hidden", "hnet_hidden", str, "hypernetwork hidden widths, e.g. 100,100"),
     ("--hnet-chunk-size", "hnet_chunk_size", int, "emit target weights in chunks of this size (0 = unchunked)"),
     ("--chunk-embedding-dim", "chunk_embedding_dim", int, "chunk embedding size (chunked hypernetwork)"),

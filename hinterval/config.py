@@ -25,7 +25,7 @@ DEVICES = ("auto", "cpu", "cuda")
 TARGETS = ("mlp", "resnet18", "alexnet")
 RAMP_MODES = ("guarded", "fixed")
 #: nested mode: how earlier tasks' weight boxes are kept (see :mod:`hinterval.methods.hyperinterval`)
-NESTED_HOLDS = ("intersection", "penalty")
+NESTED_HOLDS = ("penalty", "intersection")
 #: where a new task's embedding starts: a fresh random draw, or the previous task's embedding
 EMBEDDING_INITS = ("random", "previous")
 #: class-incremental task-inference scores (see :mod:`hinterval.evaluation`); ``auto`` picks one on validation data
@@ -100,7 +100,7 @@ class ExperimentConfig:
     gamma: float = 1.0
     embedding_dim: int = 24
     embedding_init: str = "random"
-    nested_hold: str = "intersection"
+    nested_hold: str = "penalty"
     # Hypernetwork
     hnet_hidden: Tuple[int, ...] = (100, 100)
     hnet_chunk_size: int = 0
