@@ -10,10 +10,14 @@ oversubscribed one; the summary line says which was used), and glibc keeps freed
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import time
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from hinterval.config import make_config
+from hinterval.errors import UserError
 from hinterval.runtime import configure_process
 
 
@@ -24,6 +28,30 @@ def configure_threads(threads: int) -> str:
     """Set the process up as ``hinterval train`` does for a CPU run with ``threads`` torch threads
     (:func:`hinterval.runtime.configure_process`; call before torch loads); return the OpenMP policy."""
     return configure_process(make_config(dict(device="cpu", num_threads=threads))).omp_wait_policy
+
+
+def parse_sets(items: Sequence[str]) -> Dict[str, Any]:
+    """``--set KEY=VALUE`` items as config overrides (``-`` in keys read as ``_``); values stay text
+    for :func:`hinterval.config.make_config` to check."""
+    over: Dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set needs KEY=VALUE, got {item!r}")
+        over[key.strip().replace("-", "_")] = value.strip()
+    return over
+
+
+def finish(suite: str, ok: bool, threads: int, policy: str, report: Any, json_path: Optional[str]) -> int:
+    """Print the summary line of a benchmark script, write its JSON report; 0 iff every row passed."""
+    import torch
+
+    print(f"{suite} benchmark: {'PASS' if ok else 'FAIL'} (threads={threads}, OMP_WAIT_POLICY={policy}, "
+          f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs)")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0 if ok else 1
 
 
 def run_acceptance(suite: str, targets: Dict[str, Dict[str, float]], doc: str, argv: Optional[List[str]] = None) -> int:

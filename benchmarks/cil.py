@@ -37,6 +37,7 @@ from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from acceptance import finish, parse_sets  # noqa: E402
 from hinterval.config import make_config  # noqa: E402
 from hinterval.runtime import configure_process  # noqa: E402
 
@@ -164,17 +165,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = ap.parse_args(argv)
     # before torch loads: OpenMP wait policy, threads, glibc memory policy (as `hinterval train`)
     policy = configure_process(make_config(dict(device="cpu", num_threads=args.threads))).omp_wait_policy
-    import torch
-
     from hinterval.data.registry import load_benchmark
     from hinterval.evaluation import evaluate_tasks
     over: Dict[str, Any] = {} if args.iters_per_task is None else {"iters_per_task": args.iters_per_task}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            print(f"cil.py: --set needs KEY=VALUE, got {item!r}", file=sys.stderr)
-            return 2
-        over[key.strip().replace("-", "_")] = value.strip()
+    over.update(parse_sets(args.set))
     if over:
         print(f"overrides of the presets: {over}", flush=True)
     ok, report = True, {}
@@ -223,14 +217,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                   f"non-forced TIL {_fmt(base['til'])} spread {_fmt(base['weight_spread'])} | "
                   f"joint single network DIL {_fmt(joint)} | wall {nested['wall_s']:.0f}s | target DIL >= {DIL_TARGET}, "
                   f"TIL >= non-forced - {NESTED_TIL_GAP} [{'PASS' if passed else 'FAIL'}]", flush=True)
-    import platform
-
-    print(f"cil benchmark: {'PASS' if ok else 'FAIL'} (threads={args.threads}, OMP_WAIT_POLICY={policy}, "
-          f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-    return 0 if ok else 1
+    return finish("cil", ok, args.threads, policy, report, args.json)
 
 
 if __name__ == "__main__":

@@ -25,15 +25,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from acceptance import finish, parse_sets  # noqa: E402
 from hinterval.config import make_config  # noqa: E402
 from hinterval.runtime import configure_process  # noqa: E402
 
@@ -77,15 +76,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--json", default=None, help="also write every figure to this JSON file")
     args = ap.parse_args(argv)
     policy = configure_process(make_config(dict(device="cpu", num_threads=args.threads))).omp_wait_policy
-    import torch
-
-    over: Dict[str, Any] = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            print(f"universal.py: --set needs KEY=VALUE, got {item!r}", file=sys.stderr)
-            return 2
-        over[key.strip().replace("-", "_")] = value.strip()
+    over = parse_sets(args.set)
     if over:
         print(f"overrides of the nested presets: {over}", flush=True)
     ok, report = True, {}
@@ -115,12 +106,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"  per task: universal {' '.join(_fmt(v) for v in uni.get('final_accs', []))} | bound "
               f"{' '.join(_fmt(v) for v in bound or [])} | joint {' '.join(_fmt(v) for v in row['joint_per_task'])}",
               flush=True)
-    print(f"universal benchmark: {'PASS' if ok else 'FAIL'} (threads={args.threads}, OMP_WAIT_POLICY={policy}, "
-          f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-    return 0 if ok else 1
+    return finish("universal", ok, args.threads, policy, report, args.json)
 
 
 if __name__ == "__main__":

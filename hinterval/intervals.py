@@ -396,3 +396,10 @@ def worst_case_logits(lower: Tensor, upper: Tensor, y: Tensor) -> Tensor:
     """
     mask = F.one_hot(y, lower.shape[-1]).bool()
     return torch.where(mask, lower, upper)
+
+
+def relative_radius(centre: Tensor, radius: Tensor) -> float:
+    """Median over weights of ``radius / |centre|``: how wide a weight box is relative to the
+    weights (the median, because near-zero centres dominate a mean). 0 = a point, not a box."""
+    with torch.no_grad():
+        return float((radius / centre.abs()).nan_to_num(nan=0.0).median())

@@ -20,6 +20,7 @@ from hinterval.data.base import Benchmark, Task
 from hinterval.data.registry import load_for
 from hinterval.errors import TrainingDiverged, UserError
 from hinterval.evaluation import evaluate_tasks
+from hinterval.intervals import relative_radius
 from hinterval.memory import check_memory
 from hinterval.methods import ContinualMethod, build_method
 from hinterval.schedule import RampController
@@ -33,12 +34,6 @@ COLLAPSE_MARGIN = 0.1
 
 NOT_SOUND = "n/a (not sound)"
 
-
-def relative_radius(centre: torch.Tensor, radius: torch.Tensor) -> float:
-    """Median over weights of ``radius / |centre|``: how wide a weight box is relative to the
-    weights (the median, because near-zero centres dominate a mean). 0 = a point, not a box."""
-    with torch.no_grad():
-        return float((radius / centre.abs()).nan_to_num(nan=0.0).median())
 
 
 def collapse_threshold(num_classes: int) -> float:

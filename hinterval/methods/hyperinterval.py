@@ -11,7 +11,7 @@ from hinterval.embeddings import TaskEmbeddings
 from hinterval.evaluation import Predictor
 from hinterval.held_box import clip_box
 from hinterval.hypernet import HnetOutput, HyperNetwork
-from hinterval.intervals import worst_case_logits
+from hinterval.intervals import relative_radius, worst_case_logits
 from hinterval.methods.base import ContinualMethod, WeightBoxPredictor
 from hinterval.schedule import kappa_and_scale, worst_case_loss
 from hinterval.regularizers import box_regularizer, output_regularizer, regularizer_weight
@@ -180,35 +180,24 @@ class HyperIntervalMethod(ContinualMethod):
         clipping) its network lies in every task's weight box: each task's certified accuracy
         bounds the universal network's accuracy on that task from below.
         """
-        box = self.universal_box(num_seen)
-        return None if box is None else box[0]
-
-    @torch.no_grad()
-    def universal_box(self, num_seen: int) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
-        """``(weights, centre, radius)`` of the universal network and of the weight box of the
-        embeddings' intersection (the intersection's size in weight space), each ``(P,)``."""
         if self.mode != "nested" or self.gamma == 0:
             return None
         uni = self.embeddings.universal(num_seen)
-        if uni is None:
-            return None
-        mid, lower, upper = uni
-        out = self._clipped(mid.unsqueeze(0), ((upper - lower) / 2).unsqueeze(0))
-        return out.middle[0], out.centre[0], out.radius[0]
+        return None if uni is None else self._clipped(uni[0].unsqueeze(0), None).middle[0]
 
     @torch.no_grad()
     def universal_size(self, num_seen: int) -> Optional[Dict[str, object]]:
         """``hold`` (how earlier boxes are kept), ``embedding_share`` (the intersection's mean width
-        over one box's width) and ``weight_rel_radius`` (median radius / |centre| of the
+        over one box's width) and ``weight_rel_radius`` (:func:`relative_radius` of the
         intersection's weight box: 0 = the universal network is a point)."""
-        box = self.universal_box(num_seen)
-        if box is None:
+        uni = self.embeddings.universal(num_seen) if self.mode == "nested" and self.gamma > 0 else None
+        if uni is None:
             return None
-        _, lower, upper = self.embeddings.universal(num_seen)
-        _, centre, radius = box
+        mid, lower, upper = uni
+        out = self._clipped(mid.unsqueeze(0), ((upper - lower) / 2).unsqueeze(0))
         width = 2 * self.gamma / self.embeddings.dim
         return {"hold": self.cfg.nested_hold, "embedding_share": float((upper - lower).mean() / width),
-                "weight_rel_radius": float((radius / centre.abs()).nan_to_num(nan=0.0).median())}
+                "weight_rel_radius": relative_radius(out.centre[0], out.radius[0])}
 
     @torch.inference_mode()
     def predictor(self, task_ids: Sequence[int]) -> Predictor:
@@ -223,4 +212,3 @@ def _margin_logs(worst: Tensor, y: Tensor) -> Dict[str, float]:
     other = worst.scatter(1, y[:, None], float("-inf")).max(dim=1).values
     margin = true - other
     return {"worst_margin": float(margin.median()), "acc_worst": float((margin > 0).float().mean())}
-
