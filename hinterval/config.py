@@ -21,6 +21,8 @@ METHODS = ("hyperinterval", "hnet", "finetune", "joint", "intercontinet", "ewc")
 EMBEDDING_MODES = ("nested", "non-forced")
 REG_NORMALISATIONS = ("reference", "mean")
 INTERVAL_MODES = ("sound", "rump", "relaxed")
+#: which layers of the target carry the weight box: every one, the output layer, or the last K
+INTERVAL_SCOPE_HELP = "all | head (the output layer) | last:K (the last K weighted layers)"
 DEVICES = ("auto", "cpu", "cuda")
 TARGETS = ("mlp", "resnet18", "alexnet")
 RAMP_MODES = ("guarded", "fixed")
@@ -45,6 +47,19 @@ MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_VALUES = 10_000
 #: keys a run directory's config.json holds besides the config (ignored when it is read back as --config)
 RUN_METADATA_KEYS = ("run_id",)
+
+
+def scope_depth(scope: str) -> Optional[int]:
+    """How many of the last weighted layers an interval scope boxes: ``all`` -> ``None`` (every
+    layer), ``head`` -> 1, ``last:K`` -> ``K``. Raises :class:`UserError` for anything else."""
+    text = str(scope).strip().lower()
+    if text == "all":
+        return None
+    if text == "head":
+        return 1
+    if text.startswith("last:") and text[5:].isdigit() and int(text[5:]) >= 1:
+        return int(text[5:])
+    raise UserError(f"interval scope must be {INTERVAL_SCOPE_HELP}, got {short(scope)}")
 
 
 def parse_widths(value: Any) -> Tuple[int, ...]:
@@ -109,6 +124,7 @@ class ExperimentConfig:
     target: str = "mlp"
     target_hidden: Tuple[int, ...] = (100, 100)
     interval_mode: str = "sound"
+    interval_scope: str = "all"
     image_size: Optional[int] = None
     image_channels: Optional[int] = None
     # Optimisation
@@ -141,6 +157,7 @@ class ExperimentConfig:
         object.__setattr__(self, "target_hidden", parse_widths(self.target_hidden))
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
+        object.__setattr__(self, "interval_scope", self.interval_scope.strip().lower())
         self._validate()
 
     def _validate(self) -> None:
@@ -155,6 +172,7 @@ class ExperimentConfig:
         need(self.embedding_mode in EMBEDDING_MODES, f"unknown embedding mode {short(self.embedding_mode)}; choose one of: {', '.join(EMBEDDING_MODES)}")
         need(self.reg_normalisation in REG_NORMALISATIONS, f"reg normalisation must be one of {REG_NORMALISATIONS}")
         need(self.interval_mode in INTERVAL_MODES, f"interval mode must be one of {INTERVAL_MODES}")
+        scope_depth(self.interval_scope)
         need(self.device in DEVICES, f"device must be one of {DEVICES}, got {short(self.device)}")
         need(self.target in TARGETS, f"unknown target {short(self.target)}; choose one of: {', '.join(TARGETS)}")
         need(self.gamma >= 0, f"gamma (perturbation epsilon) must be >= 0, got {self.gamma}")
@@ -260,7 +278,9 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
 
 def make_config(*layers: Mapping[str, Any], **overrides: Any) -> ExperimentConfig:
     """Build a config from ``defaults < benchmark preset < layers... < overrides``; in nested mode
-    the benchmark's nested preset (:data:`hinterval.presets.NESTED_PRESETS`) sits on the preset.
+    the benchmark's nested preset (:data:`hinterval.presets.NESTED_PRESETS`) sits on the preset,
+    and for a CNN target in a sound mode the target's scope and gamma
+    (:data:`hinterval.presets.CNN_TARGET_PRESETS`) sit on both.
 
     Unknown keys are rejected (a typo in a YAML file must not be silently ignored); keys must be
     names and every value's type is checked before it is used (a list as the benchmark name is an
@@ -285,12 +305,16 @@ def make_config(*layers: Mapping[str, Any], **overrides: Any) -> ExperimentConfi
     if unknown:
         shown = ", ".join(short(k, 40).strip("'") for k in unknown[:5]) + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else "")
         raise UserError(f"unknown config key(s): {shown}; valid keys: {', '.join(sorted(FIELDS))}")
-    from hinterval.presets import NESTED_PRESETS, PRESETS
+    from hinterval.presets import CNN_TARGET_PRESETS, NESTED_PRESETS, PRESETS
 
     benchmark = _coerce("benchmark", "str", merged.get("benchmark", ExperimentConfig.benchmark))
     preset = {k: v for k, v in PRESETS.get(benchmark, {}).items() if not (by_iterations and k == "epochs_per_task")}
     if {**preset, **merged}.get("embedding_mode", ExperimentConfig.embedding_mode) == "nested":
         preset.update(NESTED_PRESETS.get(benchmark, {}))  # nested mode has values of its own
+    chosen = {**preset, **merged}
+    target = chosen.get("target", ExperimentConfig.target)
+    if isinstance(target, str) and chosen.get("interval_mode", ExperimentConfig.interval_mode) != "relaxed":
+        preset.update(CNN_TARGET_PRESETS.get(target, {}))  # a sound CNN box opens only on its last layers
     values = {**preset, **merged}
     try:
         return ExperimentConfig(**values)

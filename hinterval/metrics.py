@@ -18,6 +18,8 @@ WORST_BWT = "worst_bwt"
 TASKS_DONE = "tasks_done"
 DIL_AVG_ACC = "dil_avg_acc"
 DIL_BWT = "dil_bwt"
+#: the lowest warm-up position any task's box reached (1 = every box trained at full gamma; 0 = one never opened)
+RAMP_REACHED = "ramp_reached"
 SCENARIOS = ("til", "worst", "dil", "cil")
 
 

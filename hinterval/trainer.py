@@ -163,6 +163,13 @@ class ContinualTrainer:
         propagates them soundly (``relaxed`` interval mode does not)."""
         return self.method.has_intervals and getattr(self.method.target, "interval_mode", "sound") != "relaxed"
 
+    @property
+    def certificate(self) -> Optional[str]:
+        """What the worst-case figures hold for, in words; ``None`` where nothing is certified."""
+        if not self.certifies:
+            return None
+        return f"interval scope {self.method.target.interval_scope}: {self.method.target.scope_text()}"
+
     # --- state -------------------------------------------------------------------------------
     def state(self) -> Dict[str, Any]:
         """A snapshot (copied, safe to keep) of everything needed to resume at this task boundary."""
@@ -295,8 +302,9 @@ class ContinualTrainer:
         collapsed = val <= collapse_threshold(self.benchmark.classes_per_task)
         report = {"task": t, "val_acc": val, "collapsed": collapsed, "ramp_reached": ramp.position}
         box = self.method.weight_box(t)
-        if box is not None:
-            report["weight_box_rel_radius"] = relative_radius(*box)
+        if box is not None:  # over the weights the box covers (the interval scope's layers)
+            target = self.method.target
+            report["weight_box_rel_radius"] = relative_radius(target.boxed(box[0]), target.boxed(box[1]))
         return report
 
     def _validation_score(self, t: int) -> float:
@@ -346,6 +354,8 @@ class ContinualTrainer:
             "collapsed_tasks": sum(1 for r in self.task_reports if r["collapsed"]),
             "task_collapsed": bool(self.task_reports[t]["collapsed"]) if t < len(self.task_reports) else False,
             "task_val_acc": self.task_reports[t]["val_acc"] if t < len(self.task_reports) else None,
+            M.RAMP_REACHED: (min(r["ramp_reached"] for r in self.task_reports)
+                             if self.method.has_intervals and self.task_reports else None),
             "elapsed_s": self.elapsed_before + self._elapsed(),
         }
         for s in M.SCENARIOS:
@@ -372,15 +382,23 @@ class ContinualTrainer:
             scen["cil"].update(self.cil_details)
         universal = None
         if scen["dil"]["avg_acc"] is not None:
-            universal = M.universal_summary(self.matrices["dil"], self.matrices["worst"] if self.certifies else None,
+            # A partial scope certifies each task's box with the other layers at THAT task's centre;
+            # the universal network's other layers differ, so those figures bound nothing for it.
+            bounds_universal = self.certifies and self.method.target.interval_scope == "all"
+            universal = M.universal_summary(self.matrices["dil"], self.matrices["worst"] if bounds_universal else None,
                                             row, sum(self.universal_violations[: row + 1]))
             universal.update(self.method.universal_size(self.tasks_done) or {})
+            if self.certifies and not bounds_universal:
+                universal["bound_note"] = (f"interval scope {self.method.target.interval_scope}: the task boxes cover the "
+                                           "boxed layers only, so they bound nothing for the universal network")
         return {
             M.AVG_ACC: scen["til"]["avg_acc"],
             M.BWT: scen["til"]["bwt"],
             M.WORST_AVG_ACC: worst_acc,
             M.WORST_BWT: worst_bwt,
             "certified": self.certifies,
+            "interval_scope": self.method.target.interval_scope if self.method.has_intervals else None,
+            "certificate": self.certificate,
             "acc_matrix": self.matrices["til"],
             **scen,
             "universal": universal,

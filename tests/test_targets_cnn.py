@@ -258,14 +258,12 @@ def learnable_image_benchmark(num_tasks: int = 2, n: int = 32, size: int = 16, s
 
 @pytest.mark.slow
 def test_hyperinterval_trains_resnet_end_to_end():
-    """Chunked hypernetwork -> slim ResNet-18 weights, sound interval loss at the CNN presets' gamma,
+    """Chunked hypernetwork -> slim ResNet-18 weights, sound interval loss at the CNN presets' scope and gamma,
     regulariser, two tasks: both tasks are learnt and none collapses."""
-    from hinterval.presets import CNN_SOUND_GAMMA
     from hinterval.trainer import train_continual
 
     cfg = make_config(dict(benchmark="split-digits", target="resnet18", hnet_chunk_size=2048, iters_per_task=40,
-                           val_every=20, device="cpu", hnet_hidden="20", embedding_dim=8, batch_size=16,
-                           gamma=CNN_SOUND_GAMMA))
+                           val_every=20, device="cpu", hnet_hidden="20", embedding_dim=8, batch_size=16))
     res = train_continual(cfg, benchmark=learnable_image_benchmark(), progress=False)
     assert res["tasks_done"] == 2 and res["collapsed_tasks"] == []
     assert res["avg_acc"] >= 0.9  # chance is 0.5

@@ -129,3 +129,88 @@ def test_sampled_networks_lie_in_the_box_and_rump_contains_sound(name, seed, sca
     (s_lo, s_hi, tol), (r_lo, r_hi, _) = boxes["sound"], boxes["rump"]
     assert (r_lo <= s_lo + tol).all() and (r_hi >= s_hi - tol).all()
     assert float((s_hi - s_lo).sum()) < float((r_hi - r_lo).sum())
+
+
+# --- interval scope: the box on the last layers only ---------------------------------------
+
+def _scoped(name: str, mode: str, scope: str):
+    net = TARGETS[name](mode)
+    net.set_interval_scope(scope)
+    return net
+
+
+@settings(max_examples=12, deadline=None)
+@given(name=st.sampled_from(sorted(TARGETS)), mode=st.sampled_from(["sound", "rump"]),
+       depth=st.integers(1, 4), seed=st.integers(0, 10_000), scale=st.sampled_from([1e-2, 0.1]))
+def test_scoped_box_contains_every_network_with_boxed_layers_sampled(name, mode, depth, seed, scale):
+    """With the box on the last ``depth`` layers, every network whose boxed layers are sampled in
+    their box and whose other layers are the middle weights has logits inside the returned box
+    (batch norms with the middle network's statistics); and the box is exactly the all-layer box
+    of that weight box (the shared point path changes no number)."""
+    g = torch.Generator().manual_seed(seed)
+    depth = min(depth, len(TARGETS[name](mode).layer_units()) - 1)
+    net = _scoped(name, mode, f"last:{depth}")
+    P = net.num_params
+    inside = net.boxed_mask()
+    assert inside is not None and 0 < int(inside.sum()) < P
+    w_c, w_r = torch.randn(P, generator=g) * 0.5, torch.rand(P, generator=g) * scale
+    w_m = w_c + (torch.rand(P, generator=g) * 2 - 1) * w_r  # the middle network lies in the box
+    x = _images(net, 4, g)
+    c, r = net.forward_interval(x, w_c, w_r, w_middle=w_m)
+    lo, hi = c - r, c + r
+    tol = 1e-4 * (1 + hi.abs().max())
+    stats = net.bn_statistics(x, w_m)
+    for k in range(12):
+        u = torch.rand(P, generator=g) * 2 - 1 if k < 10 else torch.full((P,), 1.0 if k == 10 else -1.0)
+        w = torch.where(inside, w_c + u * w_r, w_m)
+        y = net.forward(x, w, bn_stats=stats)
+        assert (y >= lo - tol).all() and (y <= hi + tol).all()
+    full = TARGETS[name](mode)
+    c2, r2 = full.forward_interval(x, torch.where(inside, w_c, w_m), torch.where(inside, w_r, 0.0), w_middle=w_m)
+    assert torch.allclose(c, c2, rtol=1e-4, atol=tol) and torch.allclose(r, r2, rtol=1e-4, atol=tol)
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_scope_head_boxes_the_output_layer_and_is_narrower_than_all(name):
+    g = torch.Generator().manual_seed(0)
+    head, every = _scoped(name, "sound", "head"), TARGETS[name]("sound")
+    P = every.num_params
+    w_c, w_r = torch.randn(P, generator=g) * 0.5, torch.rand(P, generator=g) * 0.05
+    x = _images(every, 4, g)
+    units = every.layer_units()
+    assert int(head.boxed_mask().sum()) == sum(torch.Size(every.param_shapes[i]).numel() for i in units[-1])
+    assert head.boxed(w_r).numel() == int(head.boxed_mask().sum()) and every.boxed(w_r).numel() == P
+    (_, r_head), (_, r_all) = head.forward_interval(x, w_c, w_r), every.forward_interval(x, w_c, w_r)
+    assert float(r_head.sum()) < float(r_all.sum())
+    whole = _scoped(name, "sound", f"last:{len(units)}")
+    assert whole.boxed_mask() is None  # every layer named: the ordinary all-layer box
+
+
+def test_scope_deeper_than_the_network_is_refused():
+    net = TARGETS["mlp"]("sound")
+    with pytest.raises(ValueError, match="3 weighted layers"):
+        net.set_interval_scope("last:4")
+
+
+@pytest.mark.parametrize("scope", ["last:0", "last:-1", "first:2", "last:x", "middle", ""])
+def test_bad_scope_names_are_one_line_errors(scope):
+    from hinterval.config import scope_depth
+    from hinterval.errors import UserError
+
+    with pytest.raises(UserError, match="interval scope must be"):
+        scope_depth(scope)
+
+
+def test_relaxed_scope_keeps_the_unboxed_layers_at_the_middle_weights():
+    g = torch.Generator().manual_seed(1)
+    net = ResNet18Target(3, 3, widths=(2, 3, 4, 4, 4), image_size=8, interval_mode="relaxed")
+    net.set_interval_scope("head")
+    P = net.num_params
+    w_c, w_r = torch.randn(P, generator=g) * 0.5, torch.rand(P, generator=g) * 0.05
+    x = _images(net, 4, g)
+    c, r = net.forward_interval(x, w_c, w_r)
+    inside = net.boxed_mask()
+    point = net.forward(x, w_c)
+    assert (point >= c - r - 1e-5).all() and (point <= c + r + 1e-5).all()
+    c0, r0 = net.forward_interval(x, w_c, torch.where(inside, 0.0, w_r))  # radius only outside the scope
+    assert torch.allclose(r0, torch.zeros_like(r0), atol=1e-6)

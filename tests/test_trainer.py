@@ -210,3 +210,24 @@ def test_intersection_hold_keeps_earlier_certificates(synthetic_benchmark):
 def test_non_forced_has_no_universal(synthetic_benchmark):
     res = train_continual(_cfg(iters_per_task=20), benchmark=synthetic_benchmark, progress=False)
     assert res["universal"] is None
+
+
+def test_partial_interval_scope_is_recorded_and_measured_over_the_boxed_weights(synthetic_benchmark):
+    """With the box on the output layer only, result.json names the scope and what it covers,
+    the weight-box width is taken over the boxed weights, and in nested mode the task boxes give
+    no bound for the universal network (its other layers are not any task's)."""
+    from hinterval.intervals import relative_radius
+
+    trainer = ContinualTrainer(_cfg(interval_scope="head", embedding_mode="nested", iters_per_task=20),
+                               benchmark=synthetic_benchmark, progress=False)
+    res = trainer.fit()
+    assert res["interval_scope"] == "head" and res["certified"] is True
+    assert "last 1 of 2 layers" in res["certificate"]
+    target, box = trainer.method.target, trainer.method.weight_box(2)
+    assert int(target.boxed_mask().sum()) == 8 * 2 + 2  # the 8 -> 2 output layer of the MLP
+    assert res["tasks"][2]["weight_box_rel_radius"] == pytest.approx(
+        relative_radius(box[0][target.boxed_mask()], box[1][target.boxed_mask()]))
+    uni = res["universal"]
+    assert uni["certified_bound"] is None and uni["bound_avg"] is None and "head" in uni["bound_note"]
+    full = train_continual(_cfg(num_tasks=1), progress=False)
+    assert full["interval_scope"] == "all" and "all 2 layers" in full["certificate"]

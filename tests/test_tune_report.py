@@ -253,3 +253,18 @@ def test_leaderboard_marks_trials_with_collapsed_tasks(tmp_path):
 
     df = pd.read_csv(tmp_path / "trials.csv").set_index("trial_id")
     assert df.loc["k", "collapsed_tasks"] == 1 and df.loc["h", "collapsed_tasks"] == 0
+
+
+def test_leaderboard_shows_the_scope_and_flags_a_box_that_never_opened(tmp_path):
+    opened, held = make_record("o", accs=(0.9, 0.9)), make_record("z", accs=(0.9, 0.8), gamma=5.0)
+    opened["history"][-1]["ramp_reached"], held["history"][-1]["ramp_reached"] = 1.0, 0.0
+    opened["config"]["interval_scope"] = "last:3"
+    held["config"]["interval_mode"] = "relaxed"
+    R.write_report(tmp_path, [opened, held], name="t", params=PARAMS, space=SPACE)
+    board = (tmp_path / "leaderboard.md").read_text()
+    assert "z (box never opened)" in board and "o (box" not in board
+    assert "last:3" in board and "relaxed (not certified)" in board
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "trials.csv").set_index("trial_id")
+    assert df.loc["o", "scope"] == "last:3" and df.loc["z", "ramp_reached"] == 0.0

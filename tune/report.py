@@ -112,6 +112,8 @@ def trials_frame(records: Sequence[Dict[str, Any]], *, params: Sequence[str], ob
         for m in METRIC_COLUMNS:
             row[m] = last.get(m)
         row["collapsed_tasks"] = int(last.get("collapsed_tasks") or 0)
+        row[M.RAMP_REACHED] = last.get(M.RAMP_REACHED)
+        row["scope"] = certified_scope(r["config"])
         row["wall_time_s"] = r.get("wall_time_s")
         row["node_id"] = r.get("node_id")
         row["num_nodes"] = len(r.get("node_ids") or [])
@@ -122,11 +124,19 @@ def trials_frame(records: Sequence[Dict[str, Any]], *, params: Sequence[str], ob
         row["complete"] = is_complete(r)
         rows.append(row)
     cols = ["trial_id", "status", "is_preset", "tasks_done", "num_tasks", *params, *METRIC_COLUMNS, "collapsed_tasks",
-            "wall_time_s",
+            M.RAMP_REACHED, "scope", "wall_time_s",
             "node_id", "num_nodes", "restarts", "reruns", "error", "config", "complete"]
     df = pd.DataFrame(rows, columns=cols)
     df["pareto"] = _mark_front(df, front_axes(objectives)) if len(df) else []
     return df
+
+
+def certified_scope(config: Mapping[str, Any]) -> str:
+    """Which weights a trial's worst-case figure is certified for: its interval scope, or
+    ``relaxed (not certified)`` for the unsound mode."""
+    if config.get("interval_mode") == "relaxed":
+        return "relaxed (not certified)"
+    return str(config.get("interval_scope") or "all")
 
 
 def best_config(rec: Mapping[str, Any]) -> Dict[str, Any]:
@@ -155,20 +165,25 @@ def _fmt(v: Any, digits: int = 4) -> str:
 def leaderboard_markdown(df, *, name: str, params: Sequence[str], objectives: Sequence[str],
                          importance: Optional[Dict[str, Any]] = None) -> str:
     """Markdown table: complete trials ranked by the primary objective, then unfinished ones; importances below."""
-    cols = ["trial", M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "cil_avg_acc", *params, "tasks", "wall s"]
+    cols = ["trial", M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "cil_avg_acc", *params, "scope", M.RAMP_REACHED,
+            "tasks", "wall s"]
     multi = len(objectives) > 1
     if multi:
         cols.insert(1, "pareto")
     lines = [f"# Sweep `{name}`", "",
              f"Ranked by `{'`, then `'.join(rank_keys(objectives))}`{' (Pareto front over ' + ', '.join(objectives) + ' marked)' if multi else ''}; "
              "only trials that finished every task are ranked. `(preset)` marks the benchmark's paper/default config; "
-             "`(N collapsed)` a trial in which N tasks ended at chance accuracy.", "",
+             "`(N collapsed)` a trial in which N tasks ended at chance accuracy; `scope` names the layers the worst-case "
+             "figure is certified for; `ramp_reached` is the lowest share of gamma any task's box trained at "
+             "(`(box never opened)`: 0, so its gamma changed nothing).", "",
              "| rank | " + " | ".join(cols) + " | status |", "|" + "---|" * (len(cols) + 2)]
     rank_no = 0
     for _, row in df.iterrows():
         trial = row["trial_id"] + (" (preset)" if row["is_preset"] else "")
         if row["collapsed_tasks"]:
             trial += f" ({row['collapsed_tasks']} collapsed)"
+        if row[M.RAMP_REACHED] == 0:
+            trial += " (box never opened)"
         if row["complete"]:
             rank_no += 1
             r = str(rank_no)

@@ -197,7 +197,7 @@ class HyperIntervalMethod(ContinualMethod):
         out = self._clipped(mid.unsqueeze(0), ((upper - lower) / 2).unsqueeze(0))
         width = 2 * self.gamma / self.embeddings.dim
         return {"hold": self.cfg.nested_hold, "embedding_share": float((upper - lower).mean() / width),
-                "weight_rel_radius": relative_radius(out.centre[0], out.radius[0])}
+                "weight_rel_radius": relative_radius(self.target.boxed(out.centre[0]), self.target.boxed(out.radius[0]))}
 
     @torch.inference_mode()
     def predictor(self, task_ids: Sequence[int]) -> Predictor:

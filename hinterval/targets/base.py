@@ -19,6 +19,16 @@ class TargetNetwork:
 
     param_shapes: List[Tuple[int, ...]]
     num_classes: int
+    #: which layers carry the weight box (see :meth:`ExecutorTarget.set_interval_scope`)
+    interval_scope: str = "all"
+
+    def boxed(self, flat: Tensor) -> Tensor:
+        """The entries of a flat weight vector inside the interval scope (here: all of them)."""
+        return flat
+
+    def scope_text(self) -> str:
+        """What a certified figure covers, in words."""
+        return "every weight of every layer"
 
     @property
     def num_params(self) -> int:

@@ -31,13 +31,14 @@ Everything is plain tensor code (reductions for batch-norm statistics instead of
 """
 from __future__ import annotations
 
+import math
 from typing import Any, List, Optional, Protocol, Sequence, Tuple, TypeVar, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hinterval.config import INTERVAL_MODES
+from hinterval.config import INTERVAL_MODES, scope_depth
 from hinterval.intervals import (
     BilinearOp,
     channel_view,
@@ -246,42 +247,69 @@ class SoundExecutor:
     def input(self, x: Tensor, x_radius: Optional[Tensor] = None) -> IntervalValue:
         return IntervalValue(x, x_radius, False, x if self.track_middle else None)
 
+    def _point(self, h: IntervalValue, *params: Optional[int]) -> bool:
+        """Whether this layer is a plain point layer that the middle branch runs identically: a
+        point input that IS the middle branch, and point weights that ARE the middle weights (the
+        layers outside the interval scope). Then one computation serves both."""
+        return h.r is None and h.m is h.c and all(
+            i is None or (self.pr[i] is None and self.pc[i] is self.mid.p[i]) for i in params)
+
+    @staticmethod
+    def _shared(v: Tensor, nonneg: bool) -> IntervalValue:
+        return IntervalValue(v, None, nonneg, v)
+
     def _layer(self, h: IntervalValue, w: int, b: Optional[int], op: BilinearOp) -> Tuple[Tensor, Optional[Tensor]]:
         return interval_layer(h.c, h.r, self.pc[w], self.pr[w], _at(self.pc, b), _at(self.pr, b), op,
                               nonneg_input=self.exact_nonneg and h.nonneg)
 
     def conv(self, h: IntervalValue, w: int, b: Optional[int], stride: int, padding: int) -> IntervalValue:
+        if self._point(h, w, b):
+            return self._shared(self.mid.conv(h.c, w, b, stride, padding), False)
         c, r = self._layer(h, w, b, conv2d_op(stride, padding))
         return IntervalValue(c, r, False, None if h.m is None else self.mid.conv(h.m, w, b, stride, padding))
 
     def linear(self, h: IntervalValue, w: int, b: Optional[int]) -> IntervalValue:
+        if self._point(h, w, b):
+            return self._shared(self.mid.linear(h.c, w, b), False)
         c, r = self._layer(h, w, b, F.linear)
         return IntervalValue(c, r, False, None if h.m is None else self.mid.linear(h.m, w, b))
 
     def bn(self, h: IntervalValue, g: int, b: int) -> IntervalValue:
         if h.m is None:
             raise RuntimeError("batch norm in interval mode needs the middle branch (track_middle=True)")
+        if self._point(h, g, b):
+            return self._shared(self.mid.bn(h.c, g, b), False)
         mean, var = batch_norm_stats(h.m)
         c, r = interval_batch_norm(h.c, h.r, mean, var, self.pc[g], self.pr[g], self.pc[b], self.pr[b], eps=BN_EPS)
         return IntervalValue(c, r, False, batch_norm_point(h.m, mean, var, self.mid.p[g], self.mid.p[b]))
 
     def relu(self, h: IntervalValue) -> IntervalValue:
+        if self._point(h):
+            return self._shared(self.mid.relu(h.c), True)
         c, r = interval_relu(h.c, h.r)
         return IntervalValue(c, r, True, None if h.m is None else self.mid.relu(h.m))
 
     def add(self, a: IntervalValue, b: IntervalValue) -> IntervalValue:
+        if self._point(a) and self._point(b):
+            return self._shared(self.mid.add(a.c, b.c), a.nonneg and b.nonneg)
         c, r = interval_add(a.c, a.r, b.c, b.r)
         return IntervalValue(c, r, a.nonneg and b.nonneg, None if a.m is None else self.mid.add(a.m, b.m))
 
     def max_pool(self, h: IntervalValue, k: int, s: Optional[int] = None, p: int = 0) -> IntervalValue:
+        if self._point(h):
+            return self._shared(self.mid.max_pool(h.c, k, s, p), h.nonneg)
         c, r = interval_max_pool2d(h.c, h.r, k, k if s is None else s, p)
         return IntervalValue(c, r, h.nonneg, None if h.m is None else self.mid.max_pool(h.m, k, s, p))
 
     def avg_pool(self, h: IntervalValue, k: int) -> IntervalValue:
+        if self._point(h):
+            return self._shared(self.mid.avg_pool(h.c, k), h.nonneg)
         c, r = interval_avg_pool2d(h.c, h.r, k)
         return IntervalValue(c, r, h.nonneg, None if h.m is None else self.mid.avg_pool(h.m, k))
 
     def flatten(self, h: IntervalValue) -> IntervalValue:
+        if self._point(h):
+            return self._shared(self.mid.flatten(h.c), h.nonneg)
         return IntervalValue(h.c.flatten(1), None if h.r is None else h.r.flatten(1), h.nonneg,
                              None if h.m is None else self.mid.flatten(h.m))
 
@@ -460,6 +488,64 @@ class ExecutorTarget(TargetNetwork):
                              f"got {interval_mode!r}")
         self.interval_mode = interval_mode
         self.param_shapes: List[Tuple[int, ...]] = []
+        self.interval_scope = "all"
+        self._boxed: Optional[frozenset] = None  # parameter indices inside the scope; None = every one
+
+    # --- interval scope -----------------------------------------------------------------------
+    def layer_units(self) -> List[List[int]]:
+        """The weighted layers in execution-definition order, each as the indices of its
+        parameters: a weight matrix or kernel with the 1-D parameters registered after it (its
+        bias, its batch norm's scale and shift)."""
+        units: List[List[int]] = []
+        for i, shape in enumerate(self.param_shapes):
+            if len(shape) >= 2 or not units:
+                units.append([i])
+            else:
+                units[-1].append(i)
+        return units
+
+    def set_interval_scope(self, scope: str) -> None:
+        """Box only the layers ``scope`` names (``all``, ``head`` = ``last:1``, ``last:K``); the
+        others run as points at the middle weights. Raises ``ValueError`` for a scope deeper than
+        the network."""
+        depth = scope_depth(scope)
+        units = self.layer_units()
+        if depth is not None and depth > len(units):
+            raise ValueError(f"interval scope {scope!r} asks for {depth} layers but {type(self).__name__} has "
+                             f"{len(units)} weighted layers")
+        self.interval_scope = scope
+        self._boxed = None if depth is None or depth == len(units) else frozenset(i for u in units[-depth:] for i in u)
+
+    def scope_text(self) -> str:
+        """What a certified figure of this scope covers, in words (for the CLI and ``result.json``)."""
+        n = len(self.layer_units())
+        if self._boxed is None:
+            return f"every weight of all {n} layers"
+        k = scope_depth(self.interval_scope) or n
+        rest = "the other layer" if n - k == 1 else f"the other {n - k} layers"
+        return f"every weight of the last {k} of {n} layers in the box, {rest} at the task's centre network"
+
+    def boxed_mask(self) -> Optional[Tensor]:
+        """Flat ``(P,)`` boolean mask of the weights inside the interval scope; ``None``: all of them."""
+        if self._boxed is None:
+            return None
+        return torch.cat([torch.full((math.prod(s),), i in self._boxed, dtype=torch.bool)
+                          for i, s in enumerate(self.param_shapes)])
+
+    def boxed(self, flat: Tensor) -> Tensor:
+        """The entries of a flat weight vector (or its radius) that lie inside the interval scope."""
+        mask = self.boxed_mask()
+        return flat if mask is None else flat[mask.to(flat.device)]
+
+    def _scoped(self, centre: List[Tensor], radius: List[Optional[Tensor]], middle: List[Tensor]
+                ) -> Tuple[List[Tensor], List[Optional[Tensor]]]:
+        """The weight box the interval forward runs: boxed layers keep their box, the others are the
+        middle weights as points (the very tensors, so the sound executor shares their work)."""
+        if self._boxed is None:
+            return centre, radius
+        inside = self._boxed
+        return ([c if i in inside else m for i, (c, m) in enumerate(zip(centre, middle))],
+                [r if i in inside else None for i, r in enumerate(radius)])
 
     def _add(self, *shape: int) -> int:
         """Append a parameter shape; returns its index into the unflattened weight list."""
@@ -498,8 +584,9 @@ class ExecutorTarget(TargetNetwork):
                         cls: type = SoundExecutor) -> SoundExecutor:
         """A sound executor (``cls``) over the weight box; the exact product unless in rump mode."""
         pc = self.unflatten(w_centre)
-        pr = self.unflatten(w_radius) if w_radius is not None else [None] * len(pc)
+        pr: List[Optional[Tensor]] = list(self.unflatten(w_radius)) if w_radius is not None else [None] * len(pc)
         pm = pc if w_middle is None else self.unflatten(w_middle)
+        pc, pr = self._scoped(pc, pr, pm)
         return cls(pc, pr, pm, track_middle=self.has_batch_norm, exact_nonneg=self.interval_mode != "rump")
 
     def interval_executor(self, w_centre: Tensor, w_radius: Optional[Tensor],
@@ -513,7 +600,9 @@ class ExecutorTarget(TargetNetwork):
         pm = pc if w_middle is None else self.unflatten(w_middle)
         if w_radius is None:
             return RelaxedExecutor(pc, pm, pc)
-        return RelaxedExecutor(self.unflatten(w_centre - w_radius), pm, self.unflatten(w_centre + w_radius))
+        lower, _ = self._scoped(self.unflatten(w_centre - w_radius), [None] * len(pc), pm)
+        upper, _ = self._scoped(self.unflatten(w_centre + w_radius), [None] * len(pc), pm)
+        return RelaxedExecutor(lower, pm, upper)
 
     def forward_interval(
         self,

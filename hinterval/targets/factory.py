@@ -7,6 +7,7 @@ from hinterval.config import ExperimentConfig
 from hinterval.data.base import Benchmark
 from hinterval.errors import UserError
 from hinterval.targets.base import TargetNetwork
+from hinterval.targets.executors import ExecutorTarget
 from hinterval.targets.mlp import MLPTarget
 
 
@@ -20,7 +21,16 @@ def _image_shape(benchmark: Benchmark, target: str) -> tuple:
 
 
 def build_target(cfg: ExperimentConfig, benchmark: Benchmark) -> TargetNetwork:
-    """MLP for flat inputs; CNN targets for image benchmarks."""
+    """MLP for flat inputs, CNN targets for image benchmarks; boxed in the config's interval scope."""
+    target = _build_network(cfg, benchmark)
+    try:
+        target.set_interval_scope(cfg.interval_scope)
+    except ValueError as exc:
+        raise UserError(f"--interval-scope {cfg.interval_scope}: {exc}") from None
+    return target
+
+
+def _build_network(cfg: ExperimentConfig, benchmark: Benchmark) -> ExecutorTarget:
     if cfg.target == "mlp":
         if cfg.interval_mode == "relaxed":
             raise UserError("--interval-mode relaxed exists for the CNN targets only; the MLP target takes "
