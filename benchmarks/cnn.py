@@ -21,7 +21,7 @@ rows certified >= 0.50 at the same radius.
 Usage::
 
     .venv/bin/python benchmarks/cnn.py [--cases resnet18-default,...] [--iters 150] [--iters-64 60]
-        [--num-tasks 2] [--threads 2] [--gamma G] [--json FILE]
+        [--num-tasks 2] [--threads 2] [--gamma G] [--scopes head,last:3,...] [--json FILE]
 """
 from __future__ import annotations
 
@@ -38,10 +38,10 @@ from acceptance import NOT_SOUND_TEXT, configure_threads, finish  # noqa: E402
 #: scope and gamma; ``deepest``: the deepest scope measured to certify >= 0.5 at boxes >= 1 %.
 CASES: Dict[str, Tuple[Dict[str, Any], str]] = {
     "resnet18-default": (dict(target="resnet18"), "default"),
-    "resnet18-deepest": (dict(target="resnet18", interval_scope="last:8", gamma=0.02), "deepest"),
+    "resnet18-deepest": (dict(target="resnet18", interval_scope="last:5", gamma=0.02), "deepest"),
     "resnet18-relaxed": (dict(target="resnet18", interval_mode="relaxed", interval_scope="all", gamma=0.05), "relaxed"),
     "alexnet-default": (dict(target="alexnet"), "default"),
-    "alexnet-deepest": (dict(target="alexnet", interval_scope="last:5", gamma=0.02), "deepest"),
+    "alexnet-deepest": (dict(target="alexnet", interval_scope="last:2", gamma=0.02), "deepest"),
     "alexnet-relaxed": (dict(target="alexnet", interval_mode="relaxed", interval_scope="all", gamma=0.05), "relaxed"),
     "resnet18-default-64x64x3": (dict(target="resnet18", image_size=64, image_channels=3), "default"),
 }
@@ -58,6 +58,8 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--iters-64", type=int, default=60, help="iterations per task of the 64x64x3 row")
     ap.add_argument("--num-tasks", type=int, default=2)
     ap.add_argument("--gamma", type=float, default=None, help="gamma for every case (default: each case's)")
+    ap.add_argument("--scopes", default=None,
+                    help="run each case once per interval scope, e.g. head,last:3,last:5 (the depth profile)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the rows to this file")
@@ -69,9 +71,12 @@ def main(argv: List[str] | None = None) -> int:
     from hinterval.config import make_config
     from hinterval.trainer import ContinualTrainer
 
+    runs = [(name, CASES[name][0], CASES[name][1]) for name in args.cases.split(",")]
+    if args.scopes:
+        runs = [(f"{name}@{scope}", {**over, "interval_scope": scope}, kind)
+                for name, over, kind in runs for scope in args.scopes.split(",")]
     rows, ok = [], True
-    for name in args.cases.split(","):
-        over, kind = CASES[name]
+    for name, over, kind in runs:
         iters = args.iters_64 if over.get("image_size") == 64 else args.iters
         cfg = make_config({**COMMON, **over}, iters_per_task=iters, num_tasks=args.num_tasks, seed=args.seed,
                           device="cpu", num_threads=args.threads,

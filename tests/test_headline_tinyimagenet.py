@@ -56,7 +56,7 @@ def test_dry_run_prints_the_cnn_space_and_per_trial_resources(tin_data, tmp_path
     cfg = make_config(benchmark="tinyimagenet")
     for name, dist in S.default_space(cfg).params:  # the searched keys with their resolved ranges
         assert name in out and S.describe(dist) in out, name
-    assert f"target {cfg.target} ({cfg.interval_mode} intervals)" in out
+    assert f"target {cfg.target} ({cfg.interval_mode} intervals, box on {cfg.interval_scope} layers)" in out
     assert f"chunks of {cfg.hnet_chunk_size} weights" in out and f"batch {cfg.batch_size}" in out
     assert "training per task: 3 iterations" in out  # --iters-per-task replaces the preset's epochs_per_task
     assert "resources per trial: 2 CPU, 0.25 GPU" in out

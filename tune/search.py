@@ -163,14 +163,15 @@ def network_lines(spec: SweepSpec) -> List[str]:
     from hinterval.config import make_config
 
     cfg = make_config(spec["base"])
-    shown = ("method", "target", "target_hidden", "interval_mode", "hnet_hidden", "hnet_chunk_size", "embedding_mode",
+    shown = ("method", "target", "target_hidden", "interval_mode", "interval_scope", "hnet_hidden", "hnet_chunk_size", "embedding_mode",
              "epochs_per_task", "iters_per_task", "batch_size")
     varied = [k for k in shown if k in spec["space"]]
     target = cfg.target + (f" {','.join(map(str, cfg.target_hidden))}" if cfg.target == "mlp" else "")
     chunks = f", chunks of {cfg.hnet_chunk_size} weights" if cfg.hnet_chunk_size else ""
     budget = (f"{cfg.epochs_per_task:g} epochs (epochs_per_task; --iters-per-task N trains N iterations instead)"
               if cfg.epochs_per_task is not None else f"{cfg.iters_per_task} iterations")
-    return [f"network per trial: {cfg.method}, target {target} ({cfg.interval_mode} intervals), hypernetwork hidden "
+    scope = f", box on {cfg.interval_scope} layers" if cfg.interval_scope != "all" else ""
+    return [f"network per trial: {cfg.method}, target {target} ({cfg.interval_mode} intervals{scope}), hypernetwork hidden "
             f"{','.join(map(str, cfg.hnet_hidden))}{chunks}, embedding {cfg.embedding_mode}",
             f"training per task: {budget}, batch {cfg.batch_size}; evaluation batch {cfg.eval_batch_size}"
             + (f"; varied per trial: {', '.join(varied)}" if varied else "")]
