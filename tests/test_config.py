@@ -104,3 +104,18 @@ def test_saved_config_rebuilds_the_same_config(over):
     """A checkpoint stores ``to_dict()``; rebuilding from it must not bring a cleared preset value back."""
     cfg = make_config(dict(benchmark="tinyimagenet"), **over)
     assert make_config(cfg.to_dict()) == cfg
+
+
+def test_interval_scope_is_checked_and_cnn_targets_get_their_scoped_preset():
+    from hinterval.presets import CNN_TARGET_PRESETS
+
+    assert make_config().interval_scope == "all"
+    assert make_config(interval_scope=" Last:2 ").interval_scope == "last:2"
+    with pytest.raises(UserError, match="interval scope must be"):
+        make_config(interval_scope="last:0")
+    cnn = make_config(benchmark="split-fashion", target="resnet18")
+    assert (cnn.interval_scope, cnn.gamma) == (CNN_TARGET_PRESETS["resnet18"]["interval_scope"],
+                                               CNN_TARGET_PRESETS["resnet18"]["gamma"])
+    assert make_config(benchmark="split-fashion", target="resnet18", gamma=0.3).gamma == 0.3  # flags win
+    relaxed = make_config(benchmark="tinyimagenet", interval_mode="relaxed")
+    assert relaxed.interval_scope == "all"  # the paper's relaxed mode keeps every layer
