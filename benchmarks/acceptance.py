@@ -13,8 +13,9 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from hinterval.config import make_config
 from hinterval.errors import UserError
@@ -40,6 +41,16 @@ def parse_sets(items: Sequence[str]) -> Dict[str, Any]:
             raise UserError(f"--set needs KEY=VALUE, got {item!r}")
         over[key.strip().replace("-", "_")] = value.strip()
     return over
+
+
+def run_script(main: Callable[[], int], script: str) -> None:
+    """Exit with ``main()``'s status; a :class:`UserError` (a bad ``--set``, say) is one line
+    ``SCRIPT: message`` and exit status 2, as the CLI does."""
+    try:
+        sys.exit(main())
+    except UserError as exc:
+        print(f"{script}: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 def finish(suite: str, ok: bool, threads: int, policy: str, report: Any, json_path: Optional[str]) -> int:

@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from acceptance import finish, parse_sets  # noqa: E402
+from acceptance import finish, parse_sets, run_script  # noqa: E402
 from hinterval.config import make_config  # noqa: E402
 from hinterval.runtime import configure_process  # noqa: E402
 
@@ -110,10 +110,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    from hinterval.errors import UserError
-
-    try:
-        sys.exit(main())
-    except UserError as exc:
-        print(f"universal.py: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_script(main, "universal.py")

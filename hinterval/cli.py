@@ -284,7 +284,7 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     _RUN.started = True
     print(f"training {cfg.method} on {cfg.benchmark} ({len(trainer.benchmark)} tasks, device {trainer.device}) -> {out}",
           file=sys.stderr)
-    if trainer.certifies and trainer.method.target.interval_scope != "all":
+    if trainer.certifies and not trainer.method.target.boxes_every_layer:
         print(f"worst_avg_acc is certified for {trainer.certificate}; it says nothing about other weights of the "
               "unboxed layers", file=sys.stderr)
     result = trainer.fit()

@@ -384,7 +384,7 @@ class ContinualTrainer:
         if scen["dil"]["avg_acc"] is not None:
             # A partial scope certifies each task's box with the other layers at THAT task's centre;
             # the universal network's other layers differ, so those figures bound nothing for it.
-            bounds_universal = self.certifies and self.method.target.interval_scope == "all"
+            bounds_universal = self.certifies and self.method.target.boxes_every_layer
             universal = M.universal_summary(self.matrices["dil"], self.matrices["worst"] if bounds_universal else None,
                                             row, sum(self.universal_violations[: row + 1]))
             universal.update(self.method.universal_size(self.tasks_done) or {})

@@ -183,7 +183,8 @@ def test_scope_head_boxes_the_output_layer_and_is_narrower_than_all(name):
     (_, r_head), (_, r_all) = head.forward_interval(x, w_c, w_r), every.forward_interval(x, w_c, w_r)
     assert float(r_head.sum()) < float(r_all.sum())
     whole = _scoped(name, "sound", f"last:{len(units)}")
-    assert whole.boxed_mask() is None  # every layer named: the ordinary all-layer box
+    assert whole.boxed_mask() is None and whole.boxes_every_layer  # every layer named: the ordinary all-layer box
+    assert not head.boxes_every_layer and "last 1 of" in head.scope_text()
 
 
 def test_scope_deeper_than_the_network_is_refused():

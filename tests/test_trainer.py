@@ -229,5 +229,8 @@ def test_partial_interval_scope_is_recorded_and_measured_over_the_boxed_weights(
         relative_radius(box[0][target.boxed_mask()], box[1][target.boxed_mask()]))
     uni = res["universal"]
     assert uni["certified_bound"] is None and uni["bound_avg"] is None and "head" in uni["bound_note"]
+    every = train_continual(_cfg(interval_scope="last:2", embedding_mode="nested", iters_per_task=20),
+                            benchmark=synthetic_benchmark, progress=False)  # both layers named: the whole box
+    assert every["universal"]["certified_bound"] is not None and "bound_note" not in every["universal"]
     full = train_continual(_cfg(num_tasks=1), progress=False)
     assert full["interval_scope"] == "all" and "all 2 layers" in full["certificate"]

@@ -26,6 +26,9 @@ class TargetNetwork:
         """The entries of a flat weight vector inside the interval scope (here: all of them)."""
         return flat
 
+    #: whether the interval scope covers every layer
+    boxes_every_layer: bool = True
+
     def scope_text(self) -> str:
         """What a certified figure covers, in words."""
         return "every weight of every layer"

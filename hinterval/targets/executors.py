@@ -490,6 +490,7 @@ class ExecutorTarget(TargetNetwork):
         self.param_shapes: List[Tuple[int, ...]] = []
         self.interval_scope = "all"
         self._boxed: Optional[frozenset] = None  # parameter indices inside the scope; None = every one
+        self._mask: Optional[Tensor] = None  # the same as a flat (P,) mask
 
     # --- interval scope -----------------------------------------------------------------------
     def layer_units(self) -> List[List[int]]:
@@ -515,27 +516,31 @@ class ExecutorTarget(TargetNetwork):
                              f"{len(units)} weighted layers")
         self.interval_scope = scope
         self._boxed = None if depth is None or depth == len(units) else frozenset(i for u in units[-depth:] for i in u)
+        self._mask = None if self._boxed is None else torch.cat(
+            [torch.full((math.prod(s),), i in self._boxed, dtype=torch.bool) for i, s in enumerate(self.param_shapes)])
+
+    @property
+    def boxes_every_layer(self) -> bool:
+        """Whether the scope covers every layer (``all``, or ``last:K`` with K the network's depth)."""
+        return self._boxed is None
 
     def scope_text(self) -> str:
         """What a certified figure of this scope covers, in words (for the CLI and ``result.json``)."""
-        n = len(self.layer_units())
+        units = self.layer_units()
+        n = len(units)
         if self._boxed is None:
             return f"every weight of all {n} layers"
-        k = scope_depth(self.interval_scope) or n
+        k = sum(1 for u in units if u[0] in self._boxed)
         rest = "the other layer" if n - k == 1 else f"the other {n - k} layers"
         return f"every weight of the last {k} of {n} layers in the box, {rest} at the task's centre network"
 
     def boxed_mask(self) -> Optional[Tensor]:
         """Flat ``(P,)`` boolean mask of the weights inside the interval scope; ``None``: all of them."""
-        if self._boxed is None:
-            return None
-        return torch.cat([torch.full((math.prod(s),), i in self._boxed, dtype=torch.bool)
-                          for i, s in enumerate(self.param_shapes)])
+        return self._mask
 
     def boxed(self, flat: Tensor) -> Tensor:
         """The entries of a flat weight vector (or its radius) that lie inside the interval scope."""
-        mask = self.boxed_mask()
-        return flat if mask is None else flat[mask.to(flat.device)]
+        return flat if self._mask is None else flat[self._mask.to(flat.device)]
 
     def _scoped(self, centre: List[Tensor], radius: List[Optional[Tensor]], middle: List[Tensor]
                 ) -> Tuple[List[Tensor], List[Optional[Tensor]]]:
