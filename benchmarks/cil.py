@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from acceptance import finish, parse_sets, run_script  # noqa: E402
+from harness import finish, parse_sets, run_script  # noqa: E402
 from hinterval.config import make_config  # noqa: E402
 from hinterval.runtime import configure_process  # noqa: E402
 

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from hinterval import metrics as M
-from hinterval.checkpoint import CHECKPOINT_NAME, RESULT_NAME, save_checkpoint, write_json
+from hinterval.checkpoint import CHECKPOINT_NAME, RESULT_NAME, save_checkpoint
+from hinterval.config import FIELD_SPECS
+from hinterval.files import write_json
 
-HPARAM_KEYS = ("method", "embedding_mode", "gamma", "beta", "embedding_dim", "lr", "batch_size",
-               "iters_per_task", "hnet_chunk_size", "seed")
+#: a run's columns in TensorBoard's HParams table: the config keys declared ``hparam``
+HPARAM_KEYS = tuple(k for k, f in FIELD_SPECS.items() if f.setting.hparam)
 #: per-task headline metrics, in the order the HParams table shows them (``summary/<name>`` scalars)
 SUMMARY_METRICS = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "cil_avg_acc", "dil_avg_acc")
 #: scalar group of the headline metrics; TensorBoard sorts groups by name and this one sorts first
@@ -43,10 +45,11 @@ def scalar_tag(key: str) -> Optional[str]:
 
 
 def hparams_of(config: Dict[str, Any]) -> Dict[str, Any]:
-    """Scalar/str hyperparameters for TensorBoard's HParams table (lists become strings)."""
+    """Scalar/str hyperparameters for TensorBoard's HParams table (width lists become ``"a,b"`` strings)."""
     out = {k: config[k] for k in HPARAM_KEYS if k in config and config[k] is not None}
-    out["hnet_hidden"] = ",".join(map(str, config.get("hnet_hidden", [])))
-    out["target_hidden"] = ",".join(map(str, config.get("target_hidden", [])))
+    for k, v in out.items():
+        if isinstance(v, (list, tuple)):
+            out[k] = ",".join(map(str, v))
     return out
 
 
@@ -68,22 +71,15 @@ class HParamDomain:
     description: str = ""
 
 
-def _hparams_summary(tag: str, data: Any):
-    from tensorboard.compat.proto import summary_pb2
-    from tensorboard.plugins.hparams import metadata
+def _domain(h: HParamDomain) -> Any:
+    from tensorboard.plugins.hparams import summary_v2 as hp
 
-    summary = summary_pb2.Summary()
-    summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR)
-    return summary
-
-
-def _set_value(value: Any, v: Any) -> None:
-    if isinstance(v, bool):
-        value.bool_value = v
-    elif isinstance(v, (int, float)):
-        value.number_value = float(v)
-    else:
-        value.string_value = str(v)
+    if h.values:
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in h.values)
+        return hp.Discrete([float(v) for v in h.values] if numbers else list(h.values))
+    if h.low is not None and h.high is not None:
+        return hp.RealInterval(float(h.low), float(h.high))
+    return None
 
 
 def hparams_experiment_summary(hparams: Sequence[HParamDomain], metrics: Sequence[str], *,
@@ -93,50 +89,46 @@ def hparams_experiment_summary(hparams: Sequence[HParamDomain], metrics: Sequenc
     Without it TensorBoard infers the columns from the sessions, ticks the first five
     alphabetically and plots only values logged once; declared metrics are the per-task
     ``summary/<metric>`` series, so "Show Metrics" draws them against the task number.
+    Built with TensorBoard's HParams API (no TensorFlow needed); the API has no ``differs``
+    argument, so that bit (whether a column differs between runs) is set on its result.
     """
-    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    from tensorboard.plugins.hparams import summary_v2 as hp
 
-    infos = []
-    for h in hparams:
-        note = "swept on a log scale: pick Log for its axis" if h.log else ""
-        info = api_pb2.HParamInfo(name=h.name, description="; ".join(t for t in (h.description, note) if t),
-                                  differs=h.differs)
-        if h.values:
-            kinds = {type(v) for v in h.values}
-            info.type = (api_pb2.DATA_TYPE_BOOL if kinds == {bool} else api_pb2.DATA_TYPE_STRING if str in kinds
-                         else api_pb2.DATA_TYPE_FLOAT64)
-            for v in h.values:
-                _set_value(info.domain_discrete.values.add(), v)
-        else:
-            info.type = api_pb2.DATA_TYPE_FLOAT64
-            if h.low is not None and h.high is not None:
-                info.domain_interval.min_value, info.domain_interval.max_value = float(h.low), float(h.high)
-        infos.append(info)
-    metric_infos = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=f"{SUMMARY_GROUP}/{m}"), display_name=m)
-                    for m in metrics]
-    experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metric_infos,
-                                    time_created_secs=time.time() if time_created is None else time_created)
-    return _hparams_summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment))
+    params = [hp.HParam(h.name, _domain(h), description="; ".join(
+        t for t in (h.description, "swept on a log scale: pick Log for its axis" if h.log else "") if t))
+        for h in hparams]
+    summary = hp.hparams_config_pb(params, [hp.Metric(f"{SUMMARY_GROUP}/{m}", display_name=m) for m in metrics],
+                                   time_created_secs=time.time() if time_created is None else time_created)
+    value = summary.value[0]
+    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    for info, h in zip(data.experiment.hparam_infos, hparams):
+        info.differs = h.differs
+    value.metadata.plugin_data.content = data.SerializeToString()
+    return summary
 
 
 def hparams_session_start_summary(values: Mapping[str, Any], *, group: str, start_time: Optional[float] = None):
     """One HParams session (a row of the table): the run's hyperparameter values."""
-    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+    from tensorboard.plugins.hparams import summary_v2 as hp
 
-    info = plugin_data_pb2.SessionStartInfo(group_name=group, start_time_secs=start_time or time.time())
-    for k in sorted(values):
-        if values[k] is not None:
-            _set_value(info.hparams[k], values[k])
-    return _hparams_summary(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=info))
+    return hp.hparams_pb({k: values[k] for k in sorted(values) if values[k] is not None}, trial_id=group,
+                         start_time_secs=start_time or time.time())
 
 
 def hparams_session_end_summary(status: str, *, end_time: Optional[float] = None):
-    """End of a session: success for a run that finished every task, failure for an error, else unknown."""
+    """End of a session: success for a run that finished every task, failure for an error, else unknown.
+
+    TensorBoard's HParams API writes no session end, so this one is built from its plugin's protos."""
+    from tensorboard.compat.proto import summary_pb2
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
     info = plugin_data_pb2.SessionEndInfo(status=api_pb2.Status.Value(_SESSION_STATUS.get(status, "STATUS_UNKNOWN")),
                                           end_time_secs=end_time or time.time())
-    return _hparams_summary(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=info))
+    summary = summary_pb2.Summary()
+    summary.value.add(tag=metadata.SESSION_END_INFO_TAG, tensor=metadata.NULL_TENSOR, metadata=metadata.create_summary_metadata(
+        plugin_data_pb2.HParamsPluginData(session_end_info=info)))
+    return summary
 
 
 def _run_name(log_dir: Path) -> str:

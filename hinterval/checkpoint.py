@@ -1,21 +1,17 @@
-"""Atomic, safe checkpoint and result files; run directories as one unit; directory locks.
+"""Checkpoints that are written whole and loaded safely; run directories as one unit.
 
-Writes go to a temporary file in the same directory followed by ``os.replace`` (atomic on POSIX),
-so a crash or a full disk never leaves a half-written file where a good one was. Checkpoints are
+Checkpoints are written with :func:`hinterval.files.atomic_write`, so a crash or a full disk never
+leaves a half-written file where a good one was. Checkpoints are
 loaded with ``torch.load(weights_only=True)``: plain tensors and containers only, no code runs;
 every zip member's CRC-32 is checked first, so a bit-flipped file is refused instead of resumed.
 
 A run directory is one unit: ``config.json`` holds a run id made when the directory was created,
 every checkpoint carries the same id, and a checkpoint whose id or config does not match the
-directory's ``config.json`` (one copied in from another run) is refused. A run or sweep directory
-is written by one process at a time (:class:`DirectoryLock`).
+directory's ``config.json`` (one copied in from another run) is refused.
 """
 from __future__ import annotations
 
-import errno
 import json
-import os
-import tempfile
 import uuid
 import zipfile
 from pathlib import Path
@@ -23,32 +19,14 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
+from hinterval.config import RESOURCE_FIELDS, make_config
 from hinterval.errors import UserError, one_line, short
+from hinterval.files import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.pt"
 RESULT_NAME = "result.json"
 RUN_CONFIG_NAME = "config.json"
 RUN_ID_KEY = "run_id"
-LOCK_NAME = ".hinterval.lock"
-
-
-def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 class _WriteGuard:
@@ -116,11 +94,6 @@ def _verify_crc(path: Path) -> None:
         raise ValueError(f"CRC-32 mismatch in {bad}")
 
 
-def write_json(path: str | Path, data: Any) -> None:
-    """Atomically write JSON (NaN-free: ``None`` stands for undefined metrics)."""
-    atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, sort_keys=True, allow_nan=False)), mode="w")
-
-
 # --- run directories: one unit --------------------------------------------------------------------
 def new_run_id() -> str:
     """A fresh run id, written to ``config.json`` when a run directory is created."""
@@ -143,9 +116,6 @@ def read_run_config(run_dir: str | Path) -> Optional[Dict[str, Any]]:
 
 def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Tuple[Any, Any]]:
     """Config keys (besides where/how fast it runs) whose values differ between two config dicts."""
-    from hinterval.config import make_config
-    from hinterval.trainer import RESOURCE_FIELDS
-
     strip = lambda d: {k: v for k, v in d.items() if k != RUN_ID_KEY}  # noqa: E731
     ca, cb = make_config(strip(a)).to_dict(), make_config(strip(b)).to_dict()
     return {k: (ca[k], cb[k]) for k in ca if k not in RESOURCE_FIELDS and ca[k] != cb[k]}
@@ -180,107 +150,3 @@ def load_run(run_dir: str | Path) -> Tuple[Optional[Dict[str, Any]], Optional[Di
         raise UserError(f"{where}: run id {short(state.get(RUN_ID_KEY), 40)} != {short(run_config.get(RUN_ID_KEY), 40)} "
                         f"in {RUN_CONFIG_NAME}; {fix}")
     return state, run_config
-
-
-# --- output paths and locks -------------------------------------------------------------------------
-def check_writable_dir(path: str | Path, flag: str) -> None:
-    """Raise :class:`UserError` unless directory ``path`` exists and is writable or can be created.
-
-    Why: an output path that cannot be written (a file where a directory belongs, a read-only
-    filesystem) must be refused before any data is loaded or any work is done, not after.
-    A temporary file is created and removed in the directory or its nearest existing parent.
-    """
-    p = Path(os.path.abspath(Path(path).expanduser()))
-    name = f"{flag} {short(str(path))}"
-    if len(str(p)) > 4000 or any(len(part.encode()) > 255 for part in p.parts):
-        raise UserError(f"{name}: path or file name too long")
-    probe = p
-    while not probe.exists():
-        if os.path.lexists(probe):
-            raise UserError(f"{name}: {probe} is a broken symbolic link")
-        probe = probe.parent
-    if not probe.is_dir():
-        raise UserError(f"{name}: {probe} is a file, not a directory" if probe != p else f"{name} exists and is not a directory")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".hinterval-write-test-", dir=probe)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        why = "read-only filesystem" if exc.errno == errno.EROFS else (exc.strerror or str(exc)).lower()
-        raise UserError(f"{name} cannot be written ({why}: {probe}); choose another directory") from None
-
-
-class DirectoryLock:
-    """Exclusive lock on a run or sweep directory: one writing process at a time, refused at once.
-
-    ``flock`` on ``DIR/.hinterval.lock`` (works on local disks and NFS); the holder's pid is written
-    into the file for the refusal message. The file is removed on release; a process that locked a
-    file which was removed meanwhile notices (different inode) and tries again, so a removed lock
-    file never lets two processes in. Where ``fcntl`` is missing (Windows) ``filelock`` is used.
-    """
-
-    def __init__(self, directory: str | Path, what: str):
-        self.directory, self.what = Path(directory), what
-        self.path = self.directory / LOCK_NAME
-        self._fd: Optional[int] = None
-        self._fallback: Any = None
-
-    def acquire(self) -> "DirectoryLock":
-        """Take the lock or raise :class:`UserError` naming the process that holds it."""
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            import filelock
-
-            self._fallback = filelock.FileLock(str(self.path), timeout=0)
-            try:
-                self._fallback.acquire()
-            except filelock.Timeout:
-                raise UserError(self._busy(None)) from None
-            return self
-        for _ in range(10):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(fd, 32).decode(errors="replace").strip()
-                os.close(fd)
-                raise UserError(self._busy(holder)) from None
-            except OSError:  # a filesystem without locks: proceed unlocked
-                os.close(fd)
-                return self
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
-                self._fd = fd
-                return self
-            os.close(fd)  # the holder removed the file while we waited for it: lock the new one
-        raise UserError(self._busy(None))
-
-    def _busy(self, holder: Optional[str]) -> str:
-        who = f"process {holder}" if holder and holder.isdigit() else "another process"
-        return f"{self.what} {str(self.directory)!r} is in use by {who}; wait for it to finish, or choose another one"
-
-    def release(self) -> None:
-        """Remove the lock file and unlock (idempotent)."""
-        if self._fallback is not None:  # pragma: no cover - Windows
-            self._fallback.release()
-            self._fallback = None
-        if self._fd is None:
-            return
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
-        os.close(self._fd)
-        self._fd = None
-
-    def __enter__(self) -> "DirectoryLock":
-        return self.acquire()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()

@@ -21,65 +21,10 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from hinterval.config import FIELD_SPECS, PRESET_KEYS, load_config_file, make_config
 from hinterval.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, Stopped, TrainingDiverged, UserError, one_line
 from hinterval.runtime import ProcessConfig, configure_process
-
-# flag -> (config field, type, help)
-TRAIN_FLAGS = [
-    ("--benchmark", "benchmark", str, "benchmark name (see `hinterval benchmarks`); default split-digits"),
-    ("--data-dir", "data_dir", str, "directory with the benchmark's data files (not needed for *-digits)"),
-    ("--num-tasks", "num_tasks", int, "number of tasks (default: the benchmark's standard count)"),
-    ("--method", "method", str, "hyperinterval | hnet | finetune | joint | intercontinet | ewc"),
-    ("--embedding-mode", "embedding_mode", str, "nested (universal embedding exists) | non-forced"),
-    ("--gamma", "gamma", float, "perturbation epsilon: total radius budget of each task's embedding box"),
-    ("--beta", "beta", float, "strength of the output regulariser that prevents forgetting"),
-    ("--embedding-dim", "embedding_dim", int, "task embedding dimension d"),
-    ("--embedding-init", "embedding_init", str, "where a new task's embedding starts: random | previous (the previous task's embedding)"),
-    ("--nested-hold", "nested_hold", str, "nested mode: penalty (the beta regulariser keeps earlier tasks' boxes near where "
-     "they were certified, as the paper's code) | intersection (each task's weight box is clipped into the intersection "
-     "of the earlier tasks' boxes: no certificate ever drops, less room for later tasks)"),
-    ("--hnet-hidden", "hnet_hidden", str, "hypernetwork hidden widths, e.g. 100,100"),
-    ("--hnet-chunk-size", "hnet_chunk_size", int, "emit target weights in chunks of this size (0 = unchunked)"),
-    ("--chunk-embedding-dim", "chunk_embedding_dim", int, "chunk embedding size (chunked hypernetwork)"),
-    ("--target", "target", str, "target network: mlp | resnet18 | alexnet"),
-    ("--target-hidden", "target_hidden", str, "MLP target hidden widths, e.g. 1000,1000"),
-    ("--image-size", "image_size", int, "CNN input side length: 28x28 data are zero-padded to 32x32, then resized to this (e.g. 64)"),
-    ("--image-channels", "image_channels", int, "CNN input channels: 3 repeats grey images into RGB"),
-    ("--interval-mode", "interval_mode", str, "sound (default: exact box per layer) | rump (sound, fewer products per layer, slightly wider boxes) | relaxed (fast, NOT sound; CNNs)"),
-    ("--interval-scope", "interval_scope", str, "which layers carry the weight box: all | head (the output layer) | "
-     "last:K (the last K weighted layers; the others are the task's centre network). Default: all for the MLP, "
-     "the CNN targets' certified depth for resnet18 / alexnet (see docs/method.md)"),
-    ("--reg-normalisation", "reg_normalisation", str, "reference (beta/t, as the paper's code) | mean (beta)"),
-    ("--reg-bounds", "reg_bounds", lambda v: _parse_bool(v), "non-forced mode: also regularise earlier tasks' lower/upper weights (true/false)"),
-    ("--lr", "lr", float, "Adam learning rate"),
-    ("--batch-size", "batch_size", int, "training batch size"),
-    ("--iters-per-task", "iters_per_task", int, "training iterations per task; replaces an epochs_per_task of the "
-     "preset or --config file (the CNN presets train by epochs)"),
-    ("--epochs-per-task", "epochs_per_task", float, "epochs per task (wins over --iters-per-task given with it)"),
-    ("--kappa-min", "kappa_min", float, "final weight of the centre loss (worst-case loss gets 1 - kappa)"),
-    ("--ramp-fraction", "ramp_fraction", float, "fraction of each task over which gamma and kappa ramp"),
-    ("--ramp", "ramp", str, "guarded (default: the box grows only while the centre network stays accurate) | fixed (linear in iterations, as the paper)"),
-    ("--val-every", "val_every", int, "validate (for model selection) every N iterations"),
-    ("--ewc-lambda", "ewc_lambda", float, "EWC penalty strength (method ewc)"),
-    ("--intercontinet-radius", "intercontinet_radius", float, "initial weight-interval radius (method intercontinet)"),
-    ("--cil-alpha", "cil_alpha", float, "weight of the logit-box width in class-incremental task inference"),
-    ("--cil-score", "cil_score", str, "class-incremental task inference: auto (best on validation) | entropy | calibrated-entropy | entropy-width | worst-entropy | worst-margin | relative-margin | consensus (see docs/inference.md)"),
-    ("--eval-batch-size", "eval_batch_size", int, "evaluation batch size"),
-    ("--seed", "seed", int, "training seed (initialisation, batches)"),
-    ("--data-seed", "data_seed", int, "seed of the task construction and validation split"),
-    ("--device", "device", str, "auto | cpu | cuda"),
-    ("--num-threads", "num_threads", int, "torch CPU threads"),
-]
-
-
-def _parse_bool(value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
+from hinterval.schema import add_flags, flagged
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -95,16 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     debug = dict(action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
 
     t = sub.add_parser("train", help="train (or resume) a continual run and write DIR/result.json",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       description="Train (or resume) a continual run. Every config key has a flag below; values are "
+                       "checked like config-file values. Layers: defaults < the benchmark's preset < --config file < "
+                       "flags. docs/config.md lists every key.")
     t.add_argument("--config", help="YAML/JSON file of config keys (flags override it); e.g. a sweep's best_config.yaml")
-    for flag, dest, typ, hlp in TRAIN_FLAGS:
-        t.add_argument(flag, dest=dest, type=typ, default=None, help=hlp)
-    t.add_argument("--out", help="run directory (default runs/<benchmark>-<method>-<time>)")
+    t.add_argument("--out", help="run directory (default: runs/<benchmark>-<method>-<time>)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished task")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard event files")
     t.add_argument("--debug", **debug)
+    add_flags(t, FIELD_SPECS, PRESET_KEYS)
 
     e = sub.add_parser("eval", help="re-load a saved run and re-compute its final metrics")
     e.add_argument("run_dir", help="a run directory written by `hinterval train`")
@@ -116,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> Dict[str, Any]:
-    return {dest: getattr(args, dest) for _, dest, _, _ in TRAIN_FLAGS if getattr(args, dest) is not None}
+    """The config keys given as flags (as strings: the config checks them like config-file values)."""
+    return {f.name: getattr(args, f.name) for f in flagged(FIELD_SPECS) if getattr(args, f.name) is not None}
 
 
 def _process_config(args: argparse.Namespace) -> ProcessConfig:
@@ -124,8 +71,6 @@ def _process_config(args: argparse.Namespace) -> ProcessConfig:
     (flags, then ``--config``, then the run directory's ``config.json``) so that
     :func:`~hinterval.runtime.configure_process` can still choose the OpenMP wait policy. Values
     that do not validate are left to the command, which reports them."""
-    from hinterval.config import load_config_file, make_config
-
     run_dir = args.run_dir if args.command == "eval" else (args.out if args.resume else None)
     layers: List[Dict[str, Any]] = []
     with contextlib.suppress(OSError, ValueError, AttributeError, TypeError, UserError):
@@ -144,7 +89,7 @@ def _process_config(args: argparse.Namespace) -> ProcessConfig:
 
 def _entries(out: Path) -> List[Path]:
     """What a run directory holds besides its lock file."""
-    from hinterval.checkpoint import LOCK_NAME
+    from hinterval.files import LOCK_NAME
 
     return [p for p in out.iterdir() if p.name != LOCK_NAME] if out.is_dir() else []
 
@@ -224,9 +169,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     from hinterval.callbacks import TensorBoardLogger
-    from hinterval.checkpoint import (RUN_CONFIG_NAME, RUN_ID_KEY, DirectoryLock, check_writable_dir, load_run, new_run_id,
-                                      write_json)
-    from hinterval.config import load_config_file, make_config
+    from hinterval.checkpoint import RUN_CONFIG_NAME, RUN_ID_KEY, load_run, new_run_id
+    from hinterval.files import DirectoryLock, check_writable_dir, write_json
     from hinterval.trainer import ContinualTrainer
 
     if args.resume and args.overwrite:

@@ -1,23 +1,26 @@
-"""Experiment configuration: one frozen dataclass, validated on construction.
+"""Experiment configuration: one frozen dataclass, each field declared once, validated on construction.
 
-The CLI builds it from flags, ``tune/search.py`` from ``preset | trial_config``, and checkpoints
-store it as JSON so a resumed run rebuilds exactly the same experiment. Per-benchmark defaults
-(the paper's hyperparameters where the paper has a row) live in
-:data:`hinterval.presets.PRESETS`;
+Every field is declared with :func:`hinterval.schema.setting` (default, help, choices or bounds,
+how a sweep searches it); the ``hinterval train`` flags, the checks of config files and ``--set``,
+the sweep's flags, the TensorBoard HParams columns and ``docs/config.md`` are all derived from
+those declarations. The CLI builds the config from flags, ``tune/search.py`` from
+``preset | trial_config``, and checkpoints store it as JSON so a resumed run rebuilds exactly the
+same experiment. Per-benchmark defaults live in :data:`hinterval.presets.PRESETS`;
 :func:`make_config` layers ``defaults < preset < overrides``.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from hinterval.data.registry import BENCHMARK_NAMES
 from hinterval.errors import UserError, one_line, short
+from hinterval.methods.registry import METHOD_NAMES
+from hinterval.presets import CNN_TARGET_PRESETS, NESTED_PRESETS, PRESETS
+from hinterval.schema import Field, check_value, fields_of, setting
 
-METHODS = ("hyperinterval", "hnet", "finetune", "joint", "intercontinet", "ewc")
 EMBEDDING_MODES = ("nested", "non-forced")
 REG_NORMALISATIONS = ("reference", "mean")
 INTERVAL_MODES = ("sound", "rump", "relaxed")
@@ -33,15 +36,9 @@ EMBEDDING_INITS = ("random", "previous")
 #: class-incremental task-inference scores (see :mod:`hinterval.evaluation`); ``auto`` picks one on validation data
 CIL_SCORES = ("auto", "entropy", "calibrated-entropy", "entropy-width", "worst-entropy", "worst-margin",
               "relative-margin", "consensus")
-#: bounds that keep every number inside what torch and the run's bookkeeping can hold
-INT64_MAX = 2**63 - 1
 SEED_LIMIT = 2**64  # seeds are unsigned 64-bit (torch.manual_seed's range)
-SEED_FIELDS = ("seed", "data_seed")
 MAX_TASKS = 1000
-MAX_WIDTH = 1_000_000
-MAX_LAYERS = 100
 MAX_THREADS = 1024
-MAX_STRING = 4096
 #: config files: at most this many bytes, and at most this many values once YAML aliases are expanded
 MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_VALUES = 10_000
@@ -62,148 +59,113 @@ def scope_depth(scope: str) -> Optional[int]:
     raise UserError(f"interval scope must be {INTERVAL_SCOPE_HELP}, got {short(scope)}")
 
 
-def parse_widths(value: Any) -> Tuple[int, ...]:
-    """``"100,100"``, ``[100, 100]`` or ``100`` -> ``(100, 100)``; ``""`` -> ``()``.
-
-    Every width must be a whole number: ``1.9`` or ``true`` is an error, not a silent ``1``.
-    """
-    if isinstance(value, str):
-        items: Any = [v for v in value.replace(" ", "").split(",") if v]
-    elif isinstance(value, (list, tuple)):
-        items = value
-    else:
-        items = [value]
-    if len(items) > MAX_LAYERS:
-        raise UserError(f"at most {MAX_LAYERS} layer widths, got {len(items)}")
-    out = []
-    for v in items:
-        w = _whole_number(v)
-        if w is None:
-            raise UserError(f"layer widths must be comma-separated whole numbers like '100,100', got {short(value)}")
-        if w > MAX_WIDTH:
-            raise UserError(f"layer width {w} is above the limit of {MAX_WIDTH:,}")
-        out.append(w)
-    return tuple(out)
-
-
-def _whole_number(v: Any) -> Optional[int]:
-    """``v`` as an int if it is one (``3``, ``3.0``, ``"3"``); ``None`` for bools, fractions, text, lists."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, float):
-        return int(v) if math.isfinite(v) and v.is_integer() else None
-    if isinstance(v, str):
-        try:
-            return int(v.strip())
-        except ValueError:
-            return None
-    return None
+_DATA, _EMB, _HNET, _TARGET, _OPT, _BASE, _EVAL, _RUN = (
+    "benchmark and data", "interval embeddings", "hypernetwork", "target network", "optimisation",
+    "baselines", "evaluation", "reproducibility and resources")
+_SEED = dict(minimum=0, maximum=SEED_LIMIT - 1, maximum_text="2^64 - 1", sweep="choice")
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """Everything that defines one continual-learning run (see ``hinterval train --help``)."""
+    """Everything that defines one continual-learning run (see ``docs/config.md``)."""
 
-    benchmark: str = "split-digits"
-    data_dir: Optional[str] = None
-    num_tasks: Optional[int] = None
-    method: str = "hyperinterval"
+    benchmark: str = setting("split-digits", "benchmark to learn (see `hinterval benchmarks`)", _DATA,
+                             choices=BENCHMARK_NAMES)
+    data_dir: Optional[str] = setting(None, "directory with the benchmark's data files (not needed for the *-digits "
+                                      "benchmarks; Fashion-MNIST is found in its Debian package)", _DATA,
+                                      default_text="none", resource=True)
+    num_tasks: Optional[int] = setting(None, "number of tasks", _DATA, minimum=1, maximum=MAX_TASKS,
+                                       default_text="the benchmark's standard count")
+    method: str = setting("hyperinterval", "continual-learning method (see docs/method.md)", _DATA,
+                          choices=METHOD_NAMES, sweep="choice", sweep_flag=True, hparam=True)
     # Interval embeddings
-    embedding_mode: str = "non-forced"
-    gamma: float = 1.0
-    embedding_dim: int = 24
-    embedding_init: str = "random"
-    nested_hold: str = "penalty"
+    embedding_mode: str = setting("non-forced", "nested: every task's box holds a common universal embedding (one "
+                                  "network for all tasks); non-forced: free boxes", _EMB, choices=EMBEDDING_MODES,
+                                  sweep="choice", sweep_flag=True, hparam=True)
+    gamma: float = setting(1.0, "perturbation epsilon: total radius budget of each task's embedding box", _EMB,
+                           minimum=0, sweep="loguniform", sweep_flag=True, hparam=True)
+    embedding_dim: int = setting(24, "task embedding dimension d", _EMB, minimum=1, sweep="choice", sweep_flag=True,
+                                 hparam=True)
+    embedding_init: str = setting("random", "where a new task's embedding starts: a fresh random draw, or the "
+                                  "previous task's embedding", _EMB, choices=EMBEDDING_INITS, sweep="choice")
+    nested_hold: str = setting("penalty", "nested mode: penalty (the beta regulariser keeps earlier tasks' boxes "
+                               "near where they were certified) | intersection (each new weight box is clipped into "
+                               "the earlier boxes: no certificate ever drops, less room for later tasks)", _EMB,
+                               choices=NESTED_HOLDS, sweep="choice")
     # Hypernetwork
-    hnet_hidden: Tuple[int, ...] = (100, 100)
-    hnet_chunk_size: int = 0
-    chunk_embedding_dim: int = 16
+    hnet_hidden: Tuple[int, ...] = setting((100, 100), "hypernetwork hidden widths", _HNET, min_items=1,
+                                           sweep="choice", sweep_flag=True, hparam=True)
+    hnet_chunk_size: int = setting(0, "emit target weights in chunks of this size (0 = unchunked)", _HNET, minimum=0,
+                                   sweep="choice", hparam=True)
+    chunk_embedding_dim: int = setting(16, "chunk embedding size (chunked hypernetwork)", _HNET, minimum=1,
+                                       sweep="choice")
     # Target network
-    target: str = "mlp"
-    target_hidden: Tuple[int, ...] = (100, 100)
-    interval_mode: str = "sound"
-    interval_scope: str = "all"
-    image_size: Optional[int] = None
-    image_channels: Optional[int] = None
+    target: str = setting("mlp", "target network", _TARGET, choices=TARGETS, sweep="choice")
+    target_hidden: Tuple[int, ...] = setting((100, 100), "MLP target hidden widths", _TARGET, sweep="choice",
+                                             hparam=True)
+    interval_mode: str = setting("sound", "sound: the exact box of every layer | rump: sound, fewer products, "
+                                 "slightly wider boxes | relaxed: fast, NOT sound (reports no certified figure)",
+                                 _TARGET, choices=INTERVAL_MODES, sweep="choice")
+    interval_scope: str = setting("all", "which layers carry the weight box: all | head (the output layer) | last:K "
+                                  "(the last K weighted layers; the others are the task's centre network); the CNN "
+                                  "targets box their certified depth (docs/method.md)", _TARGET,
+                                  check=scope_depth, normalise=lambda v: v.strip().lower(), sweep="choice",
+                                  values_text="all | head | last:K")
+    image_size: Optional[int] = setting(None, "CNN input side length: 28x28 data are zero-padded to 32x32, then "
+                                        "resized to this (e.g. 64)", _TARGET, minimum=8, maximum=512,
+                                        default_text="the data's own size", sweep="choice")
+    image_channels: Optional[int] = setting(None, "CNN input channels: 3 repeats grey images into RGB", _TARGET,
+                                            choices=(1, 3), default_text="the data's own channels",
+                                            sweep="choice")
     # Optimisation
-    beta: float = 0.01
-    reg_normalisation: str = "reference"
-    reg_bounds: bool = True
-    lr: float = 1e-3
-    batch_size: int = 64
-    iters_per_task: int = 1000
-    epochs_per_task: Optional[float] = None
-    kappa_min: float = 0.5
-    ramp_fraction: float = 0.5
-    ramp: str = "guarded"
-    val_every: int = 100
+    beta: float = setting(0.01, "strength of the output regulariser that prevents forgetting", _OPT, minimum=0,
+                          sweep="loguniform", sweep_flag=True, hparam=True)
+    reg_normalisation: str = setting("reference", "reference: beta / number of earlier tasks (as the paper's code) | "
+                                     "mean: beta", _OPT, choices=REG_NORMALISATIONS, sweep="choice")
+    reg_bounds: bool = setting(True, "non-forced mode: also regularise earlier tasks' lower and upper weights", _OPT,
+                               sweep="choice")
+    lr: float = setting(1e-3, "Adam learning rate", _OPT, label="learning rate", minimum=0, exclusive_minimum=True,
+                        sweep="loguniform", sweep_flag=True, hparam=True)
+    batch_size: int = setting(64, "training batch size", _OPT, minimum=1, sweep="int", hparam=True)
+    iters_per_task: int = setting(1000, "training iterations per task; replaces an epochs_per_task of the preset or "
+                                  "--config file (the CNN presets train by epochs)", _OPT, label="iterations per task",
+                                  minimum=1, sweep="int", hparam=True)
+    epochs_per_task: Optional[float] = setting(None, "epochs per task (wins over iters_per_task given with it)", _OPT,
+                                               minimum=0, exclusive_minimum=True,
+                                               default_text="none (iters_per_task counts)", sweep="uniform")
+    kappa_min: float = setting(0.5, "final weight of the centre loss (the worst-case loss gets 1 - kappa)", _OPT,
+                               minimum=0, maximum=1, sweep="uniform")
+    ramp_fraction: float = setting(0.5, "fraction of each task over which gamma and kappa ramp", _OPT, minimum=0,
+                                   maximum=1, sweep="uniform")
+    ramp: str = setting("guarded", "guarded: the box grows only while the centre network stays accurate | fixed: "
+                        "linear in iterations, as the paper", _OPT, choices=RAMP_MODES, sweep="choice")
+    val_every: int = setting(100, "validate (for model selection) every N iterations", _OPT, minimum=1,
+                             sweep="int")
     # Baselines
-    ewc_lambda: float = 1000.0
-    intercontinet_radius: float = 0.01
+    ewc_lambda: float = setting(1000.0, "EWC penalty strength (method ewc)", _BASE, label="EWC lambda", minimum=0,
+                                sweep="loguniform")
+    intercontinet_radius: float = setting(0.01, "initial weight-interval radius (method intercontinet)", _BASE,
+                                          label="InterContiNet radius", minimum=0, sweep="loguniform")
     # Evaluation
-    cil_alpha: float = 0.1
-    cil_score: str = "auto"
-    eval_batch_size: int = 2048
+    cil_alpha: float = setting(0.1, "weight of the logit-box width in class-incremental task inference", _EVAL,
+                               label="CIL alpha", minimum=0, sweep="loguniform")
+    cil_score: str = setting("auto", "class-incremental task inference: auto picks the best on validation data "
+                             "(see docs/inference.md)", _EVAL, label="CIL score", choices=CIL_SCORES, sweep="choice")
+    eval_batch_size: int = setting(2048, "evaluation batch size", _EVAL, minimum=1, resource=True)
     # Reproducibility and resources
-    seed: int = 0
-    data_seed: int = 0
-    device: str = "auto"
-    num_threads: Optional[int] = None
+    seed: int = setting(0, "training seed (initialisation, batches)", _RUN, hparam=True, **_SEED)
+    data_seed: int = setting(0, "seed of the task construction and validation split", _RUN, **_SEED)
+    device: str = setting("auto", "where to train: auto picks CUDA when available", _RUN, choices=DEVICES,
+                          resource=True)
+    num_threads: Optional[int] = setting(None, "torch CPU threads", _RUN, minimum=1, maximum=MAX_THREADS,
+                                         default_text="torch's choice", resource=True)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hnet_hidden", parse_widths(self.hnet_hidden))
-        object.__setattr__(self, "target_hidden", parse_widths(self.target_hidden))
-        for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
-        object.__setattr__(self, "interval_scope", self.interval_scope.strip().lower())
-        self._validate()
-
-    def _validate(self) -> None:
-        from hinterval.data.registry import BENCHMARK_NAMES  # names only: validating a config loads no torch
-
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise UserError(msg)
-
-        need(self.benchmark in BENCHMARK_NAMES, f"unknown benchmark {short(self.benchmark)}; choose one of: {', '.join(BENCHMARK_NAMES)}")
-        need(self.method in METHODS, f"unknown method {short(self.method)}; choose one of: {', '.join(METHODS)}")
-        need(self.embedding_mode in EMBEDDING_MODES, f"unknown embedding mode {short(self.embedding_mode)}; choose one of: {', '.join(EMBEDDING_MODES)}")
-        need(self.reg_normalisation in REG_NORMALISATIONS, f"reg normalisation must be one of {REG_NORMALISATIONS}")
-        need(self.interval_mode in INTERVAL_MODES, f"interval mode must be one of {INTERVAL_MODES}")
-        scope_depth(self.interval_scope)
-        need(self.device in DEVICES, f"device must be one of {DEVICES}, got {short(self.device)}")
-        need(self.target in TARGETS, f"unknown target {short(self.target)}; choose one of: {', '.join(TARGETS)}")
-        need(self.gamma >= 0, f"gamma (perturbation epsilon) must be >= 0, got {self.gamma}")
-        need(not (self.method == "hyperinterval" and self.embedding_mode == "nested" and self.gamma == 0),
-             "nested embeddings need gamma > 0 (the centre is gamma/(2d)*cos(e)); use --embedding-mode non-forced or --method hnet for gamma = 0")
-        need(self.embedding_init in EMBEDDING_INITS, f"embedding init must be one of {', '.join(EMBEDDING_INITS)}, got {short(self.embedding_init)}")
-        need(self.nested_hold in NESTED_HOLDS, f"nested hold must be one of {', '.join(NESTED_HOLDS)}, got {short(self.nested_hold)}")
-        need(isinstance(self.reg_bounds, bool), f"reg_bounds must be true or false, got {short(self.reg_bounds)}")
-        need(self.beta >= 0, f"beta (regularisation strength) must be >= 0, got {self.beta}")
-        need(self.embedding_dim >= 1, f"embedding dim must be >= 1, got {self.embedding_dim}")
-        need(len(self.hnet_hidden) >= 1 and min(self.hnet_hidden) >= 1, f"hnet hidden widths must be >= 1, got {self.hnet_hidden}")
-        need(all(w >= 1 for w in self.target_hidden), f"target hidden widths must be >= 1, got {self.target_hidden}")
-        need(self.image_size is None or 8 <= self.image_size <= 512, f"image size must be in [8, 512], got {self.image_size}")
-        need(self.image_channels in (None, 1, 3), f"image channels must be 1 or 3, got {self.image_channels}")
-        need(self.hnet_chunk_size >= 0, f"hnet chunk size must be >= 0 (0 = unchunked), got {self.hnet_chunk_size}")
-        need(self.chunk_embedding_dim >= 1, f"chunk embedding dim must be >= 1, got {self.chunk_embedding_dim}")
-        need(self.lr > 0, f"learning rate must be > 0, got {self.lr}")
-        need(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
-        need(self.iters_per_task >= 1, f"iterations per task must be >= 1, got {self.iters_per_task}")
-        need(self.epochs_per_task is None or self.epochs_per_task > 0, f"epochs per task must be > 0, got {self.epochs_per_task}")
-        need(0 <= self.kappa_min <= 1, f"kappa min must be in [0, 1], got {self.kappa_min}")
-        need(0 <= self.ramp_fraction <= 1, f"ramp fraction must be in [0, 1], got {self.ramp_fraction}")
-        need(self.ramp in RAMP_MODES, f"ramp must be one of {', '.join(RAMP_MODES)}, got {self.ramp!r}")
-        need(self.val_every >= 1, f"val every must be >= 1, got {self.val_every}")
-        need(self.num_tasks is None or self.num_tasks >= 1, f"num tasks must be >= 1, got {self.num_tasks}")
-        need(self.ewc_lambda >= 0, f"EWC lambda must be >= 0, got {self.ewc_lambda}")
-        need(self.intercontinet_radius >= 0, f"InterContiNet radius must be >= 0, got {self.intercontinet_radius}")
-        need(self.cil_alpha >= 0, f"CIL alpha must be >= 0, got {self.cil_alpha}")
-        need(self.cil_score in CIL_SCORES, f"unknown CIL score {self.cil_score!r}; choose one of: {', '.join(CIL_SCORES)}")
-        need(self.eval_batch_size >= 1, f"eval batch size must be >= 1, got {self.eval_batch_size}")
-        need(self.num_threads is None or self.num_threads >= 1, f"num threads must be >= 1, got {self.num_threads}")
+        for name, field in FIELD_SPECS.items():
+            object.__setattr__(self, name, check_value(field, getattr(self, name)))
+        if self.method == "hyperinterval" and self.embedding_mode == "nested" and self.gamma == 0:
+            raise UserError("nested embeddings need gamma > 0 (the centre is gamma/(2d)*cos(e)); use --embedding-mode "
+                            "non-forced or --method hnet for gamma = 0")
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-safe dict (tuples become lists)."""
@@ -215,65 +177,14 @@ class ExperimentConfig:
         return make_config(self.to_dict(), **changes)
 
 
-FIELDS = {f.name for f in dataclasses.fields(ExperimentConfig)}
-
-
-#: per-field ranges checked with the types (before any value reaches torch)
-_RANGES = {"seed": (0, SEED_LIMIT - 1), "data_seed": (0, SEED_LIMIT - 1), "num_tasks": (1, MAX_TASKS),
-           "num_threads": (1, MAX_THREADS)}
-_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
-
-
-def _coerce(name: str, kind: str, value: Any) -> Any:
-    """Check one field's type (config files and ``--set`` give strings, lists, ...); numbers must be finite.
-
-    Why: ``gamma: high`` or ``seed: abc`` must be one clear error, not a ``TypeError`` later (or a
-    run that multiplies a string); YAML 1.1 reads ``1e-3`` as a string, so numeric strings are accepted.
-    Booleans are not numbers and numbers are not booleans; integers fit in 64 bits (seeds: unsigned),
-    strings are short and free of control characters. Values are echoed bounded (:func:`short`).
-    """
-    base = str(kind).replace("Optional[", "").rstrip("]")
-    if value is None or base not in ("int", "float", "str", "bool"):
-        return value
-    key = name.replace("_", "-")
-    if base == "str":
-        if isinstance(value, Path):
-            value = str(value)
-        if not isinstance(value, str):
-            raise UserError(f"config key {name} (--{key}) must be a string, got {short(value)}")
-        if not value or len(value) > MAX_STRING or any(ord(c) < 32 for c in value):
-            raise UserError(f"config key {name} (--{key}) must be a non-empty string of at most {MAX_STRING} "
-                            f"characters without control characters, got {short(value)}")
-        return value
-    if base == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-            return value.strip().lower() in _TRUE
-        raise UserError(f"config key {name} (--{key}) must be true or false, got {short(value)}")
-    number: Any = value
-    if isinstance(value, str):
-        try:
-            number = float(value.strip()) if base == "float" else int(value.strip())
-        except ValueError:
-            number = None
-    elif isinstance(value, float) and base == "int" and math.isfinite(value) and value.is_integer():
-        number = int(value)
-    if isinstance(number, bool) or not isinstance(number, (int, float) if base == "float" else int):
-        what = "a number" if base == "float" else "an integer"
-        raise UserError(f"config key {name} (--{key}) must be {what}, got {short(value)}")
-    if base == "float":
-        number = float(number)
-        if not math.isfinite(number):
-            raise UserError(f"config key {name} (--{key}) must be a finite number, got {short(value)}")
-        return number
-    lo, hi = _RANGES.get(name, (-INT64_MAX - 1, INT64_MAX))
-    if not lo <= number <= hi:
-        if name not in _RANGES:
-            raise UserError(f"config key {name} (--{key}) must fit in 64 bits (at most 2^63 - 1), got {short(number)}")
-        shown = "2^64 - 1" if hi == SEED_LIMIT - 1 else str(hi)
-        raise UserError(f"config key {name} (--{key}) must be between {lo} and {shown}, got {short(number)}")
-    return number
+#: every field's declaration, by name (see :mod:`hinterval.schema`)
+FIELD_SPECS: Dict[str, Field] = fields_of(ExperimentConfig)
+FIELDS = frozenset(FIELD_SPECS)
+#: config fields that only say where/how fast to run; a resume may change them
+RESOURCE_FIELDS = tuple(k for k, f in FIELD_SPECS.items() if f.setting.resource)
+#: fields that some benchmark preset sets (their ``--help`` default says so)
+PRESET_KEYS = tuple(sorted({k for table in (PRESETS, NESTED_PRESETS, CNN_TARGET_PRESETS) for row in table.values()
+                            for k in row}))
 
 
 def make_config(*layers: Mapping[str, Any], **overrides: Any) -> ExperimentConfig:
@@ -305,9 +216,7 @@ def make_config(*layers: Mapping[str, Any], **overrides: Any) -> ExperimentConfi
     if unknown:
         shown = ", ".join(short(k, 40).strip("'") for k in unknown[:5]) + (f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else "")
         raise UserError(f"unknown config key(s): {shown}; valid keys: {', '.join(sorted(FIELDS))}")
-    from hinterval.presets import CNN_TARGET_PRESETS, NESTED_PRESETS, PRESETS
-
-    benchmark = _coerce("benchmark", "str", merged.get("benchmark", ExperimentConfig.benchmark))
+    benchmark = check_value(FIELD_SPECS["benchmark"], merged.get("benchmark", ExperimentConfig.benchmark))
     preset = {k: v for k, v in PRESETS.get(benchmark, {}).items() if not (by_iterations and k == "epochs_per_task")}
     if {**preset, **merged}.get("embedding_mode", ExperimentConfig.embedding_mode) == "nested":
         preset.update(NESTED_PRESETS.get(benchmark, {}))  # nested mode has values of its own
@@ -315,11 +224,7 @@ def make_config(*layers: Mapping[str, Any], **overrides: Any) -> ExperimentConfi
     target = chosen.get("target", ExperimentConfig.target)
     if isinstance(target, str) and chosen.get("interval_mode", ExperimentConfig.interval_mode) != "relaxed":
         preset.update(CNN_TARGET_PRESETS.get(target, {}))  # a sound CNN box opens only on its last layers
-    values = {**preset, **merged}
-    try:
-        return ExperimentConfig(**values)
-    except TypeError as exc:
-        raise UserError(f"bad config value: {exc}") from None
+    return ExperimentConfig(**{**preset, **merged})
 
 
 def load_config_file(path: str | Path) -> Dict[str, Any]:
@@ -403,5 +308,9 @@ def _expanded_size(value: Any, budget: int) -> int:
     return count
 
 
-def config_to_json(cfg: ExperimentConfig) -> str:
-    return json.dumps(cfg.to_dict(), sort_keys=True)
+if __name__ == "__main__":  # python -m hinterval.config > docs/config.md
+    import sys
+
+    from hinterval.schema import markdown_table
+
+    sys.stdout.write(markdown_table(FIELD_SPECS, PRESET_KEYS))

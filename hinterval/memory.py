@@ -34,7 +34,7 @@ def training_bytes(cfg: ExperimentConfig, benchmark: Benchmark) -> Optional[int]
     Raises:
         UserError: the model's shapes overflow what PyTorch can index (it can never be built).
     """
-    from hinterval.methods import build_method
+    from hinterval.methods.registry import build_method
     from hinterval.targets.factory import build_target
 
     try:

@@ -15,14 +15,15 @@ from typing import Any, Dict, List, Optional, Protocol, Sequence
 import torch
 
 from hinterval import metrics as M
-from hinterval.config import ExperimentConfig, make_config
+from hinterval.config import RESOURCE_FIELDS, ExperimentConfig, make_config
 from hinterval.data.base import Benchmark, Task
 from hinterval.data.registry import load_for
 from hinterval.errors import TrainingDiverged, UserError
 from hinterval.evaluation import evaluate_tasks
 from hinterval.intervals import relative_radius
 from hinterval.memory import check_memory
-from hinterval.methods import ContinualMethod, build_method
+from hinterval.methods.base import ContinualMethod
+from hinterval.methods.registry import build_method
 from hinterval.schedule import RampController
 from hinterval.targets.factory import build_target
 
@@ -42,7 +43,7 @@ def collapse_threshold(num_classes: int) -> float:
     return chance + COLLAPSE_MARGIN * (1.0 - chance)
 
 #: config fields that only say where/how fast to run; a resume may change them
-RESOURCE_FIELDS = ("device", "num_threads", "eval_batch_size", "data_dir")
+
 
 
 class Callback(Protocol):

@@ -60,7 +60,7 @@ def test_experiment_declares_domains_types_and_metrics():
     lr, hidden, dim, preset = exp.hparam_infos
     assert (lr.domain_interval.min_value, lr.domain_interval.max_value) == pytest.approx((1e-4, 1e-2))
     assert "log scale" in lr.description and lr.differs and not preset.differs
-    assert hidden.type == api_pb2.DATA_TYPE_STRING and [v.string_value for v in hidden.domain_discrete.values] == [
-        "50,50", "100,100"]
+    assert hidden.type == api_pb2.DATA_TYPE_STRING and sorted(v.string_value for v in hidden.domain_discrete.values) == [
+        "100,100", "50,50"]
     assert dim.type == api_pb2.DATA_TYPE_FLOAT64 and preset.type == api_pb2.DATA_TYPE_BOOL
     assert [m.name.tag for m in exp.metric_infos] == ["summary/avg_acc", "summary/worst_avg_acc"]

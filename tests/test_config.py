@@ -5,7 +5,7 @@ import codecs
 
 import pytest
 
-from hinterval.config import MAX_CONFIG_VALUES, _expanded_size, load_config_file, make_config, parse_widths
+from hinterval.config import MAX_CONFIG_VALUES, _expanded_size, load_config_file, make_config
 from hinterval.errors import UserError, short
 
 
@@ -41,13 +41,13 @@ def test_small_aliases_are_fine_and_expansion_is_bounded():
 @pytest.mark.parametrize("value,widths", [("100,100", (100, 100)), ([100, 100.0], (100, 100)), (" 8 ", (8,)), (8, (8,)),
                                           ("", ()), (["16", 16], (16, 16))])
 def test_widths_accept_whole_numbers(value, widths):
-    assert parse_widths(value) == widths
+    assert make_config(target_hidden=value).target_hidden == widths
 
 
 @pytest.mark.parametrize("value", [[1.9], [True], [[8]], ["8.5"], [None], {"a": 1}, 1.5, False])
 def test_widths_refuse_fractions_booleans_and_structures(value):
     with pytest.raises(UserError, match="whole numbers"):
-        parse_widths(value)
+        make_config(target_hidden=value)
 
 
 def test_seeds_span_64_bits():

@@ -1,6 +1,8 @@
 """The memory estimate made before a model is allocated."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,7 +12,7 @@ from hinterval.memory import available_bytes, check_memory, training_bytes
 
 
 def test_estimate_counts_weights_gradients_and_adam_state(synthetic_benchmark):
-    from hinterval.methods import build_method
+    from hinterval.methods.registry import build_method
     from hinterval.targets.factory import build_target
 
     cfg = make_config(hnet_hidden="16", target_hidden="8", embedding_dim=4, device="cpu")
@@ -31,6 +33,11 @@ def test_the_check_can_be_skipped(synthetic_benchmark, monkeypatch):
     check_memory(make_config(hnet_hidden="1000000,1000000", device="cpu"), synthetic_benchmark, torch.device("cpu"))
 
 
-def test_available_memory_is_known_on_linux():
+@pytest.mark.skipif(not Path("/proc/meminfo").is_file(), reason="reads /proc/meminfo (Linux)")
+def test_available_memory_is_read_from_meminfo_on_linux():
+    """On Linux the figure is known, positive and at most what ``/proc/meminfo`` says is available."""
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+    reported = int(meminfo["MemAvailable"].split()[0]) * 1024
     have = available_bytes(torch.device("cpu"))
-    assert have is None or have > 0
+    assert isinstance(have, int) and 0 < have <= reported * 1.5  # memory moves a little between the two reads
+    assert available_bytes(torch.device("meta")) is None

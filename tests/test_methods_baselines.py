@@ -13,7 +13,7 @@ import torch
 
 from hinterval.config import make_config
 from hinterval.data.registry import load_benchmark
-from hinterval.methods import build_method
+from hinterval.methods.registry import build_method
 from hinterval.methods.heads import head_size
 from hinterval.methods.intercontinet import MIN_RADIUS, project_box
 from hinterval.targets.factory import build_target

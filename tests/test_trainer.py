@@ -93,9 +93,16 @@ def test_callbacks_are_fixed_at_construction(synthetic_benchmark):
     assert seen == [("start", 0), ("task", 0), ("task", 1), ("task", 2)]
 
 
-def test_nested_mode_has_universal_dil(synthetic_benchmark):
+def test_nested_mode_has_a_universal_network_that_never_falls_below_its_bound(synthetic_benchmark):
+    """Nested mode: one universal network, evaluated on every task; where a task's box is certified,
+    the universal network (whose weights lie in every box) is at least as accurate as that bound."""
     res = train_continual(_cfg(embedding_mode="nested"), benchmark=synthetic_benchmark, progress=False)
-    assert res["dil"]["avg_acc"] is not None
+    uni = res["universal"]
+    final = uni["final_accs"]
+    assert len(final) == len(synthetic_benchmark) and all(0.0 <= a <= 1.0 for a in final)
+    assert res["dil"]["avg_acc"] == pytest.approx(sum(final) / len(final))
+    assert uni["violations"] == 0 and uni["certified_bound"] is not None
+    assert all(a >= b - 1e-9 for a, b in zip(final, uni["certified_bound"]))
 
 
 def test_wrong_config_resume_is_refused(synthetic_benchmark):

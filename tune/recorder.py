@@ -25,7 +25,7 @@ from ray.tune import Callback
 
 from hinterval import metrics as M
 from hinterval.callbacks import HParamDomain, TensorBoardLogger, hparams_experiment_summary
-from hinterval.checkpoint import write_json
+from hinterval.files import write_json
 from hinterval.config import make_config
 from tune.trainable import DIVERGED, REPLAYED
 

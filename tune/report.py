@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from hinterval import metrics as M
-from hinterval.checkpoint import atomic_write
+from hinterval.files import atomic_write
 from hinterval.config import FIELDS
 
 METRIC_COLUMNS = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, M.DIL_AVG_ACC, M.DIL_BWT, "cil_avg_acc")

@@ -346,7 +346,7 @@ def _run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
         UserError: bad input, an existing sweep without --resume/--overwrite, or resources the
             cluster cannot provide. Nothing on disk is changed before these checks pass.
     """
-    from hinterval.checkpoint import write_json
+    from hinterval.files import write_json
 
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
@@ -509,18 +509,18 @@ class _SweepStartup:
     @staticmethod
     def holds_sweep(out_dir: Path) -> bool:
         """Whether ``out_dir`` holds anything besides a lock file."""
-        from hinterval.checkpoint import LOCK_NAME
+        from hinterval.files import LOCK_NAME
 
         return out_dir.is_dir() and any(p.name != LOCK_NAME for p in out_dir.iterdir())
 
     @staticmethod
     def check_writable(out_dir: Path) -> None:
-        from hinterval.checkpoint import check_writable_dir
+        from hinterval.files import check_writable_dir
 
         check_writable_dir(out_dir, "--results-dir")  # a file or a read-only place: exit 2 before Ray starts
 
     def claim(self, out_dir: Path, name: str, *, resume: bool, overwrite: bool, debug: bool) -> None:
-        from hinterval.checkpoint import DirectoryLock
+        from hinterval.files import DirectoryLock
 
         created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # made here: removed again on a failure
         try:
@@ -547,7 +547,7 @@ class _SweepStartup:
     def clear(self, out_dir: Path) -> None:
         """Before the first write of a new sweep: remove an old sweep's files (``--overwrite``), keeping the
         directory and its lock. From here on the directory holds only what this driver writes."""
-        from hinterval.checkpoint import LOCK_NAME
+        from hinterval.files import LOCK_NAME
 
         self.dirty = True
         for p in out_dir.iterdir():
@@ -584,7 +584,7 @@ class _SweepStartup:
         self.__init__()  # type: ignore[misc]
         if lock is None or out_dir is None:
             return
-        from hinterval.checkpoint import LOCK_NAME
+        from hinterval.files import LOCK_NAME
 
         undo = failed and dirty and not any((out_dir / "trials").glob("*.json"))  # wrote, but no trial ever started
         if undo:
@@ -594,6 +594,8 @@ class _SweepStartup:
         lock.release()
         for d in created if failed else []:  # removed only if empty: directories this driver made and never used
             with contextlib.suppress(OSError):
+                if d == out_dir and [p.name for p in d.iterdir()] == [LOCK_NAME]:
+                    (d / LOCK_NAME).unlink()
                 d.rmdir()
 
 

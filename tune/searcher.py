@@ -1,6 +1,6 @@
 """Optuna behind Tune, told only the metrics of trials that finished every task, kept in a study on disk.
 
-PITFALL this module exists for: Tune tells its searcher that a trial stopped early by ASHA is
+Why this module exists: Tune tells its searcher that a trial stopped early by ASHA is
 *complete*, with its last (partial) result. Its average accuracy covers fewer, easier tasks and is
 inflated, so TPE would chase configs that merely looked good early. The trainable therefore
 reports the searcher metrics (``final_avg_acc``...) as ``None`` until the last task, and

@@ -13,43 +13,38 @@ A space maps :class:`~hinterval.config.ExperimentConfig` keys to Optuna distribu
     iters_per_task: 300             # a plain value fixes the key for every trial
 
 Layer widths are choices of strings (``"100,100"``) because Optuna's categorical values must be
-scalars. Field types come from the config dataclass's type hints. This module does not import Ray.
+scalars. Field kinds and which keys may be searched come from the config's declarations (:mod:`hinterval.schema`). This module does not import Ray.
 """
 from __future__ import annotations
 
 import math
-import typing
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from hinterval.config import ExperimentConfig, make_config
+from hinterval.config import FIELD_SPECS, ExperimentConfig, make_config
 from hinterval.errors import UserError
+from hinterval.methods.registry import METHODS
+from hinterval.schema import parse_bool
 
 KINDS = ("uniform", "loguniform", "int", "choice")
-#: keys a trial may not change: they say what is run where, not how it learns
-NOT_SEARCHABLE = ("benchmark", "data_dir", "num_tasks", "device", "num_threads", "eval_batch_size")
-#: distribution used when a flag gives a range ``LOW:HIGH``
-RANGE_KIND = {"gamma": "loguniform", "beta": "loguniform", "lr": "loguniform", "kappa_min": "uniform",
-              "ramp_fraction": "uniform", "ewc_lambda": "loguniform", "cil_alpha": "loguniform"}
+#: keys a trial may not change: they say what is run where, not how it learns (declared with ``sweep=None``)
+NOT_SEARCHABLE = tuple(k for k, f in FIELD_SPECS.items() if f.setting.sweep is None)
 
 
-def _kind_of(hint: Any) -> str:
-    if typing.get_origin(hint) is typing.Union:  # Optional[X]
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _kind_of(args[0]) if len(args) == 1 else "str"
-    if typing.get_origin(hint) in (tuple, list):
-        return "widths"
-    return {bool: "bool", int: "int", float: "float"}.get(hint, "str")
-
-
-_FIELD_KINDS = {k: _kind_of(t) for k, t in typing.get_type_hints(ExperimentConfig).items()}
+def range_kind(key: str) -> str:
+    """The distribution a flag's range ``LOW:HIGH`` is read as: the key's declared sweep kind
+    (``loguniform`` for gamma, beta, lr...), ``uniform`` for other numbers, ``int`` for integers."""
+    kind = FIELD_SPECS[key].setting.sweep
+    if field_kind(key) == "int":
+        return "int"
+    return kind if kind in ("loguniform", "uniform") else "uniform"
 
 
 def field_kind(key: str) -> str:
-    """``"int"``, ``"float"``, ``"widths"``, ``"bool"`` or ``"str"`` for a config key (from its type hint)."""
-    return _FIELD_KINDS[key]
+    """``"int"``, ``"float"``, ``"widths"``, ``"bool"`` or ``"str"`` for a config key (from its declaration)."""
+    return FIELD_SPECS[key].kind
 
 
 @dataclass(frozen=True)
@@ -105,7 +100,7 @@ def contains(key: str, dist: BaseDistribution, value: Any) -> bool:
 # --- building and validating ----------------------------------------------------------------------
 def normalise_value(key: str, value: Any) -> Any:
     """Widths lists/tuples become ``"a,b"`` strings (Optuna choices must be scalars)."""
-    if key in _FIELD_KINDS and field_kind(key) == "widths":
+    if key in FIELD_SPECS and field_kind(key) == "widths":
         if isinstance(value, (list, tuple)):
             return ",".join(str(int(v)) for v in value)
         if isinstance(value, int):
@@ -194,8 +189,8 @@ def parse_space(data: Mapping[str, Any]) -> SearchSpace:
 
 
 def _check_key(key: Any) -> None:
-    if key not in _FIELD_KINDS:
-        raise UserError(f"search space: unknown config key {key!r}; valid keys: {', '.join(sorted(_FIELD_KINDS))}")
+    if key not in FIELD_SPECS:
+        raise UserError(f"search space: unknown config key {key!r}; valid keys: {', '.join(sorted(FIELD_SPECS))}")
     if key in NOT_SEARCHABLE:
         raise UserError(f"search space: {key!r} cannot be searched (it is a sweep-wide setting); "
                         f"use the sweep's flags (--benchmark, --num-tasks, --data-dir, --gpus-per-trial...)")
@@ -212,7 +207,7 @@ def parse_flag(key: str, text: str) -> Tuple[Optional[BaseDistribution], Any]:
     fk = field_kind(key)
     if ":" in text:
         low, _, high = text.partition(":")
-        kind = "int" if fk == "int" else RANGE_KIND.get(key, "uniform")
+        kind = range_kind(key)
         return parse_param(key, {"type": kind, "low": low, "high": high}), None
     sep = ";" if fk == "widths" else ","
     items = [t.strip() for t in text.split(sep) if t.strip()]
@@ -233,9 +228,10 @@ def _convert(key: str, fk: str, text: str) -> Any:
     except ValueError:
         raise UserError(f"--{key.replace('_', '-')}: {text!r} is not a valid {fk}") from None
     if fk == "bool":
-        if text.lower() not in ("true", "false", "1", "0"):
+        parsed = parse_bool(text)
+        if parsed is None:
             raise UserError(f"--{key.replace('_', '-')}: {text!r} is not true/false")
-        return text.lower() in ("true", "1")
+        return parsed
     return text
 
 
@@ -250,27 +246,10 @@ def merge(space: SearchSpace, params: Mapping[str, BaseDistribution] = (), fixed
 
 
 def default_space(preset: ExperimentConfig) -> SearchSpace:
-    """The default space around a benchmark's preset: gamma, beta, lr (log ranges) and embedding size
-    (nested mode: gamma over the range where the universal network works; sound CNN targets: gamma
-    over the range where their scoped box opens)."""
-    d = preset.embedding_dim
-    dims = sorted({max(2, (2 * d) // 3), d, 2 * d})
-    # nested mode: the universal network degrades above ~3x and below ~1/10 of the nested preset's
-    # gamma (results/universal/: split-digits DIL 0.867 at gamma 1, 0.834 at 0.1, 0.699 at 10)
-    if preset.target != "mlp" and preset.interval_mode != "relaxed":
-        # a sound CNN box opens over a narrow range only: around the target preset's gamma for its
-        # scope (results/cnn/: ResNet-18, last 3 layers boxed, certified 0.96 at gamma 0.05)
-        low, high = preset.gamma / 4, preset.gamma * 4
-    elif preset.embedding_mode == "nested":
-        low, high = preset.gamma / 10, preset.gamma * 3
-    else:
-        low, high = preset.gamma / 20, preset.gamma * 5
-    return SearchSpace((
-        ("gamma", FloatDistribution(low, high, log=True)),
-        ("beta", FloatDistribution(preset.beta / 10, preset.beta * 100, log=True)),
-        ("embedding_dim", CategoricalDistribution(tuple(dims))),
-        ("lr", FloatDistribution(preset.lr / 3, preset.lr * 3, log=True)),
-    ))
+    """The default space around a benchmark's preset: the one its method declares
+    (:data:`hinterval.methods.registry.METHODS`; for HyperInterval gamma, beta and lr on log
+    ranges and the embedding size)."""
+    return parse_space(METHODS[preset.method].space(preset))
 
 
 def tensorboard_hparams(space: SearchSpace) -> List[Any]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from hinterval import metrics as M
+from hinterval.config import FIELD_SPECS, FIELDS
 from hinterval.errors import UserError
 
 #: metrics a sweep can maximise (``--objective``)
@@ -29,14 +30,22 @@ OBJECTIVES = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "dil_avg_acc", "ci
 SWEEP_ITERS_PER_TASK = 0
 #: what --smoke-test sets (explicit --num-tasks / --iters-per-task win for the run length)
 SMOKE = dict(num_samples=2, num_tasks=2, iters_per_task=20, max_concurrent=2, cpus_per_trial=1, gpus_per_trial=0)
-#: flag -> config key searched or fixed by it
-SPACE_FLAGS = (("--gamma", "gamma", "perturbation epsilon: LOW:HIGH (log scale) or a fixed value"),
-               ("--beta", "beta", "regulariser strength: LOW:HIGH (log scale) or a fixed value"),
-               ("--lr", "lr", "learning rate: LOW:HIGH (log scale) or a fixed value"),
-               ("--embedding-dim", "embedding_dim", "embedding sizes to try, e.g. 16,24,48 (one value fixes it)"),
-               ("--hnet-hidden", "hnet_hidden", "hypernetwork widths to try, ';'-separated, e.g. '50,50;100,100'"),
-               ("--method", "method", "methods to try, e.g. hyperinterval,hnet"),
-               ("--embedding-mode", "embedding_mode", "embedding modes to try: nested,non-forced"))
+
+
+def _space_flag_help(key: str) -> str:
+    f = FIELD_SPECS[key]
+    if f.kind == "widths":
+        how = "widths to try, ';'-separated, e.g. '50,50;100,100' (one value fixes it)"
+    elif f.setting.sweep in ("loguniform", "uniform"):
+        how = f"LOW:HIGH ({'log' if f.setting.sweep == 'loguniform' else 'linear'} scale) or a fixed value"
+    else:
+        how = "values to try, comma-separated, e.g. " + ",".join(map(str, f.setting.choices[:2] or (16, 24, 48))) + \
+              " (one value fixes it)"
+    return f"{f.setting.help}: {how}"
+
+
+#: flag -> config key searched or fixed by it -> help (the keys declared ``sweep_flag`` in the config)
+SPACE_FLAGS = tuple((f.flag, f.name, _space_flag_help(f.name)) for f in FIELD_SPECS.values() if f.setting.sweep_flag)
 #: config keys ``--set`` may not fix: the sweep picks them per trial or has its own flag
 NOT_SETTABLE = ("device", "num_threads", "benchmark")
 
@@ -110,8 +119,6 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(SweepSpec))
 def parse_fixed(items: List[str]) -> Dict[str, Any]:
     """``--set KEY=VALUE`` items -> config overrides (values parsed as YAML scalars)."""
     import yaml
-
-    from hinterval.config import FIELDS
 
     out: Dict[str, Any] = {}
     for item in items:

@@ -16,7 +16,7 @@ from hinterval.config import make_config
 from hinterval.data.base import Benchmark, Split
 from hinterval.data.registry import load_benchmark
 from hinterval.evaluation import entropy, evaluate_tasks
-from hinterval.methods import build_method
+from hinterval.methods.registry import build_method
 from hinterval.targets.factory import build_target
 from speed_items.common import Timer, header, row
 

@@ -12,7 +12,7 @@ from typing import Any, Dict, List
 import torch
 
 from hinterval.config import make_config
-from hinterval.methods import build_method
+from hinterval.methods.registry import build_method
 from hinterval.regularizers import regularizer_weight
 from hinterval.targets.mlp import MLPTarget
 from speed_items.common import Timer, fmt_time, header, row, shape_benchmark

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 from hinterval.errors import DataError, UserError
 
@@ -31,11 +31,3 @@ def require_data_dir(data_dir: Optional[str], what: str, how: str) -> Path:
     if not path.is_dir():
         raise DataError(f"{what}: data directory {path} does not exist; {how}")
     return path
-
-
-def first_existing(candidates: List[Path]) -> Optional[Path]:
-    """The first path in ``candidates`` that is a directory, else ``None``."""
-    for c in candidates:
-        if c.is_dir():
-            return c
-    return None

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from hinterval.checkpoint import atomic_write
+from hinterval.files import atomic_write
 from hinterval.data.base import Benchmark, split_by_classes
 from hinterval.data.common import VAL_FRACTION, require_data_dir, resolve_tasks
 from hinterval.errors import DataError

@@ -1,4 +1,5 @@
-"""Shared runner of the acceptance benchmarks (``core.py``, ``fashion.py``).
+"""Shared parts of the benchmark scripts: the target-checking runner of ``core.py`` and ``fashion.py``, and the
+set parsing, thread set-up and summary tail that the other scripts share.
 
 Each benchmark is trained with its DEFAULT config (the preset) through the library's trainer;
 one line per benchmark (TIL avg acc, BWT, worst-case metrics, CIL, wall time, PASS/FAIL) and a
@@ -65,7 +66,7 @@ def finish(suite: str, ok: bool, threads: int, policy: str, report: Any, json_pa
     return 0 if ok else 1
 
 
-def run_acceptance(suite: str, targets: Dict[str, Dict[str, float]], doc: str, argv: Optional[List[str]] = None) -> int:
+def run_suite(suite: str, targets: Dict[str, Dict[str, float]], doc: str, argv: Optional[List[str]] = None) -> int:
     """Parse ``--benchmarks/--threads/--seed``, run each benchmark, print lines; 0 iff all pass.
 
     ``targets[name]`` holds ``avg_acc`` (min TIL avg acc), ``bwt`` (min BWT) and ``seconds``.

@@ -1,0 +1,127 @@
+"""Files written whole or not at all, writable output directories, and one writer per directory.
+
+This is the lowest floor of the package (it imports nothing of hinterval but :mod:`hinterval.errors`),
+so checkpoints, data caches, sweep reports and run directories all share one way of writing files.
+
+Writes go to a temporary file in the same directory followed by ``os.replace`` (atomic on POSIX),
+so a crash or a full disk never leaves a half-written file where a good one was. A run or sweep
+directory is written by one process at a time (:class:`DirectoryLock`, on :mod:`filelock`).
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import filelock
+
+from hinterval.errors import UserError, short
+
+#: the lock file of a run or sweep directory (kept after release: it is not part of the run)
+LOCK_NAME = ".hinterval.lock"
+
+
+def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Atomically write JSON (NaN-free: ``None`` stands for undefined metrics)."""
+    atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, sort_keys=True, allow_nan=False)), mode="w")
+
+
+def check_writable_dir(path: str | Path, flag: str) -> None:
+    """Raise :class:`UserError` unless directory ``path`` exists and is writable or can be created.
+
+    Why: an output path that cannot be written (a file where a directory belongs, a read-only
+    filesystem) must be refused before any data is loaded or any work is done, not after.
+    A temporary file is created and removed in the directory or its nearest existing parent.
+    """
+    p = Path(os.path.abspath(Path(path).expanduser()))
+    name = f"{flag} {short(str(path))}"
+    if len(str(p)) > 4000 or any(len(part.encode()) > 255 for part in p.parts):
+        raise UserError(f"{name}: path or file name too long")
+    probe = p
+    while not probe.exists():
+        if os.path.lexists(probe):
+            raise UserError(f"{name}: {probe} is a broken symbolic link")
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{name}: {probe} is a file, not a directory" if probe != p else f"{name} exists and is not a directory")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".hinterval-write-test-", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        why = "read-only filesystem" if exc.errno == errno.EROFS else (exc.strerror or str(exc)).lower()
+        raise UserError(f"{name} cannot be written ({why}: {probe}); choose another directory") from None
+
+
+def _record_holder(fd: int) -> None:
+    """Write this process's pid into the lock file it now holds (for the refusal message of others)."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
+class DirectoryLock:
+    """Exclusive lock on a run or sweep directory: one writing process at a time, refused at once.
+
+    A :class:`filelock.FileLock` on ``DIR/.hinterval.lock`` that never waits; the holder's pid is
+    written into the file so that a refused process can name it. The lock file stays after release
+    (it is the lock's identity, which filelock needs to stay race-free) and is ignored wherever a
+    directory's contents matter.
+    """
+
+    def __init__(self, directory: str | Path, what: str):
+        self.directory, self.what = Path(directory), what
+        self.path = self.directory / LOCK_NAME
+        self._lock = filelock.FileLock(str(self.path), timeout=0, on_acquired=_record_holder)
+
+    def acquire(self) -> "DirectoryLock":
+        """Take the lock or raise :class:`UserError` naming the process that holds it."""
+        try:
+            self._lock.acquire()
+        except filelock.Timeout:
+            raise UserError(self._busy()) from None
+        return self
+
+    def _busy(self) -> str:
+        try:
+            holder = self.path.read_text(errors="replace")[:32].strip()
+        except OSError:
+            holder = ""
+        who = f"process {holder}" if holder.isdigit() else "another process"
+        return f"{self.what} {str(self.directory)!r} is in use by {who}; wait for it to finish, or choose another one"
+
+    @property
+    def held(self) -> bool:
+        return self._lock.is_locked
+
+    def release(self) -> None:
+        """Unlock (idempotent)."""
+        if self._lock.is_locked:
+            self._lock.release(force=True)
+
+    def __enter__(self) -> "DirectoryLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
