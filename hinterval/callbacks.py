@@ -24,7 +24,7 @@ from hinterval.files import write_json
 #: a run's columns in TensorBoard's HParams table: the config keys declared ``hparam``
 HPARAM_KEYS = tuple(k for k, f in FIELD_SPECS.items() if f.setting.hparam)
 #: per-task headline metrics, in the order the HParams table shows them (``summary/<name>`` scalars)
-SUMMARY_METRICS = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "cil_avg_acc", "dil_avg_acc")
+SUMMARY_METRICS = M.HEADLINE_METRICS
 #: scalar group of the headline metrics; TensorBoard sorts groups by name and this one sorts first
 SUMMARY_GROUP = "summary"
 TASK_GROUP, TIME_GROUP, TRAIN_GROUP = "task_acc", "time", "train"

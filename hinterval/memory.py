@@ -21,6 +21,8 @@ import torch
 from hinterval.config import ExperimentConfig
 from hinterval.data.base import Benchmark
 from hinterval.errors import UserError
+from hinterval.methods.registry import build_method
+from hinterval.targets.factory import build_target
 
 #: gradient + Adam's first and second moment per trainable weight
 OPTIMIZER_COPIES = 3
@@ -34,9 +36,6 @@ def training_bytes(cfg: ExperimentConfig, benchmark: Benchmark) -> Optional[int]
     Raises:
         UserError: the model's shapes overflow what PyTorch can index (it can never be built).
     """
-    from hinterval.methods.registry import build_method
-    from hinterval.targets.factory import build_target
-
     try:
         with torch.device("meta"):
             method = build_method(cfg, benchmark, build_target(cfg, benchmark))

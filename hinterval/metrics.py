@@ -18,6 +18,20 @@ WORST_BWT = "worst_bwt"
 TASKS_DONE = "tasks_done"
 DIL_AVG_ACC = "dil_avg_acc"
 DIL_BWT = "dil_bwt"
+CIL_AVG_ACC = "cil_avg_acc"
+#: the figures a run reports after every task, in the order tables and TensorBoard show them, with
+#: the words they are shown with: the one declaration every report, sweep objective and study uses
+HEADLINE_LABELS = {
+    AVG_ACC: "avg acc (TIL)",
+    BWT: "BWT",
+    WORST_AVG_ACC: "worst-case avg acc",
+    WORST_BWT: "worst-case BWT",
+    CIL_AVG_ACC: "CIL avg acc",
+    DIL_AVG_ACC: "universal (DIL) avg acc",
+}
+HEADLINE_METRICS = tuple(HEADLINE_LABELS)
+#: every per-run figure a sweep's tables know by name (the headline ones and the universal network's BWT)
+LABELS = {**HEADLINE_LABELS, DIL_BWT: "universal (DIL) BWT"}
 #: the lowest warm-up position any task's box reached (1 = every box trained at full gamma; 0 = one never opened)
 RAMP_REACHED = "ramp_reached"
 SCENARIOS = ("til", "worst", "dil", "cil")

@@ -350,7 +350,7 @@ class ContinualTrainer:
             M.WORST_BWT: M.backward_transfer(worst, t) if self.method.bwt_meaningful and self.certifies else None,
             M.DIL_AVG_ACC: M.average_accuracy(self.matrices["dil"], t),
             M.DIL_BWT: M.backward_transfer(self.matrices["dil"], t),
-            "cil_avg_acc": M.average_accuracy(self.matrices["cil"], t),
+            M.CIL_AVG_ACC: M.average_accuracy(self.matrices["cil"], t),
             "task_time_s": self.task_times[-1],
             "collapsed_tasks": sum(1 for r in self.task_reports if r["collapsed"]),
             "task_collapsed": bool(self.task_reports[t]["collapsed"]) if t < len(self.task_reports) else False,

@@ -30,7 +30,7 @@ from hinterval.config import make_config
 from tune.trainable import DIVERGED, REPLAYED
 
 #: trainer metrics written to TensorBoard (the rest of a report is bookkeeping)
-_TB_KEYS = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "dil_avg_acc", "cil_avg_acc", "task_time_s", "elapsed_s")
+_TB_KEYS = (*M.HEADLINE_METRICS, "task_time_s", "elapsed_s")
 #: HParams column marking the benchmark preset's trial
 PRESET_HPARAM = "preset"
 #: Tune bookkeeping fields not kept in the per-task history

@@ -21,16 +21,14 @@ from hinterval import metrics as M
 from hinterval.files import atomic_write
 from hinterval.config import FIELDS
 
-METRIC_COLUMNS = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, M.DIL_AVG_ACC, M.DIL_BWT, "cil_avg_acc")
+METRIC_COLUMNS = tuple(M.LABELS)
 #: per-machine settings left out of best_config.yaml (``hinterval train`` picks them for its machine)
 MACHINE_KEYS = ("device", "num_threads")
 #: finished trials needed before hyperparameter importances are computed
 MIN_IMPORTANCE_TRIALS = 4
 #: accuracy axes span at least this much, so differences of a few tenths of a point do not fill a plot
 MIN_ACC_SPAN = 0.1
-LABELS = {M.AVG_ACC: "avg acc (TIL)", M.BWT: "BWT", M.WORST_AVG_ACC: "worst-case avg acc",
-          M.WORST_BWT: "worst-case BWT", "cil_avg_acc": "CIL avg acc", M.DIL_AVG_ACC: "universal (DIL) avg acc",
-          M.DIL_BWT: "universal (DIL) BWT"}
+LABELS = M.LABELS
 SCENARIO_TITLES = {"til": "task-incremental (TIL)", "worst": "worst case (certified)", "dil": "domain-incremental (DIL)",
                    "cil": "class-incremental (CIL)"}
 
@@ -165,7 +163,7 @@ def _fmt(v: Any, digits: int = 4) -> str:
 def leaderboard_markdown(df, *, name: str, params: Sequence[str], objectives: Sequence[str],
                          importance: Optional[Dict[str, Any]] = None) -> str:
     """Markdown table: complete trials ranked by the primary objective, then unfinished ones; importances below."""
-    cols = ["trial", M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "cil_avg_acc", *params, "scope", M.RAMP_REACHED,
+    cols = ["trial", M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, M.CIL_AVG_ACC, *params, "scope", M.RAMP_REACHED,
             "tasks", "wall s"]
     multi = len(objectives) > 1
     if multi:

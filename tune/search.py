@@ -276,7 +276,7 @@ def summary_metrics(spec: SweepSpec) -> List[str]:
     searched = spec["space"].get("embedding_mode")
     if isinstance(searched, dict):  # swept: {type: choice, values: [...]}
         modes |= set(searched.get("values", ()))
-    return [m for m in SUMMARY_METRICS if m != "dil_avg_acc" or "nested" in modes]
+    return [m for m in SUMMARY_METRICS if m != M.DIL_AVG_ACC or "nested" in modes]
 
 
 def make_trainable(spec: SweepSpec):

@@ -28,7 +28,7 @@ from tune.trainable import final_metric
 
 STUDY_FILE = "optuna.db"
 #: final metrics kept as user attributes of each finished Optuna trial (dashboard columns, importance targets)
-ATTR_METRICS = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "cil_avg_acc", "dil_avg_acc")
+ATTR_METRICS = M.HEADLINE_METRICS
 
 
 def study_url(out_dir: str | Path) -> str:

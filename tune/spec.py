@@ -22,7 +22,7 @@ from hinterval.config import FIELD_SPECS, FIELDS
 from hinterval.errors import UserError
 
 #: metrics a sweep can maximise (``--objective``)
-OBJECTIVES = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "dil_avg_acc", "cil_avg_acc")
+OBJECTIVES = M.HEADLINE_METRICS
 #: default iterations per task for sweeps: 0 = the preset's budget, so trials are tuned at the budget the
 #: preset row was measured at (at 200 it/task the split-digits preset's gamma 1 left tasks at chance).
 #: Measured: 8 split-digits trials at 500 it/task, 2 at a time on a quiet 2-core CPU: 79 s, best avg
