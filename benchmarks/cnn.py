@@ -32,7 +32,7 @@ import time
 from typing import Any, Dict, List, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import NOT_SOUND_TEXT, configure_threads, finish  # noqa: E402
+from harness import configure_threads, finish  # noqa: E402
 
 #: name -> (config overrides, kind); every case also gets COMMON. ``default``: the target's preset
 #: scope and gamma; ``deepest``: the deepest scope measured to certify >= 0.5 at boxes >= 1 %.
@@ -69,6 +69,7 @@ def main(argv: List[str] | None = None) -> int:
         ap.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
     policy = configure_threads(args.threads)
     from hinterval.config import make_config
+    from hinterval.run_record import NOT_SOUND
     from hinterval.trainer import ContinualTrainer
 
     runs = [(name, CASES[name][0], CASES[name][1]) for name in args.cases.split(",")]
@@ -94,7 +95,7 @@ def main(argv: List[str] | None = None) -> int:
         if sound:
             passed &= res["worst_avg_acc"] >= TARGET_CERTIFIED[kind] and min(rel) >= TARGET_REL_RADIUS
         ok &= passed
-        certified = f"{res['worst_avg_acc']:.4f} (scope {cfg.interval_scope})" if sound else NOT_SOUND_TEXT
+        certified = f"{res['worst_avg_acc']:.4f} (scope {cfg.interval_scope})" if sound else NOT_SOUND
         print(f"{name}: til_avg_acc {res['avg_acc']:.4f} bwt {res['bwt']:.4f} certified {certified} "
               f"weight_box_rel_radius {' '.join(f'{x:.4f}' for x in rel)} ramp_reached "
               f"{' '.join(f'{x:.2f}' for x in reached)} gamma {cfg.gamma:g} iters {iters} "

@@ -23,7 +23,6 @@ from hinterval.errors import UserError
 from hinterval.runtime import configure_process
 
 
-NOT_SOUND_TEXT = "n/a (not sound)"
 
 
 def configure_threads(threads: int) -> str:

@@ -3,7 +3,8 @@
 For each task: fresh Adam over the method's trainable parameters, batches drawn from tensors
 already on the device, periodic validation at full gamma for model selection, then evaluation
 of all seen tasks in every scenario and a read-only callback (``on_task_end``) that receives the
-metrics and a checkpointable state. Each task re-seeds the RNG from ``(seed, task)``, so a run
+metrics and a checkpointable state (what was measured lives in :class:`~hinterval.run_record.RunRecord`,
+which also makes the reports). Each task re-seeds the RNG from ``(seed, task)``, so a run
 resumed at a task boundary matches an uninterrupted run exactly.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from hinterval.intervals import relative_radius
 from hinterval.memory import check_memory
 from hinterval.methods.base import ContinualMethod
 from hinterval.methods.registry import build_method
+from hinterval.run_record import MethodTraits, RunRecord
 from hinterval.schedule import RampController
 from hinterval.targets.factory import build_target
 
@@ -31,9 +33,6 @@ CHECKPOINT_FORMAT = 1
 #: a task whose centre validation accuracy is at most this share of the way from chance to 1 has
 #: collapsed (its network answers (nearly) the same for every input)
 COLLAPSE_MARGIN = 0.1
-
-
-NOT_SOUND = "n/a (not sound)"
 
 
 
@@ -108,25 +107,6 @@ class BatchSampler:
         return idx
 
 
-def runtime_settings() -> Dict[str, Any]:
-    """What the wall times depend on besides the config: CPU threads and the OpenMP wait policy."""
-    import os
-
-    return {"torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
-            "cpu_count": os.cpu_count()}
-
-
-def library_versions() -> Dict[str, str]:
-    import platform
-
-    import numpy
-
-    import hinterval
-
-    return {"hinterval": hinterval.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version()}
-
-
 class ContinualTrainer:
     """Runs (or resumes) a continual-learning experiment.
 
@@ -149,14 +129,29 @@ class ContinualTrainer:
         check_memory(cfg, self.benchmark, self.device)  # refuse a model that cannot fit before allocating it
         seed_everything(cfg.seed)
         self.method: ContinualMethod = build_method(cfg, self.benchmark, build_target(cfg, self.benchmark)).to(self.device)
-        T = len(self.benchmark)
-        self.matrices: Dict[str, M.AccMatrix] = {s: M.empty_matrix(T) for s in M.SCENARIOS}
-        self.task_times: List[float] = []
-        self.task_reports: List[Dict[str, Any]] = []
-        #: per evaluated task row: test samples certified for their task that the universal network got wrong
-        self.universal_violations: List[int] = [0] * T
-        self.tasks_done = 0
-        self.elapsed_before = 0.0
+        #: what the run has measured so far (checkpointed and reported from there)
+        self.record = RunRecord(len(self.benchmark))
+
+    @property
+    def tasks_done(self) -> int:
+        return self.record.tasks_done
+
+    @tasks_done.setter
+    def tasks_done(self, value: int) -> None:
+        self.record.tasks_done = value
+
+    @property
+    def matrices(self) -> Dict[str, M.AccMatrix]:
+        """Accuracy matrices per scenario (see :mod:`hinterval.metrics`)."""
+        return self.record.matrices
+
+    @property
+    def traits(self) -> MethodTraits:
+        target = self.method.target
+        return MethodTraits(has_intervals=self.method.has_intervals, certifies=self.certifies,
+                            bwt_meaningful=self.method.bwt_meaningful,
+                            boxes_every_layer=bool(getattr(target, "boxes_every_layer", True)),
+                            interval_scope=getattr(target, "interval_scope", None), certificate=self.certificate)
 
     @property
     def certifies(self) -> bool:
@@ -174,18 +169,11 @@ class ContinualTrainer:
     # --- state -------------------------------------------------------------------------------
     def state(self) -> Dict[str, Any]:
         """A snapshot (copied, safe to keep) of everything needed to resume at this task boundary."""
-        import copy
-
         return {
             "format": CHECKPOINT_FORMAT,
             "config": self.cfg.to_dict(),
-            "tasks_done": self.tasks_done,
             "model": {k: v.detach().cpu().clone() for k, v in self.method.state_dict().items()},
-            "matrices": copy.deepcopy(self.matrices),
-            "task_times": list(self.task_times),
-            "task_reports": [dict(r) for r in self.task_reports],
-            "universal_violations": list(self.universal_violations),
-            "elapsed": self.elapsed_before + self._elapsed(),
+            **self.record.state(self._elapsed()),
         }
 
     def load_state(self, state: Dict[str, Any]) -> None:
@@ -197,19 +185,11 @@ class ContinualTrainer:
                             "resume with the same settings or start a new run")
         try:
             self.method.load_state_dict(state["model"])
-            matrices = {s: state["matrices"][s] for s in M.SCENARIOS}
-            task_times, tasks_done = list(state["task_times"]), int(state["tasks_done"])
-            task_reports = [dict(r) for r in state.get("task_reports", [])]
-            violations = [int(v) for v in state.get("universal_violations", self.universal_violations)]
-            elapsed = float(state.get("elapsed", 0.0))
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # e.g. a model of another shape
             first = (str(exc).splitlines() or [""])[0][:200]
             raise UserError(f"checkpoint does not fit this run ({type(exc).__name__}: {first}); "
                             "it is damaged or from another hinterval version: start a new run") from None
-        if not 0 <= tasks_done <= len(self.benchmark):
-            raise UserError(f"checkpoint says {tasks_done} tasks done but the run has {len(self.benchmark)}; start a new run")
-        self.matrices, self.task_times, self.tasks_done, self.elapsed_before = matrices, task_times, tasks_done, elapsed
-        self.task_reports, self.universal_violations = task_reports, violations
+        self.record.load(state)
 
     def _elapsed(self) -> float:
         return time.perf_counter() - self._t0 if hasattr(self, "_t0") else 0.0
@@ -224,7 +204,7 @@ class ContinualTrainer:
         for t in range(self.tasks_done, len(self.benchmark)):
             t_start = time.perf_counter()
             self._train_task(t)
-            self.task_times.append(time.perf_counter() - t_start)
+            self.record.task_times.append(time.perf_counter() - t_start)
             self.evaluate(t)
             self.tasks_done = t + 1
             task_metrics = self.task_metrics(t)
@@ -290,7 +270,7 @@ class ContinualTrainer:
                 for p, v in zip(params, best_state):
                     p.copy_(v)
         method.end_task(t, box_scale=best_ramp)
-        self.task_reports.append(self._task_report(t, ramp))
+        self.record.task_reports.append(self._task_report(t, ramp))
 
     def _task_report(self, t: int, ramp: RampController) -> Dict[str, Any]:
         """How task ``t`` ended: its centre validation accuracy, whether that is a collapse to
@@ -331,92 +311,18 @@ class ContinualTrainer:
         seen = list(range(t + 1))
         res = evaluate_tasks(self.method.predictor(seen), self.benchmark, seen, split="test",
                              batch_size=self.cfg.eval_batch_size, cil_alpha=self.cfg.cil_alpha, cil_score=self.cfg.cil_score)
-        self.cil_details = res.get("cil_details")
-        self.universal_violations[t] = int(res.get("dil_violations", 0))
-        for s in M.SCENARIOS:
-            for j, v in enumerate(res[s]):
-                self.matrices[s][t][j] = v
+        self.record.store_evaluation(t, res)
         return {s: list(res[s]) for s in M.SCENARIOS}
 
     # --- reporting -----------------------------------------------------------------------------
     def task_metrics(self, t: int) -> Dict[str, Any]:
         """Flat metrics after task ``t``: what Tune reports and TensorBoard plots."""
-        til, worst = self.matrices["til"], self.matrices["worst"]
-        out: Dict[str, Any] = {
-            M.TASKS_DONE: t + 1,
-            M.AVG_ACC: M.average_accuracy(til, t),
-            M.BWT: M.backward_transfer(til, t) if self.method.bwt_meaningful else None,
-            M.WORST_AVG_ACC: M.average_accuracy(worst, t) if self.certifies else None,
-            M.WORST_BWT: M.backward_transfer(worst, t) if self.method.bwt_meaningful and self.certifies else None,
-            M.DIL_AVG_ACC: M.average_accuracy(self.matrices["dil"], t),
-            M.DIL_BWT: M.backward_transfer(self.matrices["dil"], t),
-            M.CIL_AVG_ACC: M.average_accuracy(self.matrices["cil"], t),
-            "task_time_s": self.task_times[-1],
-            "collapsed_tasks": sum(1 for r in self.task_reports if r["collapsed"]),
-            "task_collapsed": bool(self.task_reports[t]["collapsed"]) if t < len(self.task_reports) else False,
-            "task_val_acc": self.task_reports[t]["val_acc"] if t < len(self.task_reports) else None,
-            M.RAMP_REACHED: (min(r["ramp_reached"] for r in self.task_reports)
-                             if self.method.has_intervals and self.task_reports else None),
-            "elapsed_s": self.elapsed_before + self._elapsed(),
-        }
-        for s in M.SCENARIOS:
-            if s == "worst" and not self.certifies:
-                continue
-            for j in range(t + 1):
-                v = self.matrices[s][t][j]
-                if v is not None:
-                    out[M.task_metric_name(s, j)] = v
-        return out
+        return self.record.task_metrics(t, self.traits, self._elapsed())
 
     def result(self) -> Dict[str, Any]:
         """The run's result: headline metrics, per-scenario summaries, config and provenance."""
-        row = self.tasks_done - 1
-        scen: Dict[str, Any] = {s: M.summarize(self.matrices[s], row) for s in M.SCENARIOS}
-        if not self.method.bwt_meaningful:
-            for s in scen.values():
-                s["bwt"], s["forgetting"] = None, None
-        worst_acc, worst_bwt = scen["worst"]["avg_acc"], scen["worst"]["bwt"]
-        if self.method.has_intervals and not self.certifies:  # an unsound propagation bounds nothing
-            worst_acc = worst_bwt = NOT_SOUND
-            scen["worst"] = {"note": NOT_SOUND}
-        if getattr(self, "cil_details", None):  # task inference after the last task: score, confusion matrix
-            scen["cil"].update(self.cil_details)
-        universal = None
-        if scen["dil"]["avg_acc"] is not None:
-            # A partial scope certifies each task's box with the other layers at THAT task's centre;
-            # the universal network's other layers differ, so those figures bound nothing for it.
-            bounds_universal = self.certifies and self.method.target.boxes_every_layer
-            universal = M.universal_summary(self.matrices["dil"], self.matrices["worst"] if bounds_universal else None,
-                                            row, sum(self.universal_violations[: row + 1]))
-            universal.update(self.method.universal_size(self.tasks_done) or {})
-            if self.certifies and not bounds_universal:
-                universal["bound_note"] = (f"interval scope {self.method.target.interval_scope}: the task boxes cover the "
-                                           "boxed layers only, so they bound nothing for the universal network")
-        return {
-            M.AVG_ACC: scen["til"]["avg_acc"],
-            M.BWT: scen["til"]["bwt"],
-            M.WORST_AVG_ACC: worst_acc,
-            M.WORST_BWT: worst_bwt,
-            "certified": self.certifies,
-            "interval_scope": self.method.target.interval_scope if self.method.has_intervals else None,
-            "certificate": self.certificate,
-            "acc_matrix": self.matrices["til"],
-            **scen,
-            "universal": universal,
-            M.TASKS_DONE: self.tasks_done,
-            "num_tasks": len(self.benchmark),
-            "method": self.cfg.method,
-            "benchmark": self.cfg.benchmark,
-            "config": self.cfg.to_dict(),
-            "seed": self.cfg.seed,
-            "device": str(self.device),
-            "versions": library_versions(),
-            "runtime": runtime_settings(),
-            "wall_time_s": self.elapsed_before + self._elapsed(),
-            "task_times_s": self.task_times,
-            "tasks": self.task_reports,
-            "collapsed_tasks": [r["task"] for r in self.task_reports if r["collapsed"]],
-        }
+        return self.record.result(self.cfg, self.traits, universal_size=self.method.universal_size(self.tasks_done),
+                                  device=str(self.device), elapsed=self._elapsed())
 
 
 def _progress(iterable, desc: str, enabled: bool):
