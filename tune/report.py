@@ -70,14 +70,24 @@ def best_record(records: Sequence[Dict[str, Any]], objectives: Sequence[str]) ->
 
 
 def pareto_front(points: Sequence[Sequence[float]]) -> List[int]:
-    """Indices of the non-dominated points when every coordinate is maximised."""
-    front = []
-    for i, p in enumerate(points):
-        dominated = any(all(q[k] >= p[k] for k in range(len(p))) and any(q[k] > p[k] for k in range(len(p)))
-                        for j, q in enumerate(points) if j != i)
-        if not dominated:
-            front.append(i)
-    return front
+    """Indices of the non-dominated points when every coordinate is maximised.
+
+    Optuna's ``study.best_trials`` of an in-memory study holding one finished trial per point, so
+    the front is the one Optuna (and optuna-dashboard) would show for these values."""
+    import optuna
+
+    if not points:
+        return []
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line
+    try:
+        study = optuna.create_study(directions=["maximize"] * max(2, len(points[0])))
+        for p in points:
+            values = [float(v) for v in p]
+            study.add_trial(optuna.trial.create_trial(values=values + values[:1] * (2 - len(values))))
+        return sorted(t.number for t in study.best_trials)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def front_axes(objectives: Sequence[str]) -> Tuple[str, str]:
