@@ -270,13 +270,13 @@ def _no_ray_cluster(mp, tmp: Path, fail=None) -> None:
     """The sweep's Ray calls replaced (no cluster is started); ``fail`` is raised by make_tuner."""
     import ray
 
-    from tune import search
+    from tune import cluster, driver
 
-    mp.setattr(search, "connect", lambda address: False)
-    mp.setattr(search, "alive_node_resources", lambda: [{"CPU": 4.0}])
+    mp.setattr(cluster, "connect", lambda address: False)
+    mp.setattr(cluster, "alive_node_resources", lambda: [{"CPU": 4.0}])
     mp.setattr(ray, "nodes", lambda: [])
     if fail is not None:
-        mp.setattr(search, "make_tuner", _raise(fail))
+        mp.setattr(driver, "make_tuner", _raise(fail))
 
 
 def _lock_sweep(tmp: Path) -> List[str]:
@@ -462,14 +462,14 @@ CASES = [
          patch=lambda mp, t: mp.setattr("hinterval.cli.load_config_file", _raise(__import__("hinterval.errors").errors.Stopped(15)))),
     Case("sweep-ray-fails-to-start", "sweep", lambda t: ["--results-dir", str(t / "results")],
          ("RuntimeError: raylet failed to start", "--debug"), code=1,
-         patch=lambda mp, t: mp.setattr("tune.search.connect", _raise(RuntimeError("raylet failed to start\n  details")))),
+         patch=lambda mp, t: mp.setattr("tune.cluster.connect", _raise(RuntimeError("raylet failed to start\n  details")))),
     Case("sweep-ray-error-after-sweep-json", "sweep", lambda t: ["--results-dir", str(t / "results")],
          ("ValueError: Resource quantities >1 must be whole numbers",), code=1,
          patch=lambda mp, t: _no_ray_cluster(mp, t, ValueError("Resource quantities >1 must be whole numbers"))),
     Case("sweep-filesystem-error", "sweep", lambda t: ["--results-dir", str(t / "results")], ("Errno 28", "No space left"),
          code=1, patch=lambda mp, t: _no_ray_cluster(mp, t, OSError(errno.ENOSPC, "No space left on device"))),
     Case("sweep-ctrl-c-during-start-up", "sweep", lambda t: _sweep(t), ("interrupted before any trial started",), code=130,
-         patch=lambda mp, t: mp.setattr("tune.search.resolve", _raise(KeyboardInterrupt()))),
+         patch=lambda mp, t: mp.setattr("tune.driver.resolve", _raise(KeyboardInterrupt()))),
 ]
 
 
@@ -547,8 +547,10 @@ def test_ray_start_up_noise_is_dropped_before_an_early_error(tmp_path, capfd, mo
         os.write(2, b"2025-01-01 WARNING authentication_token_setup.py:73 -- Token authentication is enabled\n")
         return False
 
-    monkeypatch.setattr(search, "connect", noisy_connect)
-    monkeypatch.setattr(search, "alive_node_resources", lambda: [{"CPU": 1.0}])
+    from tune import cluster
+
+    monkeypatch.setattr(cluster, "connect", noisy_connect)
+    monkeypatch.setattr(cluster, "alive_node_resources", lambda: [{"CPU": 1.0}])
     assert search.main(["--results-dir", str(tmp_path), "--cpus-per-trial", "64"]) == 2
     err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and err[0].startswith("search.py: error: no node can hold one trial"), err

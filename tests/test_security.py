@@ -170,12 +170,12 @@ def test_cluster_yaml_has_no_credentials():
 
 def test_a_local_sweep_starts_ray_without_a_dashboard(monkeypatch):
     ray = pytest.importorskip("ray")
-    from tune import search
+    from tune import cluster
 
     seen = {}
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))
-    search.connect(None)
+    cluster.connect(None)
     assert seen.get("include_dashboard") is False and "dashboard_host" not in seen
 
 

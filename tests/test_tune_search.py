@@ -24,7 +24,7 @@ pytest.importorskip("optuna")
 
 from hinterval.config import make_config  # noqa: E402
 from hinterval.errors import UserError  # noqa: E402
-from tune import search  # noqa: E402
+from tune import cluster, driver, prepare, search  # noqa: E402
 from tune import space as S  # noqa: E402
 
 PY = sys.executable
@@ -183,10 +183,10 @@ def test_study_is_kept_on_disk_and_continues_after_the_searcher_is_pickled(tmp_p
 
 def test_hparams_metrics_list_dil_only_when_a_trial_can_be_nested():
     nested = {"type": "choice", "values": ["nested", "non-forced"]}
-    assert "dil_avg_acc" not in search.summary_metrics({"base": {"benchmark": "split-digits"}, "space": {}})
-    assert search.summary_metrics({"base": {"benchmark": "split-digits"}, "space": {"embedding_mode": nested}})[-1] == \
+    assert "dil_avg_acc" not in driver.summary_metrics({"base": {"benchmark": "split-digits"}, "space": {}})
+    assert driver.summary_metrics({"base": {"benchmark": "split-digits"}, "space": {"embedding_mode": nested}})[-1] == \
         "dil_avg_acc"
-    assert "dil_avg_acc" in search.summary_metrics({"base": {"benchmark": "split-digits", "embedding_mode": "nested"},
+    assert "dil_avg_acc" in driver.summary_metrics({"base": {"benchmark": "split-digits", "embedding_mode": "nested"},
                                                     "space": {}})
 
 
@@ -196,8 +196,8 @@ def test_asha_rungs_follow_the_first_objective():
     from ray.tune.schedulers import TrialScheduler
 
     spec = {"scheduler": "asha", "objectives": ["worst_avg_acc", "avg_acc"]}
-    asha = search.make_scheduler(spec)
-    assert asha.metric == "worst_avg_acc" and search.make_scheduler({**spec, "scheduler": "none"}) is None
+    asha = driver.make_scheduler(spec)
+    assert asha.metric == "worst_avg_acc" and driver.make_scheduler({**spec, "scheduler": "none"}) is None
     trials = [SimpleNamespace(trial_id=f"t{i}") for i in range(3)]
     for t in trials:
         asha.on_trial_add(None, t)
@@ -212,12 +212,12 @@ def test_asha_rungs_follow_the_first_objective():
 # --- resources ------------------------------------------------------------------------------------------
 def test_resource_checks_refuse_what_would_stay_pending():
     cpu_only = [{"CPU": 2.0}]
-    assert "no GPUs" in search.check_resources(cpu_only, cpus=1, gpus=0.5)
-    assert "no node can hold" in search.check_resources(cpu_only, cpus=4, gpus=0)
-    assert "no node can hold" in search.check_resources([{"CPU": 4, "GPU": 1}], cpus=1, gpus=2)
-    assert search.check_resources([{"CPU": 0}, {"CPU": 4, "GPU": 2}], cpus=1, gpus=0.5) is None
-    assert search.cluster_slots([{"CPU": 0}, {"CPU": 4, "GPU": 2}, {"CPU": 4, "GPU": 2}], cpus=1, gpus=0.5) == 8
-    assert search.cluster_slots(cpu_only, cpus=1, gpus=0) == 2
+    assert "no GPUs" in cluster.check_resources(cpu_only, cpus=1, gpus=0.5)
+    assert "no node can hold" in cluster.check_resources(cpu_only, cpus=4, gpus=0)
+    assert "no node can hold" in cluster.check_resources([{"CPU": 4, "GPU": 1}], cpus=1, gpus=2)
+    assert cluster.check_resources([{"CPU": 0}, {"CPU": 4, "GPU": 2}], cpus=1, gpus=0.5) is None
+    assert cluster.cluster_slots([{"CPU": 0}, {"CPU": 4, "GPU": 2}, {"CPU": 4, "GPU": 2}], cpus=1, gpus=0.5) == 8
+    assert cluster.cluster_slots(cpu_only, cpus=1, gpus=0) == 2
 
 
 def test_local_start_never_joins_another_ray_on_this_machine(monkeypatch):
@@ -226,9 +226,9 @@ def test_local_start_never_joins_another_ray_on_this_machine(monkeypatch):
     seen = {}
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))
-    assert search.connect(None) is True
+    assert cluster.connect(None) is True
     assert seen["address"] == "local" and str(REPO / "tune") in seen["runtime_env"]["py_modules"]
-    assert search.connect("10.0.0.1:6379") is True and seen["address"] == "10.0.0.1:6379"
+    assert cluster.connect("10.0.0.1:6379") is True and seen["address"] == "10.0.0.1:6379"
 
 
 # --- command line: bad input is one line and exit 2, nothing touched -----------------------------------------
@@ -308,11 +308,11 @@ def test_without_a_name_a_second_sweep_gets_a_fresh_name(tmp_path, capsys):
     assert (tmp_path / "split-digits" / "trials.csv").read_text() == "precious\n"
     # two sweeps started in the same second stay apart; --resume and --overwrite keep the plain name
     args = search.parse_args(["--results-dir", str(tmp_path)])
-    first = search.default_name(args, tmp_path, now=0.0)
+    first = prepare.default_name(args, tmp_path, now=0.0)
     (tmp_path / first).mkdir()
     (tmp_path / first / "sweep.json").write_text("{}")
-    assert search.default_name(args, tmp_path, now=0.0) == first + "-2"
-    assert search.default_name(search.parse_args(["--resume"]), tmp_path) == "split-digits"
+    assert prepare.default_name(args, tmp_path, now=0.0) == first + "-2"
+    assert prepare.default_name(search.parse_args(["--resume"]), tmp_path) == "split-digits"
 
 
 def test_dry_run_prints_space_and_resources_and_runs_nothing(tmp_path, capsys):
@@ -503,7 +503,7 @@ def test_multi_node_sweep_with_fractional_gpus_asha_pareto_and_resume(fake_clust
     argv = ["--address", cluster.address, "--results-dir", str(tmp_path), "--name", "mn", "--num-samples", "6",
             "--num-tasks", "2", "--iters-per-task", "5", "--gpus-per-trial", "0.5", "--cpus-per-trial", "1",
             "--max-concurrent", "8", "--scheduler", "asha", "--objective", "avg_acc,bwt", "--no-tensorboard"]
-    summary = search.run_sweep(search.parse_args(argv))
+    summary = driver.run_sweep(search.parse_args(argv))
     assert not ray.is_initialized()  # the sweep disconnected from the cluster it joined
     recs = summary["records"]
     assert len(recs) == 6 and all(r["status"] in ("COMPLETE", "STOPPED") for r in recs)
@@ -543,7 +543,7 @@ def test_multi_node_sweep_with_fractional_gpus_asha_pareto_and_resume(fake_clust
 
     # resuming a finished sweep re-runs nothing and keeps every record
     before = {r["trial_id"]: r["history"] for r in recs}
-    resumed = search.run_sweep(search.parse_args(["--address", cluster.address, "--results-dir", str(tmp_path),
+    resumed = driver.run_sweep(search.parse_args(["--address", cluster.address, "--results-dir", str(tmp_path),
                                                   "--name", "mn", "--resume"]))
     assert {r["trial_id"]: r["history"] for r in resumed["records"]} == before
     assert all(not r["reruns"] for r in resumed["records"])
@@ -560,7 +560,7 @@ def test_a_diverging_trial_ends_once_and_is_never_ranked(fake_cluster, tmp_path)
     cluster, _ = fake_cluster
     argv = ["--address", cluster.address, "--results-dir", str(tmp_path), "--name", "div", "--num-samples", "1",
             "--num-tasks", "2", "--iters-per-task", "5", "--lr", "1e8", "--no-tensorboard"]
-    summary = search.run_sweep(search.parse_args(argv))
+    summary = driver.run_sweep(search.parse_args(argv))
     [rec] = summary["records"]
     assert rec["status"] == "DIVERGED" and rec["restarts"] == 0 and "loss became nan" in rec["error"]
     assert summary["best"] is None and not (tmp_path / "div" / "best_config.yaml").exists()

@@ -1,0 +1,106 @@
+"""Resolving a sweep from its command line, before Ray starts: its name, its spec, what it will run.
+
+:func:`resolve` reads what the command line points at and resolves it with the pure
+:func:`tune.spec.sweep_spec`; :func:`describe` is the dry run's (and the start's) summary.
+This module does not import Ray.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, List, Optional
+
+from hinterval.config import load_config_file, make_config
+from hinterval.data.registry import check_data
+from hinterval.errors import UserError
+
+from tune import space as S
+from tune.spec import SweepSpec, sweep_spec
+
+#: the resolved spec a sweep directory keeps (``--resume`` reads it back)
+SWEEP_FILE = "sweep.json"
+
+
+def resolve(args: argparse.Namespace) -> SweepSpec:
+    """Read what the command line points at (the --space file, existing sweeps for the default name),
+    resolve the sweep with the pure :func:`tune.spec.sweep_spec`, and check a local sweep's data. No Ray."""
+    results_dir = Path(args.results_dir).expanduser().resolve()
+    spec = sweep_spec(args, name=args.name or default_name(args, results_dir), results_dir=str(results_dir),
+                      cwd=os.getcwd(), space_data=load_config_file(args.space) if args.space else None)
+    if not args.address:  # a local sweep: check the data here, once, instead of failing every trial
+        cfg = make_config(spec.base)
+        check_data(cfg.benchmark, num_tasks=cfg.num_tasks, data_dir=cfg.data_dir)
+    return spec
+
+
+def plain_name(args: argparse.Namespace) -> str:
+    """The benchmark's sweep name (``-smoke`` appended for --smoke-test)."""
+    return args.benchmark + ("-smoke" if args.smoke_test else "")
+
+
+def default_name(args: argparse.Namespace, results_dir: Path, now: Optional[float] = None) -> str:
+    """The sweep's name without ``--name``: :func:`plain_name`, or, when a sweep of that name exists and
+    neither --resume nor --overwrite asks for it, that name with a date-time suffix (a new sweep)."""
+    name = plain_name(args)
+    taken = lambda n: (results_dir / n).exists() and any((results_dir / n).iterdir())  # noqa: E731
+    if args.resume or args.overwrite or not taken(name):
+        return name
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    fresh, k = f"{name}-{stamp}", 2
+    while taken(fresh):
+        fresh, k = f"{name}-{stamp}-{k}", k + 1
+    return fresh
+
+
+def load_saved_spec(out_dir: Path) -> SweepSpec:
+    path = out_dir / SWEEP_FILE
+    if not path.is_file():
+        raise UserError(f"--resume: no sweep to resume in {str(out_dir)!r} (missing {SWEEP_FILE}); start it without --resume")
+    try:
+        spec = SweepSpec.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise UserError(f"--resume: {path} is corrupted ({type(exc).__name__}: {first}); "
+                        "restore it or start the sweep again with --overwrite") from None
+    return spec
+
+
+def network_lines(spec: SweepSpec) -> List[str]:
+    """What every trial builds and trains (preset + fixed keys), so a dry run shows a CNN sweep's
+    network and budget before any GPU time is spent; keys the space searches are named as varying."""
+    cfg = make_config(spec["base"])
+    shown = ("method", "target", "target_hidden", "interval_mode", "interval_scope", "hnet_hidden", "hnet_chunk_size", "embedding_mode",
+             "epochs_per_task", "iters_per_task", "batch_size")
+    varied = [k for k in shown if k in spec["space"]]
+    target = cfg.target + (f" {','.join(map(str, cfg.target_hidden))}" if cfg.target == "mlp" else "")
+    chunks = f", chunks of {cfg.hnet_chunk_size} weights" if cfg.hnet_chunk_size else ""
+    budget = (f"{cfg.epochs_per_task:g} epochs (epochs_per_task; --iters-per-task N trains N iterations instead)"
+              if cfg.epochs_per_task is not None else f"{cfg.iters_per_task} iterations")
+    scope = f", box on {cfg.interval_scope} layers" if cfg.interval_scope != "all" else ""
+    return [f"network per trial: {cfg.method}, target {target} ({cfg.interval_mode} intervals{scope}), hypernetwork hidden "
+            f"{','.join(map(str, cfg.hnet_hidden))}{chunks}, embedding {cfg.embedding_mode}",
+            f"training per task: {budget}, batch {cfg.batch_size}; evaluation batch {cfg.eval_batch_size}"
+            + (f"; varied per trial: {', '.join(varied)}" if varied else "")]
+
+
+def describe(spec: SweepSpec, *, address: Optional[str], max_concurrent: Any) -> str:
+    sp = S.parse_space(spec["space"])
+    lines = [f"sweep {spec['name']!r} on {spec['benchmark']}: {spec['num_samples']} trials, objective "
+             f"{', '.join(spec['objectives'])} (maximised), scheduler {spec['scheduler']}, TPE seed {spec['seed']}",
+             "search space:"]
+    lines += [f"  {k:16s} {S.describe(d)}" for k, d in sp.params]
+    lines.append("fixed for every trial (on top of the benchmark preset): "
+                 + ", ".join(f"{k}={v}" for k, v in spec["base"].items()))
+    lines += network_lines(spec)
+    if spec["preset_point"] is not None:
+        lines.append("first trial (preset): " + ", ".join(f"{k}={v}" for k, v in spec["preset_point"].items()))
+    else:
+        lines.append("preset not evaluated first, it lies outside the space: " + "; ".join(spec["preset_outside"]))
+    lines.append(f"resources per trial: {spec['cpus_per_trial']:g} CPU, {spec['gpus_per_trial']:g} GPU; "
+                 f"max concurrent: {max_concurrent or 'as many as fit'}; failures retried up to 2 times per trial")
+    lines.append(f"ray: {'join ' + address if address else 'start locally'}; checkpoints: {spec['storage']}")
+    lines.append(f"results: {spec['out_dir']}")
+    return "\n".join(lines)
