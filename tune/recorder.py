@@ -67,6 +67,11 @@ def same_point(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return True
 
 
+def point_key(params: Mapping[str, Any]) -> str:
+    """A searcher config as one string (sorted JSON, floats to 12 significant digits), to look points up by."""
+    return json.dumps({k: float(f"{v:.12g}") if isinstance(v, float) else v for k, v in params.items()}, sort_keys=True)
+
+
 def run_name(rec: Mapping[str, Any]) -> str:
     """A trial's TensorBoard run: its 8-character Tune id, ``-preset`` for the preset's trial."""
     return rec["trial_id"] + ("-preset" if rec.get("is_preset") else "")
@@ -94,12 +99,18 @@ class SweepRecorder(Callback):
         hparams: the swept hyperparameters' domains, declared to TensorBoard's HParams plugin (a
             ``preset`` column is added when there is a preset); empty: TensorBoard infers them.
         metrics: the ``summary/*`` metrics the HParams tab shows, in order.
+        tensorboard_dir: where the TensorBoard runs go (default ``out_dir/tensorboard``).
+        run_labels: TensorBoard run names by :func:`point_key` of a trial's params (default :func:`run_name`):
+            the confirmation runs of a sweep name the trial and seed they repeat.
     """
 
     def __init__(self, out_dir: str, *, base: Dict[str, Any], preset: Optional[Dict[str, Any]], tensorboard: bool = True,
-                 hparams: Sequence[HParamDomain] = (), metrics: Sequence[str] = ()):
+                 hparams: Sequence[HParamDomain] = (), metrics: Sequence[str] = (), tensorboard_dir: Optional[str] = None,
+                 run_labels: Optional[Dict[str, str]] = None):
         self.out_dir, self.base, self.preset, self.tensorboard = str(out_dir), dict(base), preset, tensorboard
         self.hparams, self.metrics = list(hparams), list(metrics)
+        self.tensorboard_dir = str(tensorboard_dir or Path(self.out_dir) / "tensorboard")
+        self.run_labels = dict(run_labels or {})
         if self.hparams and preset is not None:
             self.hparams.append(HParamDomain(PRESET_HPARAM, values=(False, True),
                                              description="the benchmark preset's config (evaluated first)"))
@@ -213,12 +224,12 @@ class SweepRecorder(Callback):
     def _logger(self, rec: Dict[str, Any]) -> TensorBoardLogger:
         tid = rec["trial_id"]
         if tid not in self._tb:
-            name = run_name(rec)
+            name = self.run_labels.get(point_key(rec["params"])) or run_name(rec)
             values = dict(rec["params"])
             if self.preset is not None:
                 values[PRESET_HPARAM] = bool(rec.get("is_preset"))
             experiment = hparams_experiment_summary(self.hparams, self.metrics) if self.hparams else None
-            self._tb[tid] = TensorBoardLogger(Path(self.out_dir) / "tensorboard" / name, rec["config"], hparams=values,
+            self._tb[tid] = TensorBoardLogger(Path(self.tensorboard_dir) / name, rec["config"], hparams=values,
                                               experiment=experiment, group=name)
         return self._tb[tid]
 

@@ -26,6 +26,29 @@ METRIC_COLUMNS = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, M.DIL_AVG_ACC,
 MACHINE_KEYS = ("device", "num_threads")
 #: finished trials needed before hyperparameter importances are computed
 MIN_IMPORTANCE_TRIALS = 4
+#: after the objectives, ties are broken by these, in order: the certified accuracy, the centre
+#: network's accuracy, then forgetting
+TIE_BREAKERS = (M.WORST_AVG_ACC, M.AVG_ACC, M.BWT)
+#: why a sweep ranks by a metric, for the leaderboard's first line
+RANK_REASONS = {
+    M.WORST_AVG_ACC: "certified accuracy: every network in the task's weight box classifies the test sample correctly, "
+                     "what HyperInterval trains for",
+    M.AVG_ACC: "task-incremental test accuracy of each task's network",
+    M.BWT: "backward transfer: accuracy lost on earlier tasks (0 = none)",
+    M.WORST_BWT: "certified backward transfer",
+    "cil_avg_acc": "class-incremental accuracy: the task is inferred from the outputs",
+    "dil_avg_acc": "accuracy of the one universal network (nested mode)",
+}
+#: metrics whose spread over the finished trials is compared with their noise, and which get importances
+#: when they vary (the leaderboard's metric columns)
+NOISE_METRICS = (M.WORST_AVG_ACC, M.AVG_ACC, M.BWT, M.WORST_BWT, "cil_avg_acc", M.DIL_AVG_ACC)
+#: a metric varies between trials when its spread exceeds this many times its noise: repeats of ONE config
+#: with standard deviation s span about 2.8 s over 8 runs (the expected range of 8 normal draws)
+NOISE_FACTOR = 3.0
+#: metrics the confirmation table shows
+CONFIRM_SHOWN = (M.WORST_AVG_ACC, M.AVG_ACC, M.BWT, "cil_avg_acc")
+#: result key of the test samples a trial is evaluated on (tune.trainable.TEST_SAMPLES)
+TEST_SAMPLES = "test_samples"
 #: accuracy axes span at least this much, so differences of a few tenths of a point do not fill a plot
 MIN_ACC_SPAN = 0.1
 LABELS = {M.AVG_ACC: "avg acc (TIL)", M.BWT: "BWT", M.WORST_AVG_ACC: "worst-case avg acc",
@@ -36,8 +59,8 @@ SCENARIO_TITLES = {"til": "task-incremental (TIL)", "worst": "worst case (certif
 
 
 def rank_keys(objectives: Sequence[str]) -> List[str]:
-    """Objectives, then worst-case accuracy as the tie-breaker (several configs reach 100 % on easy benchmarks)."""
-    return list(objectives) + ([M.WORST_AVG_ACC] if M.WORST_AVG_ACC not in objectives else [])
+    """Objectives, then :data:`TIE_BREAKERS` (several configs reach 100 % on easy benchmarks)."""
+    return list(objectives) + [k for k in TIE_BREAKERS if k not in objectives]
 
 
 def _last(rec: Mapping[str, Any]) -> Dict[str, Any]:
@@ -97,9 +120,17 @@ def _mark_front(df, axes: Sequence[str]):
     return flags
 
 
-def trials_frame(records: Sequence[Dict[str, Any]], *, params: Sequence[str], objectives: Sequence[str]):
+def confirm_metrics(objectives: Sequence[str]) -> List[str]:
+    """The metrics whose confirmation (mean ± std over seeds) the tables show: the ranking keys that are accuracies."""
+    return [m for m in rank_keys(objectives) if m in (M.WORST_AVG_ACC, M.AVG_ACC, "cil_avg_acc", M.DIL_AVG_ACC)][:2] \
+        or [objectives[0]]
+
+
+def trials_frame(records: Sequence[Dict[str, Any]], *, params: Sequence[str], objectives: Sequence[str],
+                 confirmation: Optional[Mapping[str, Any]] = None):
     """One row per trial in :func:`rank` order: status, params, metrics (final or so far), wall time, nodes,
-    Pareto flag (over :func:`front_axes`)."""
+    Pareto flag (over :func:`front_axes`), and for confirmed trials the seeds and mean/std of
+    :func:`confirm_metrics` (see tune.confirm)."""
     import pandas as pd
 
     rows = []
@@ -111,6 +142,7 @@ def trials_frame(records: Sequence[Dict[str, Any]], *, params: Sequence[str], ob
             row[p] = r["params"].get(p, r["config"].get(p))
         for m in METRIC_COLUMNS:
             row[m] = last.get(m)
+        row[TEST_SAMPLES] = last.get(TEST_SAMPLES)
         row["collapsed_tasks"] = int(last.get("collapsed_tasks") or 0)
         row[M.RAMP_REACHED] = last.get(M.RAMP_REACHED)
         row["scope"] = certified_scope(r["config"])
@@ -123,11 +155,17 @@ def trials_frame(records: Sequence[Dict[str, Any]], *, params: Sequence[str], ob
         row["config"] = json.dumps({k: v for k, v in r["config"].items() if k in FIELDS}, sort_keys=True)
         row["complete"] = is_complete(r)
         rows.append(row)
-    cols = ["trial_id", "status", "is_preset", "tasks_done", "num_tasks", *params, *METRIC_COLUMNS, "collapsed_tasks",
+    cols = ["trial_id", "status", "is_preset", "tasks_done", "num_tasks", *params, *METRIC_COLUMNS, TEST_SAMPLES, "collapsed_tasks",
             M.RAMP_REACHED, "scope", "wall_time_s",
             "node_id", "num_nodes", "restarts", "reruns", "error", "config", "complete"]
     df = pd.DataFrame(rows, columns=cols)
     df["pareto"] = _mark_front(df, front_axes(objectives)) if len(df) else []
+    confirmed = {c["trial_id"]: c for c in (confirmation or {}).get("configs", [])}
+    df["confirm_seeds"] = [confirmed[t]["finished"] if t in confirmed else None for t in df["trial_id"]]
+    for m in confirm_metrics(objectives):
+        for k in ("mean", "std"):
+            df[f"confirm_{m}_{k}"] = [confirmed[t]["stats"].get(m, {}).get(k) if t in confirmed else None
+                                      for t in df["trial_id"]]
     return df
 
 
@@ -162,22 +200,109 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
+def _same_rank(a, b, keys: Sequence[str]) -> bool:
+    """Whether two finished trials tie on every ranking key (equal or both missing)."""
+    for k in keys:
+        x, y = a[k], b[k]
+        fx, fy = M.is_finite_number(x), M.is_finite_number(y)
+        if fx != fy or (fx and abs(float(x) - float(y)) > 1e-12):
+            return False
+    return True
+
+
+def one_sample(df) -> Optional[float]:
+    """How much one test sample moves an average accuracy: 1 / the test samples of the finished trials
+    (the smallest count; ``None`` when the trials did not report it)."""
+    done = df[df["complete"]] if len(df) else df
+    counts = [int(v) for v in done.get(TEST_SAMPLES, []) if M.is_finite_number(v) and v > 0] if len(done) else []
+    return 1.0 / min(counts) if counts else None
+
+
+def metric_noise(df, confirmation: Optional[Mapping[str, Any]] = None,
+                 metrics: Sequence[str] = NOISE_METRICS) -> Dict[str, Dict[str, Any]]:
+    """Per metric: its spread over the finished trials and its noise, and whether it varies beyond it.
+
+    The noise is the larger of one test sample (:func:`one_sample`) and the largest seed standard
+    deviation the confirmation measured for that metric. A metric *varies* when its spread exceeds
+    :data:`NOISE_FACTOR` times its noise; only such metrics get hyperparameter importances (the
+    variance of a metric that does not vary is noise, and fANOVA would share that noise out).
+    """
+    done = df[df["complete"]] if len(df) else df
+    sample = one_sample(df)
+    out: Dict[str, Dict[str, Any]] = {}
+    for m in metrics:
+        if m not in done or not len(done):
+            continue
+        vals = [float(v) for v in done[m] if M.is_finite_number(v)]
+        if len(vals) != len(done) or not vals:
+            continue
+        stds = [c["stats"][m]["std"] for c in (confirmation or {}).get("configs", [])
+                if m in c.get("stats", {}) and c["stats"][m].get("std") is not None]
+        seed_std = max(stds) if stds else None
+        noise = max([v for v in (sample, seed_std) if v is not None], default=None)
+        spread = max(vals) - min(vals)
+        out[m] = {"lo": min(vals), "hi": max(vals), "spread": spread, "trials": len(vals), "sample": sample,
+                  "seed_std": seed_std, "noise": noise,
+                  "varies": spread > 0 and (noise is None or spread > NOISE_FACTOR * noise)}
+    return out
+
+
+def _samples(x: float, sample: Optional[float]) -> str:
+    if not sample:
+        return ""
+    k = x / sample
+    return f" ({k:.0f} test sample{'s' if round(k) != 1 else ''})"
+
+
+def rank_line(objectives: Sequence[str], noise: Mapping[str, Mapping[str, Any]]) -> str:
+    """The leaderboard's first line: what the trials are ranked by and why."""
+    keys = rank_keys(objectives)
+    first = keys[0]
+    head = (f"Ranked by `{first}` ({RANK_REASONS.get(first, first)}), ties broken by `{'`, then `'.join(keys[1:])}`"
+            if len(objectives) == 1 else
+            f"Ranked by `{'`, then `'.join(keys)}` (Pareto front over {', '.join(objectives)} marked `*`)")
+    spans = []
+    for m in dict.fromkeys([first, M.AVG_ACC, M.WORST_AVG_ACC]):
+        n = noise.get(m)
+        if n is not None:
+            spans.append(f"`{m}` spans {n['lo']:.4f}–{n['hi']:.4f}{_samples(n['spread'], n['sample'])}")
+    why = f"; over the {next(iter(noise.values()))['trials']} finished trials " + ", ".join(spans) if spans else ""
+    flat = [m for m in (M.AVG_ACC, M.WORST_AVG_ACC) if m in noise and not noise[m]["varies"]]
+    if flat:
+        why += f", so `{'`, `'.join(flat)}` cannot separate them (within {NOISE_FACTOR:g}x its noise)"
+    return head + why + "."
+
+
+def _cell_confirm(row, m: str) -> str:
+    mean, std, n = row.get(f"confirm_{m}_mean"), row.get(f"confirm_{m}_std"), row.get("confirm_seeds")
+    if not M.is_finite_number(mean):
+        return ""
+    sd = f" ± {std:.4f}" if M.is_finite_number(std) else ""
+    return f"{mean:.4f}{sd} ({int(n)})"
+
+
 def leaderboard_markdown(df, *, name: str, params: Sequence[str], objectives: Sequence[str],
-                         importance: Optional[Dict[str, Any]] = None) -> str:
-    """Markdown table: complete trials ranked by the primary objective, then unfinished ones; importances below."""
-    cols = ["trial", M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "cil_avg_acc", *params, "scope", M.RAMP_REACHED,
-            "tasks", "wall s"]
+                         importance: Optional[Dict[str, Any]] = None, confirmation: Optional[Mapping[str, Any]] = None,
+                         noise: Optional[Mapping[str, Mapping[str, Any]]] = None) -> str:
+    """Markdown: what the trials are ranked by and why, the table (complete trials ranked, ``=`` for a tie,
+    then unfinished ones), the confirmation over more seeds, each metric's spread against its noise,
+    and the importances of the metrics that vary."""
+    noise = dict(noise if noise is not None else metric_noise(df, confirmation))
+    keys = rank_keys(objectives)
+    shown = list(dict.fromkeys([*keys[:2], M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "cil_avg_acc"]))
+    conf = confirm_metrics(objectives) if confirmation else []
+    cols = ["trial", *shown, *[f"{m} over seeds" for m in conf], *params, "scope", M.RAMP_REACHED, "tasks", "wall s"]
     multi = len(objectives) > 1
     if multi:
         cols.insert(1, "pareto")
-    lines = [f"# Sweep `{name}`", "",
-             f"Ranked by `{'`, then `'.join(rank_keys(objectives))}`{' (Pareto front over ' + ', '.join(objectives) + ' marked)' if multi else ''}; "
-             "only trials that finished every task are ranked. `(preset)` marks the benchmark's paper/default config; "
-             "`(N collapsed)` a trial in which N tasks ended at chance accuracy; `scope` names the layers the worst-case "
-             "figure is certified for; `ramp_reached` is the lowest share of gamma any task's box trained at "
-             "(`(box never opened)`: 0, so its gamma changed nothing).", "",
-             "| rank | " + " | ".join(cols) + " | status |", "|" + "---|" * (len(cols) + 2)]
-    rank_no = 0
+    lines = [f"# Sweep `{name}`", "", rank_line(objectives, noise), "",
+             "Only trials that finished every task are ranked; `=` marks a rank tied on every ranking key. "
+             "`(preset)` marks the benchmark's paper/default config; `(N collapsed)` a trial in which N tasks ended at "
+             "chance accuracy; `scope` names the layers the worst-case figure is certified for; `ramp_reached` is the "
+             "lowest share of gamma any task's box trained at (`(box never opened)`: 0, so its gamma changed nothing)"
+             + ("; `over seeds`: mean ± std over the trial's seed and the confirmation's (number of seeds)." if conf else "."),
+             "", "| rank | " + " | ".join(cols) + " | status |", "|" + "---|" * (len(cols) + 2)]
+    rank_no, prev = 0, None
     for _, row in df.iterrows():
         trial = row["trial_id"] + (" (preset)" if row["is_preset"] else "")
         if row["collapsed_tasks"]:
@@ -185,29 +310,70 @@ def leaderboard_markdown(df, *, name: str, params: Sequence[str], objectives: Se
         if row[M.RAMP_REACHED] == 0:
             trial += " (box never opened)"
         if row["complete"]:
+            tied = prev is not None and _same_rank(prev, row, keys)
             rank_no += 1
-            r = str(rank_no)
+            r = f"{rank_no - 1}=" if tied else str(rank_no)
+            if tied:
+                rank_no -= 1
+            prev = row
         else:
             r = "-"
         vals = {"trial": trial, "pareto": "*" if row["pareto"] else "", "tasks": f"{row['tasks_done']}/{_fmt(row['num_tasks'])}",
                 "wall s": _fmt(row["wall_time_s"], 3)}
+        vals.update({f"{m} over seeds": _cell_confirm(row, m) for m in conf})
         cells = [vals[c] if c in vals else _fmt(row[c]) for c in cols]
         lines.append(f"| {r} | " + " | ".join(cells) + f" | {row['status']} |")
     if not df["complete"].any():
         lines += ["", "No trial finished every task yet: nothing is ranked and no best_config.yaml was written."]
+    if confirmation:
+        lines += ["", "## Confirmation over more training seeds", "", confirmation_text(confirmation)]
+    if noise:
+        sample = next(iter(noise.values()))["sample"]
+        lines += ["", "## Spread and noise", "",
+                  f"Each metric's range over the finished trials against its noise: one test sample"
+                  + (f" (1/{round(1 / sample)} = {sample:.4f})" if sample else "")
+                  + " or, where larger, the seed standard deviation the confirmation measured. A metric whose range is "
+                  f"within {NOISE_FACTOR:g}x its noise (what repeats of one config would show) does not tell the trials "
+                  "apart and gets no importances.", "",
+                  "| metric | range | spread | one test sample | seed std | varies |", "|---|---|---|---|---|---|"]
+        for m, n in noise.items():
+            lines.append(f"| {m} | {n['lo']:.4f}–{n['hi']:.4f} | {n['spread']:.4f} | {_fmt(n['sample'])} | "
+                         f"{_fmt(n['seed_std'])} | {'yes' if n['varies'] else 'no: within noise'} |")
     if importance is not None:
         lines += ["", "## Hyperparameter importance", ""]
         if importance.get("table"):
             targets = list(importance["table"])
-            lines += [f"{importance['method']} over the {importance['trials']} trials that finished every task: the "
-                      "share of each metric's variance across trials explained by each hyperparameter (each column "
-                      "sums to 1). With a handful of trials it is a rough guide, not a measurement.", "",
+            lines += [f"{importance['method']} over the {importance['trials']} trials that finished every task, for the "
+                      "metrics that vary beyond their noise: the share of each metric's variance across trials explained "
+                      "by each hyperparameter (each column sums to 1). With a handful of trials it is a rough guide, "
+                      "not a measurement.", "",
                       "| hyperparameter | " + " | ".join(targets) + " |", "|" + "---|" * (len(targets) + 1)]
             for p in importance["params"]:
                 lines.append(f"| {p} | " + " | ".join(f"{importance['table'][t].get(p, 0.0):.2f}" for t in targets) + " |")
         else:
             lines.append(importance["note"])
     return "\n".join(lines) + "\n"
+
+
+def confirmation_text(confirmation: Mapping[str, Any]) -> str:
+    """The confirmation as markdown: per config the seeds' values and mean ± std, then the verdict."""
+    from tune.confirm import fmt_stat, verdict_line
+
+    metrics = [m for m in CONFIRM_SHOWN if any(m in c["stats"] for c in confirmation["configs"])]
+    out = [f"The top {len(confirmation['configs'])} trial(s) trained again with more training seeds (ordinary Tune "
+           "trials of the experiment `<name>-confirm`, TensorBoard runs `confirm-<trial>-seed<k>`; not search trials). "
+           f"Mean ± sample std over the seeds:", "",
+           "| trial | seeds | " + " | ".join(metrics) + " | per seed (" + metrics[0] + ") |",
+           "|" + "---|" * (len(metrics) + 3)] if metrics else []
+    for c in confirmation["configs"]:
+        if not metrics:
+            break
+        per_seed = ", ".join(f"{r['seed']}: {_fmt(r['metrics'].get(metrics[0]))}" if r["status"] == "COMPLETE"
+                             else f"{r['seed']}: {r['status'].lower()}" for r in c["runs"])
+        out.append(f"| {c['trial_id']} | {','.join(map(str, c['seeds']))} | "
+                   + " | ".join(fmt_stat(c["stats"].get(m)) for m in metrics) + f" | {per_seed} |")
+    out += ["", verdict_line(confirmation["verdict"]) + "."]
+    return "\n".join(out)
 
 
 def acc_matrix(rec: Mapping[str, Any], scenario: str = "til") -> List[List[Optional[float]]]:
@@ -222,13 +388,13 @@ def acc_matrix(rec: Mapping[str, Any], scenario: str = "til") -> List[List[Optio
 
 
 # --- importances --------------------------------------------------------------------------------------
-def importances(url: str, study_name: str, *, extra_targets: Sequence[str] = (M.WORST_AVG_ACC,),
+def importances(url: str, study_name: str, *, targets: Optional[Sequence[str]] = None,
                 min_trials: int = MIN_IMPORTANCE_TRIALS) -> Dict[str, Any]:
-    """fANOVA importances of the sweep's Optuna study, per objective and per ``extra_targets`` metric
-    (a user attribute of every finished trial, see tune.searcher).
+    """fANOVA importances of the sweep's Optuna study for each of ``targets`` (metrics kept as user
+    attributes of every finished trial, see tune.searcher; default: the study's objectives).
 
     Returns ``{"table": {metric: {param: share}}, "params": [...], "trials": n, "method": ...}``, or
-    ``{"note": why not}`` with fewer than ``min_trials`` finished trials.
+    ``{"note": why not}`` with fewer than ``min_trials`` finished trials or no target to explain.
     """
     import optuna
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
@@ -240,13 +406,18 @@ def importances(url: str, study_name: str, *, extra_targets: Sequence[str] = (M.
         return {"note": f"Hyperparameter importances need at least {min_trials} trials that finished every task "
                         f"({len(done)} so far)."}
     names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
-    targets: Dict[str, Any] = {n: functools.partial(lambda t, i: t.values[i], i=i) for i, n in enumerate(names)}
-    for m in extra_targets:
-        if m not in targets and all(M.is_finite_number(t.user_attrs.get(m)) for t in done):
-            targets[m] = functools.partial(lambda t, m: t.user_attrs[m], m=m)
+    fns: Dict[str, Any] = {}
+    for m in (names if targets is None else targets):
+        if m in names:
+            fns[m] = functools.partial(lambda t, i: t.values[i], i=names.index(m))
+        elif all(M.is_finite_number(t.user_attrs.get(m)) for t in done):
+            fns[m] = functools.partial(lambda t, m: t.user_attrs[m], m=m)
+    if not fns:
+        return {"note": "No importances: no metric varies between the finished trials by more than its noise "
+                        "(see the spread and noise table)."}
     table = {n: get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0), target=f)
-             for n, f in targets.items()}
-    first = table[names[0]]
+             for n, f in fns.items()}
+    first = next(iter(table.values()))
     params = sorted({p for t in table.values() for p in t}, key=lambda p: -first.get(p, 0.0))
     return {"table": table, "params": params, "trials": len(done), "method": "fANOVA (Optuna, seed 0)"}
 
@@ -451,26 +622,36 @@ def write_report(out_dir: str | Path, records: Sequence[Dict[str, Any]], *, name
     import matplotlib.pyplot as plt
     import yaml
 
+    from tune.confirm import load_confirmation
+
     out = Path(out_dir)
     space = dict(space or {})
     files: List[Path] = []
-    df = trials_frame(records, params=params, objectives=objectives)
+    confirmation = load_confirmation(out)
+    best = best_record(records, objectives)
+    if confirmation and (best is None or not confirmation.get("configs")
+                         or confirmation["configs"][0]["trial_id"] != best["trial_id"]):
+        confirmation = None  # made for another ranking of these trials (e.g. before a resume added trials)
+    df = trials_frame(records, params=params, objectives=objectives, confirmation=confirmation)
+    noise = metric_noise(df, confirmation)
     importance = None
     if study is not None:
         try:
-            importance = importances(*study)
+            varying = [m for m in dict.fromkeys([*objectives, *NOISE_METRICS]) if m in noise and noise[m]["varies"]]
+            importance = importances(*study, targets=varying)
         except Exception as exc:  # noqa: BLE001 - importances must never cost the tables
             print(f"report: no hyperparameter importances: {type(exc).__name__}: {exc}", file=sys.stderr)
     atomic_write(out / "trials.csv", lambda f: df.to_csv(f, index=False), mode="w")
     files.append(out / "trials.csv")
-    board = leaderboard_markdown(df, name=name, params=params, objectives=objectives, importance=importance)
+    board = leaderboard_markdown(df, name=name, params=params, objectives=objectives, importance=importance,
+                                 confirmation=confirmation, noise=noise)
     atomic_write(out / "leaderboard.md", lambda f: f.write(board), mode="w")
     files.append(out / "leaderboard.md")
-    best = best_record(records, objectives)
     if best is not None:
         last = _last(best)
         header = (f"# Best config of sweep {name!r}: trial {best['trial_id']}, "
-                  + ", ".join(f"{o} {_fmt(last.get(o))}" for o in objectives)
+                  + ", ".join(f"{o} {_fmt(last.get(o))}" for o in rank_keys(objectives)) + " (its search run)"
+                  + "".join(f"\n# {line}" for line in confirmation_comment(confirmation, objectives))
                   + f"\n# Train it: hinterval train --config {_shown(out / 'best_config.yaml')}"
                   + "\n# (iters_per_task is the sweep's; raise it for a final run with --iters-per-task)\n")
         text = header + yaml.safe_dump(best_config(best), sort_keys=True)
@@ -501,4 +682,17 @@ def write_report(out_dir: str | Path, records: Sequence[Dict[str, Any]], *, name
                 print(f"report: could not draw {path.name}: {type(exc).__name__}: {exc}", file=sys.stderr)
                 plt.close("all")
     return {"trials": len(df), "complete": int(df["complete"].sum()) if len(df) else 0, "best": best,
-            "files": [str(f) for f in files], "frame": df, "importance": importance}
+            "files": [str(f) for f in files], "frame": df, "importance": importance, "confirmation": confirmation,
+            "noise": noise}
+
+
+def confirmation_comment(confirmation: Optional[Mapping[str, Any]], objectives: Sequence[str]) -> List[str]:
+    """best_config.yaml's comment lines on the winner's confirmation (none when it was not confirmed)."""
+    if not confirmation or not confirmation.get("configs"):
+        return []
+    from tune.confirm import fmt_stat, verdict_line
+
+    win = confirmation["configs"][0]
+    stats = ", ".join(f"{m} {fmt_stat(win['stats'].get(m))}" for m in confirm_metrics(objectives) if m in win["stats"])
+    return [f"Confirmed over training seeds {','.join(map(str, win['seeds']))}: {stats or 'no seed finished'} (mean ± std)",
+            verdict_line(confirmation["verdict"])]

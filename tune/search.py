@@ -71,13 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "8 split-digits trials then take ~1.5 min on 2 quiet CPU cores); smaller values make quick, "
                    "rougher sweeps")
     g.add_argument("--data-dir", help="benchmark data directory (made absolute here; trials run in other dirs)")
-    g.add_argument("--objective", default=M.AVG_ACC,
+    g.add_argument("--objective", default=None,
                    help=f"metric(s) to maximise, comma-separated for multi-objective (Pareto front), "
-                   f"e.g. avg_acc,bwt; from {', '.join(OBJECTIVES)}; default avg_acc")
+                   f"e.g. avg_acc,bwt; from {', '.join(OBJECTIVES)}; default worst_avg_acc (certified accuracy) "
+                   "where every trial certifies its boxes, else avg_acc")
     g.add_argument("--scheduler", choices=("none", "asha"), default="none",
                    help="asha: stop weak trials early at task boundaries (they are never ranked); default none")
     g.add_argument("--num-samples", type=int, default=8, help="number of trials (the preset counts as one); default 8")
     g.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (training seed: --set seed=N); default 0")
+    g.add_argument("--confirm-seeds", type=int, default=None, metavar="N",
+                   help="after the search, train the top trials again with N more training seeds (mean ± std in the "
+                   "leaderboard; 0 = no confirmation); default 2 (1 with --smoke-test)")
+    g.add_argument("--confirm-top", type=int, default=None, metavar="K",
+                   help="how many of the best trials to confirm; default 2, the winner and the runner-up (1 with --smoke-test)")
 
     r = p.add_argument_group("where and how it runs")
     r.add_argument("--name", help="sweep name (default: the benchmark, '-smoke' appended for --smoke-test; when that "
@@ -321,7 +327,7 @@ def make_tuner(spec: SweepSpec, max_concurrent: int):
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         callbacks=[recorder, CSVLoggerCallback(), JsonLoggerCallback()], progress_reporter=reporter, verbose=1)
     tune_config = tune.TuneConfig(search_alg=make_searcher(spec, max_concurrent), scheduler=scheduler,
-                                  num_samples=spec["num_samples"])
+                                  num_samples=spec["num_samples"], reuse_actors=True)  # no process start per trial
     return tune.Tuner(make_trainable(spec), tune_config=tune_config, run_config=run_config)
 
 
@@ -414,6 +420,10 @@ def _run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
             tuner.fit()
         except KeyboardInterrupt:  # the experiment state is saved after every result: --resume continues
             interrupted = True
+        if not interrupted:  # the top trials again with more training seeds (tune/confirm.py)
+            from tune.confirm import confirm_winners
+
+            interrupted = confirm_winners(spec, make_trainable(spec), summary_metrics(spec), args, max_concurrent)
     finally:
         if started_ray:
             ray.shutdown()
