@@ -258,7 +258,8 @@ def confirm_winners(spec: Mapping[str, Any], trainable: Any, metrics: Sequence[s
     shutil.rmtree(out / CONFIRM_DIR, ignore_errors=True)
     space = S.parse_space(spec["space"])
     hparams = list(S.tensorboard_hparams(space))
-    recorder = SweepRecorder(str(out / CONFIRM_DIR), base=spec["base"], preset=None, tensorboard=spec["tensorboard"],
+    # the search's HParams columns (preset included, False here), so TensorBoard shows both kinds of run in one table
+    recorder = SweepRecorder(str(out / CONFIRM_DIR), base=spec["base"], preset=spec["preset_point"], tensorboard=spec["tensorboard"],
                              hparams=hparams, metrics=metrics, tensorboard_dir=str(out / "tensorboard"), run_labels=labels)
     print(f"\nconfirming the top {len(entries)} trial(s) with {seeds} more training seed(s) each: "
           + "; ".join(f"{e['trial_id']} seeds {','.join(map(str, e['seeds']))}" for e in entries), flush=True)

@@ -228,6 +228,9 @@ class SweepRecorder(Callback):
             values = dict(rec["params"])
             if self.preset is not None:
                 values[PRESET_HPARAM] = bool(rec.get("is_preset"))
+            if self.hparams:  # only the declared columns (a confirmation run's seed is in its run name)
+                declared = {h.name for h in self.hparams}
+                values = {k: v for k, v in values.items() if k in declared}
             experiment = hparams_experiment_summary(self.hparams, self.metrics) if self.hparams else None
             self._tb[tid] = TensorBoardLogger(Path(self.tensorboard_dir) / name, rec["config"], hparams=values,
                                               experiment=experiment, group=name)
