@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after the search, train the top trials again with N more training seeds (mean ± std in the "
                    "leaderboard; 0 = no confirmation); default 2 (1 with --smoke-test)")
     g.add_argument("--confirm-top", type=int, default=None, metavar="K",
-                   help="how many of the best trials to confirm; default 2, the winner and the runner-up (1 with --smoke-test)")
+                   help="how many of the best trials to confirm; default 1, the winner (2 adds the runner-up)")
 
     r = p.add_argument_group("where and how it runs")
     r.add_argument("--name", help="sweep name (default: the benchmark, '-smoke' appended for --smoke-test; when that "
