@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Tuple
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tune.confirm import lines as confirm_lines, load_confirmation  # noqa: E402
 from tune.recorder import load_records  # noqa: E402
 from tune.report import best_record, is_complete  # noqa: E402
 
@@ -40,14 +41,21 @@ SEARCH = [sys.executable, str(REPO / "tune" / "search.py")]
 def summarize(title: str, out_dir: Path, wall: float, num_samples: int) -> Dict[str, float]:
     recs = load_records(out_dir)
     done = [r for r in recs if is_complete(r)]
-    best = best_record(recs, ["avg_acc"])
+    try:
+        objectives = json.loads((out_dir / "sweep.json").read_text())["objectives"]
+    except (OSError, ValueError, KeyError):
+        objectives = ["avg_acc"]
+    best = best_record(recs, objectives)
     bwts = [r["history"][-1]["bwt"] for r in done if r["history"][-1].get("bwt") is not None]
     print(f"\n== {title} ({out_dir})")
     print(f"trials finished: {len(done)}/{num_samples}")
     if best is not None:
         last = best["history"][-1]
-        print(f"best avg acc: {last['avg_acc']:.4f} (trial {best['trial_id']}, its bwt {last['bwt']:.4f}, "
-              f"worst-case avg acc {last['worst_avg_acc']:.4f})")
+        print(f"best trial by {', '.join(objectives)}: {best['trial_id']}, avg acc {last['avg_acc']:.4f}, bwt "
+              f"{last['bwt']:.4f}, worst-case avg acc {last['worst_avg_acc']:.4f}")
+    confirmation = load_confirmation(out_dir)
+    if confirmation:
+        print("\n".join(confirm_lines(confirmation)))
     if bwts:
         print(f"best bwt: {max(bwts):.4f}")
     print(f"wall time: {wall:.1f} s")
@@ -68,32 +76,39 @@ def run_timed(args: List[str]) -> Tuple[float, float]:
     return t0, time.time()
 
 
-def _trial_times(rec: Dict) -> Optional[Dict[str, float]]:
+def _trial_times(rec: Dict, reused: bool) -> Optional[Dict[str, float]]:
     """One trial's seconds by phase, from the timestamps its reports carry (None for old records)."""
     hist = rec.get("history") or []
-    if not hist or "fit_started_at" not in hist[-1]:
+    if not hist or "fit_started_at" not in hist[-1] or "imported_at" not in hist[-1]:
         return None
     last = hist[-1]
-    proc_start = last.get("process_started_at")
-    fit_start, trial_start = last["fit_started_at"], last["trial_started_at"]
+    end = rec.get("finished_at") or last["reported_at"]
     train = sum(h.get("task_time_s") or 0.0 for h in hist)
-    # the last report's own cost is not in any report: take it from the driver's end-of-trial time
-    in_fit = (rec.get("finished_at") or last["reported_at"]) - fit_start
-    report = last.get("report_s", 0.0) + max(0.0, (rec.get("finished_at") or last["reported_at"]) - last["reported_at"])
-    reused = proc_start is not None and proc_start < rec["started_at"] - 1.0  # the process ran an earlier trial
+    # the last report's own cost is in no report: the driver's end of the trial minus the last report's time
+    report = last.get("report_s", 0.0) + max(0.0, end - last["reported_at"])
     return {
-        "start": 0.0 if reused or proc_start is None else max(0.0, proc_start - rec["started_at"]),
-        "imports": trial_start - (rec["started_at"] if reused or proc_start is None else max(proc_start, rec["started_at"])),
-        "setup": fit_start - trial_start,
+        "start": last["trial_started_at"] - rec["started_at"],
+        "imports": last["imported_at"] - last["trial_started_at"],
+        "setup": last["fit_started_at"] - last["imported_at"],
         "train": train,
-        "eval": max(0.0, in_fit - train - report),
+        "eval": max(0.0, end - last["fit_started_at"] - train - report),
         "report": report,
-        "total": (rec.get("finished_at") or last["reported_at"]) - rec["started_at"],
+        "total": end - rec["started_at"],
         "reused": float(reused),
     }
 
 
-PHASES = (("start", "worker process start (Ray actor)"), ("imports", "imports + trainable start"),
+def _max_overlap(spans: List[Tuple[float, float]]) -> int:
+    """Most intervals open at once (the trials run side by side)."""
+    events = sorted([(b, 1) for b, _ in spans] + [(e, -1) for _, e in spans], key=lambda x: (x[0], x[1]))
+    cur = best = 0
+    for _, d in events:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+PHASES = (("start", "driver starts the trial -> its function runs (Ray actor)"), ("imports", "imports in the trial"),
           ("setup", "data load + model build"), ("train", "training (incl. validation for model selection)"),
           ("eval", "test evaluation after each task (TIL, worst case, CIL)"),
           ("report", "reporting (state copy, checkpoint, tune.report)"))
@@ -110,7 +125,15 @@ def breakdown(out_dir: Path, t_start: Optional[float] = None, t_end: Optional[fl
     """
     groups = {"search": load_records(out_dir), "confirm": load_records(out_dir / "confirm")}
     recs = [r for g in groups.values() for r in g]
-    rows = {g: [t for t in (_trial_times(r) for r in rs) if t] for g, rs in groups.items()}
+    seen, rows = set(), {}
+    for g, rs in groups.items():
+        rows[g] = []
+        for r in rs:
+            pid = (r.get("history") or [{}])[-1].get("worker_pid")
+            t = _trial_times(r, reused=pid is not None and pid in seen)
+            seen.add(pid)
+            if t:
+                rows[g].append(t)
     out: Dict[str, float] = {}
     print(f"\n== time breakdown ({out_dir})")
     starts = [r["started_at"] for r in recs if r.get("started_at")]
@@ -130,6 +153,11 @@ def breakdown(out_dir: Path, t_start: Optional[float] = None, t_end: Optional[fl
             out[f"{g}_{k}"] = sum(t[k] for t in ts)
         out[f"{g}_trials"] = len(ts)
         out[f"{g}_reused"] = sum(t["reused"] for t in ts)
+        spans = [(r["started_at"], r["finished_at"]) for r in groups[g] if r.get("started_at") and r.get("finished_at")]
+        if spans:  # slot-seconds no trial ran: actor start, the trainable's module imports, scheduling
+            slots = _max_overlap(spans)
+            out[f"{g}_slots"] = slots
+            out[f"{g}_idle"] = max(0.0, slots * (max(e for _, e in spans) - min(b for b, _ in spans)) - out[f"{g}_total"])
     for k, label in (("wall", "wall time of the command"), ("driver_startup", "driver start-up: Python, Ray, Tune, until the first trial starts"),
                      ("trials_span", "first trial start to last trial end"), ("driver_end", "after the last trial: report files, plots, Ray shutdown")):
         if k in out:
@@ -142,6 +170,9 @@ def breakdown(out_dir: Path, t_start: Optional[float] = None, t_end: Optional[fl
         for k, label in PHASES:
             print(f"  {label:64s} {out[f'{g}_{k}']:7.1f} s  {100 * out[f'{g}_{k}'] / tot:5.1f} %")
         print(f"  {'total (driver start of each trial to its end)':64s} {tot:7.1f} s")
+        if f"{g}_idle" in out:
+            print(f"  {'slots idle between trials (actor start, module imports, scheduling)':64s} {out[f'{g}_idle']:7.1f} s"
+                  f"  ({int(out[f'{g}_slots'])} slots)")
     return out
 
 

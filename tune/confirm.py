@@ -96,7 +96,9 @@ def summarize(entries: Sequence[Dict[str, Any]], search_records: Sequence[Dict[s
     by_point = {point_key(r["params"]): r for r in confirm_records}
     configs = []
     for e in entries:
-        src = by_id[e["trial_id"]]
+        src = by_id.get(e["trial_id"])
+        if src is None:  # not a trial of these records
+            continue
         runs = [{"seed": e["seed"], "trial_id": e["trial_id"], "source": "search", "status": src["status"],
                  "metrics": _final(src)}]
         for s in e["seeds"]:
@@ -113,16 +115,23 @@ def summarize(entries: Sequence[Dict[str, Any]], search_records: Sequence[Dict[s
                         "runs": runs, "stats": stats,
                         "finished": sum(1 for r in runs if r["status"] == "COMPLETE")})
     ranked = [r for r in rank(search_records, objectives) if is_complete(r)]
-    return {"objective": objectives[0], "configs": configs,
-            "verdict": verdict(configs, ranked[1] if len(ranked) > 1 else None, objectives[0])}
+    lasts = [r["history"][-1] for r in [*search_records, *confirm_records] if r.get("history")]
+    steps = [float(h["sample_step"]) for h in lasts if M.is_finite_number(h.get("sample_step")) and h["sample_step"] > 0]
+    counts = [int(h["test_samples"]) for h in lasts if M.is_finite_number(h.get("test_samples")) and h["test_samples"] > 0]
+    sample = max(steps) if steps else (1.0 / min(counts) if counts else None)
+    return {"objective": objectives[0], "configs": configs, "one_sample": sample,
+            "verdict": verdict(configs, ranked[1] if len(ranked) > 1 else None, objectives[0], sample=sample)}
 
 
-def verdict(configs: Sequence[Dict[str, Any]], runner_up: Optional[Dict[str, Any]], metric: str) -> Dict[str, Any]:
+def verdict(configs: Sequence[Dict[str, Any]], runner_up: Optional[Dict[str, Any]], metric: str,
+            sample: Optional[float] = None) -> Dict[str, Any]:
     """Is the winner ahead of the runner-up by more than the seed noise?
 
     The margin is the winner's mean minus the runner-up's mean (its single search value when it was
-    not confirmed); the noise is the largest seed standard deviation of the confirmed configs. A
-    margin at or below the noise is *inside* it: another seed could swap the two.
+    not confirmed); the noise is the largest seed standard deviation of the confirmed configs, but
+    never less than one test sample (``sample``, 1 / test samples): a few seeds can agree to the
+    sample on a small test split, which says nothing about a margin of one sample. A margin at or
+    below the noise is *inside* it: another seed or another test sample could swap the two.
     """
     if not configs or metric not in configs[0]["stats"] or runner_up is None:
         return {"metric": metric, "margin": None, "noise": None, "inside_noise": None}
@@ -135,9 +144,12 @@ def verdict(configs: Sequence[Dict[str, Any]], runner_up: Optional[Dict[str, Any
     stds = [s for s in (win["std"], r_std) if s is not None]
     if r_mean is None or not stds:
         return {"metric": metric, "margin": None, "noise": None, "inside_noise": None}
-    margin, noise = win["mean"] - r_mean, max(stds)
+    seed_std = max(stds)
+    noise = max(seed_std, sample or 0.0)
+    margin = win["mean"] - r_mean
     return {"metric": metric, "winner": configs[0]["trial_id"], "runner_up": runner_up["trial_id"],
-            "runner_up_seeds": r_n, "margin": margin, "noise": noise, "inside_noise": margin <= noise}
+            "runner_up_seeds": r_n, "margin": margin, "seed_std": seed_std, "one_sample": sample, "noise": noise,
+            "inside_noise": margin <= noise + 1e-12}
 
 
 def fmt_stat(stat: Optional[Mapping[str, Any]], digits: int = 4) -> str:
@@ -153,11 +165,13 @@ def verdict_line(v: Mapping[str, Any]) -> str:
     if v.get("margin") is None:
         return "no runner-up to compare the winner with"
     n = "its search run" if v["runner_up_seeds"] == 1 else f"{v['runner_up_seeds']} seeds"
-    head = (f"winner {v['winner']} leads runner-up {v['runner_up']} ({n}) by {v['margin']:+.4f} {v['metric']}, "
-            f"seed std {v['noise']:.4f}: ")
+    seed_std, sample = v.get("seed_std", v["noise"]), v.get("one_sample")
+    floor = f", one test sample {sample:.4f}" if sample else ""
+    head = (f"winner {v['winner']} leads runner-up {v['runner_up']} ({n}) by {v['margin']:+.4f} {v['metric']} "
+            f"(seed std {seed_std:.4f}{floor}): ")
     if v["inside_noise"]:
-        return head + "INSIDE the seed noise, another seed could swap them (confirm with more seeds: --confirm-seeds)"
-    return head + f"{v['margin'] / v['noise']:.1f}x the seed std, outside the seed noise"
+        return head + "INSIDE the noise, another seed could swap them (more seeds: --confirm-seeds, --confirm-top 2)"
+    return head + f"{v['margin'] / v['noise']:.1f}x the noise, outside it"
 
 
 def lines(confirmation: Mapping[str, Any]) -> List[str]:
@@ -171,6 +185,22 @@ def lines(confirmation: Mapping[str, Any]) -> List[str]:
                    f"{','.join(map(str, c['seeds']))}: {stats or 'no seed finished'}")
     out.append(verdict_line(confirmation["verdict"]))
     return out
+
+
+def current(out_dir: str | Path, records: Sequence[Dict[str, Any]], objectives: Sequence[str]) -> Optional[Dict[str, Any]]:
+    """The confirmation of a sweep as its records say now (``confirm.json``'s plan, the search's and the
+    confirmation's records), or ``None`` when it was never confirmed: the report is always rebuilt from
+    the records, like every other table."""
+    from tune.recorder import load_records
+
+    saved = load_confirmation(out_dir)
+    if not saved or not saved.get("plan"):
+        return None
+    confirmation = summarize(saved["plan"], records, load_records(Path(out_dir) / CONFIRM_DIR), objectives)
+    if not confirmation["configs"]:
+        return None
+    confirmation.update(plan=saved["plan"], complete=all(c["finished"] == len(c["seeds"]) for c in confirmation["configs"]))
+    return confirmation
 
 
 def load_confirmation(out_dir: str | Path) -> Optional[Dict[str, Any]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from hinterval import metrics as M
-from hinterval.checkpoint import atomic_write
+from hinterval.checkpoint import atomic_write, write_json
 from hinterval.config import FIELDS
 
 METRIC_COLUMNS = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, M.DIL_AVG_ACC, M.DIL_BWT, "cil_avg_acc")
@@ -47,8 +47,9 @@ NOISE_METRICS = (M.WORST_AVG_ACC, M.AVG_ACC, M.BWT, M.WORST_BWT, "cil_avg_acc", 
 NOISE_FACTOR = 3.0
 #: metrics the confirmation table shows
 CONFIRM_SHOWN = (M.WORST_AVG_ACC, M.AVG_ACC, M.BWT, "cil_avg_acc")
-#: result key of the test samples a trial is evaluated on (tune.trainable.TEST_SAMPLES)
-TEST_SAMPLES = "test_samples"
+#: result keys of the test samples a trial is evaluated on and of the most one of them moves an average
+#: accuracy (tune.trainable.TEST_SAMPLES, SAMPLE_STEP)
+TEST_SAMPLES, SAMPLE_STEP = "test_samples", "sample_step"
 #: accuracy axes span at least this much, so differences of a few tenths of a point do not fill a plot
 MIN_ACC_SPAN = 0.1
 LABELS = {M.AVG_ACC: "avg acc (TIL)", M.BWT: "BWT", M.WORST_AVG_ACC: "worst-case avg acc",
@@ -143,6 +144,7 @@ def trials_frame(records: Sequence[Dict[str, Any]], *, params: Sequence[str], ob
         for m in METRIC_COLUMNS:
             row[m] = last.get(m)
         row[TEST_SAMPLES] = last.get(TEST_SAMPLES)
+        row[SAMPLE_STEP] = last.get(SAMPLE_STEP)
         row["collapsed_tasks"] = int(last.get("collapsed_tasks") or 0)
         row[M.RAMP_REACHED] = last.get(M.RAMP_REACHED)
         row["scope"] = certified_scope(r["config"])
@@ -155,7 +157,7 @@ def trials_frame(records: Sequence[Dict[str, Any]], *, params: Sequence[str], ob
         row["config"] = json.dumps({k: v for k, v in r["config"].items() if k in FIELDS}, sort_keys=True)
         row["complete"] = is_complete(r)
         rows.append(row)
-    cols = ["trial_id", "status", "is_preset", "tasks_done", "num_tasks", *params, *METRIC_COLUMNS, TEST_SAMPLES, "collapsed_tasks",
+    cols = ["trial_id", "status", "is_preset", "tasks_done", "num_tasks", *params, *METRIC_COLUMNS, TEST_SAMPLES, SAMPLE_STEP, "collapsed_tasks",
             M.RAMP_REACHED, "scope", "wall_time_s",
             "node_id", "num_nodes", "restarts", "reruns", "error", "config", "complete"]
     df = pd.DataFrame(rows, columns=cols)
@@ -211,10 +213,15 @@ def _same_rank(a, b, keys: Sequence[str]) -> bool:
 
 
 def one_sample(df) -> Optional[float]:
-    """How much one test sample moves an average accuracy: 1 / the test samples of the finished trials
-    (the smallest count; ``None`` when the trials did not report it)."""
+    """The most one test sample moves an average accuracy in the finished trials (their ``sample_step``,
+    else 1 / their test samples; ``None`` when the trials did not report either)."""
     done = df[df["complete"]] if len(df) else df
-    counts = [int(v) for v in done.get(TEST_SAMPLES, []) if M.is_finite_number(v) and v > 0] if len(done) else []
+    if not len(done):
+        return None
+    steps = [float(v) for v in done.get(SAMPLE_STEP, []) if M.is_finite_number(v) and v > 0]
+    if steps:
+        return max(steps)
+    counts = [int(v) for v in done.get(TEST_SAMPLES, []) if M.is_finite_number(v) and v > 0]
     return 1.0 / min(counts) if counts else None
 
 
@@ -331,7 +338,7 @@ def leaderboard_markdown(df, *, name: str, params: Sequence[str], objectives: Se
         sample = next(iter(noise.values()))["sample"]
         lines += ["", "## Spread and noise", "",
                   f"Each metric's range over the finished trials against its noise: one test sample"
-                  + (f" (1/{round(1 / sample)} = {sample:.4f})" if sample else "")
+                  + (f" ({sample:.4f}: the most one sample moves an average over the tasks)" if sample else "")
                   + " or, where larger, the seed standard deviation the confirmation measured. A metric whose range is "
                   f"within {NOISE_FACTOR:g}x its noise (what repeats of one config would show) does not tell the trials "
                   "apart and gets no importances.", "",
@@ -622,16 +629,18 @@ def write_report(out_dir: str | Path, records: Sequence[Dict[str, Any]], *, name
     import matplotlib.pyplot as plt
     import yaml
 
-    from tune.confirm import load_confirmation
+    from tune.confirm import CONFIRM_FILE, current
 
     out = Path(out_dir)
     space = dict(space or {})
     files: List[Path] = []
-    confirmation = load_confirmation(out)
+    confirmation = current(out, records, objectives)
     best = best_record(records, objectives)
     if confirmation and (best is None or not confirmation.get("configs")
                          or confirmation["configs"][0]["trial_id"] != best["trial_id"]):
         confirmation = None  # made for another ranking of these trials (e.g. before a resume added trials)
+    if confirmation is not None:  # what the report shows, rebuilt from the records
+        write_json(out / CONFIRM_FILE, confirmation)
     df = trials_frame(records, params=params, objectives=objectives, confirmation=confirmation)
     noise = metric_noise(df, confirmation)
     importance = None

@@ -319,7 +319,7 @@ def make_tuner(spec: SweepSpec, max_concurrent: int):
     # sort_by_metric=False: Ray's sort crashes the driver on a trial whose avg_acc is None (diverged in task 1)
     reporter = tune.CLIReporter(
         metric_columns={M.TASKS_DONE: "tasks", M.AVG_ACC: "avg_acc", M.BWT: "bwt", M.WORST_AVG_ACC: "worst_acc"},
-        parameter_columns=names, max_report_frequency=30, metric=M.AVG_ACC, mode="max", sort_by_metric=False)
+        parameter_columns=names, max_report_frequency=30, metric=spec["objectives"][0], mode="max", sort_by_metric=False)
     recorder = SweepRecorder(spec["out_dir"], base=spec["base"], preset=spec["preset_point"], tensorboard=spec["tensorboard"],
                              hparams=S.tensorboard_hparams(space), metrics=summary_metrics(spec))
     run_config = tune.RunConfig(

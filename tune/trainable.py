@@ -27,9 +27,11 @@ FINAL_PREFIX = "final_"
 DIVERGED = "diverged"
 #: result key marking a task reported again after a resume without being trained again
 REPLAYED = "replayed"
-#: result key: test samples over all tasks of the trial's benchmark (one sample moves an average
-#: accuracy by about 1/TEST_SAMPLES: the resolution the sweep report compares spreads with)
+#: result key: test samples over all tasks of the trial's benchmark
 TEST_SAMPLES = "test_samples"
+#: result key: the most one test sample can move an average accuracy over the tasks, 1 / (tasks x the
+#: smallest task's test samples): the resolution the sweep report compares spreads and margins with
+SAMPLE_STEP = "sample_step"
 #: TEST HOOK (fault injection, used by benchmarks/faults.py): with ``HINTERVAL_FAULT_AT_TASK=k`` in the
 #: environment Ray's workers inherit, every trial raises :class:`InjectedFault` once, at the first step of
 #: its task ``k`` (1-based), so the ``FailureConfig`` retry from the last checkpoint can be exercised. A
@@ -138,7 +140,9 @@ class TuneReporter:
         self.num_tasks = len(trainer.benchmark)
         self.extra["resumed_from_task"] = trainer.tasks_done
         self.extra["fit_started_at"] = time.time()
-        self.extra[TEST_SAMPLES] = sum(len(t.test) for t in trainer.benchmark.tasks)
+        sizes = [len(t.test) for t in trainer.benchmark.tasks]
+        self.extra[TEST_SAMPLES] = sum(sizes)
+        self.extra[SAMPLE_STEP] = 1.0 / (len(sizes) * min(sizes)) if sizes and min(sizes) > 0 else None
 
     def report_dict(self, metrics: Dict[str, Any]) -> Dict[str, Any]:
         done = metrics[M.TASKS_DONE] >= self.num_tasks
@@ -220,7 +224,7 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
     configure_process(cfg)
     durable = TrialState(setup["state_root"], tune.get_context().get_trial_id()) if setup.get("state_root") else None
     extra = {"node_id": ray.get_runtime_context().get_node_id(), "device": device, "num_threads": cpus,
-             "trial_started_at": started, "imported_at": imported, "pid": os.getpid()}
+             "trial_started_at": started, "imported_at": imported, "worker_pid": os.getpid()}
     reporter = TuneReporter(objectives=setup["objectives"], extra=extra, durable=durable)
     callbacks: List[Any] = [reporter]
     if os.environ.get(FAULT_ENV):  # test hook, see FAULT_ENV
