@@ -104,8 +104,24 @@ def table_header(markdown: str) -> List[str]:
     return []
 
 
+@functools.lru_cache(maxsize=None)
+def trial_report_keys() -> frozenset:
+    """The keys of a trial's per-task report (tune.trainable) besides the trainer's metrics."""
+    from types import SimpleNamespace
+
+    from tune.trainable import TuneReporter, trial_extra
+
+    reporter = TuneReporter(objectives=["avg_acc"], extra=trial_extra(node_id="n", device="cpu", num_threads=1,
+                                                                      started=0.0, imported=0.0))
+    class Bench(list):  # a benchmark: its tasks, each with a test split
+        tasks = property(lambda self: list(self))
+
+    reporter.on_fit_start(SimpleNamespace(benchmark=Bench([SimpleNamespace(test=[0, 1])]), tasks_done=0))
+    return frozenset(reporter.report_dict({"tasks_done": 1}))
+
+
 def known_names() -> Set[str]:
-    return config_keys() | metric_names() | set(result_keys()) | set(report_columns()[0])
+    return config_keys() | metric_names() | set(result_keys()) | set(report_columns()[0]) | set(trial_report_keys())
 
 
 def pages(pattern: str) -> List[Path]:

@@ -587,3 +587,22 @@ def test_a_diverging_trial_ends_once_and_is_never_ranked(fake_cluster, tmp_path)
     assert rec["status"] == "DIVERGED" and rec["restarts"] == 0 and "loss became nan" in rec["error"]
     assert summary["best"] is None and not (tmp_path / "div" / "best_config.yaml").exists()
     assert not summary["interrupted"]
+
+
+def test_the_default_objective_is_certified_accuracy_where_every_trial_certifies(tmp_path):
+    from tune.spec import default_objectives, sweep_spec
+
+    def resolve(*argv):
+        args = search.parse_args(["--results-dir", str(tmp_path), *argv])
+        return sweep_spec(args, name="x", results_dir=str(tmp_path), cwd=str(tmp_path))["objectives"]
+
+    assert resolve() == ("worst_avg_acc",)
+    assert resolve("--benchmark", "permuted-digits") == ("worst_avg_acc",)
+    assert resolve("--method", "hyperinterval,hnet") == ("avg_acc",)  # hnet certifies nothing
+    assert resolve("--set", "interval_mode=relaxed") == ("avg_acc",)
+    assert resolve("--set", "method=ewc", "--gamma", "1") == ("avg_acc",)
+    assert resolve("--objective", "avg_acc,bwt") == ("avg_acc", "bwt")
+    for bad in (["--confirm-seeds", "-1"], ["--confirm-top", "0"]):
+        with pytest.raises(UserError, match=bad[0]):
+            resolve(*bad)
+    assert default_objectives is not None

@@ -309,7 +309,7 @@ def leaderboard_markdown(df, *, name: str, params: Sequence[str], objectives: Se
              "lowest share of gamma any task's box trained at (`(box never opened)`: 0, so its gamma changed nothing)"
              + ("; `over seeds`: mean ± std over the trial's seed and the confirmation's (number of seeds)." if conf else "."),
              "", "| rank | " + " | ".join(cols) + " | status |", "|" + "---|" * (len(cols) + 2)]
-    rank_no, prev = 0, None
+    position, shown, prev = 0, 0, None
     for _, row in df.iterrows():
         trial = row["trial_id"] + (" (preset)" if row["is_preset"] else "")
         if row["collapsed_tasks"]:
@@ -317,11 +317,10 @@ def leaderboard_markdown(df, *, name: str, params: Sequence[str], objectives: Se
         if row[M.RAMP_REACHED] == 0:
             trial += " (box never opened)"
         if row["complete"]:
+            position += 1  # competition ranking: 1, 2, 2=, 4
             tied = prev is not None and _same_rank(prev, row, keys)
-            rank_no += 1
-            r = f"{rank_no - 1}=" if tied else str(rank_no)
-            if tied:
-                rank_no -= 1
+            shown = shown if tied else position
+            r = f"{shown}=" if tied else str(shown)
             prev = row
         else:
             r = "-"

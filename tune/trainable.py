@@ -195,6 +195,14 @@ def cached_benchmark(cfg: Any) -> Any:
     return _BENCHMARKS[key]
 
 
+def trial_extra(*, node_id: str, device: str, num_threads: int, started: float, imported: float) -> Dict[str, Any]:
+    """What every report of a trial carries besides the trainer's metrics: where it ran, and when it started
+    and finished its imports (with ``fit_started_at``, ``report_s`` and ``reported_at`` from
+    :class:`TuneReporter`: the phases ``benchmarks/sweep.py`` splits a sweep's time into)."""
+    return {"node_id": node_id, "device": device, "num_threads": num_threads, "trial_started_at": started,
+            "imported_at": imported, "worker_pid": os.getpid()}
+
+
 def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
     """Tune function trainable: train ``setup["base"] | config`` on all tasks, reporting per task.
 
@@ -223,8 +231,8 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
     cfg = make_config(setup["base"], config, device=device, num_threads=cpus)  # the CPUs Tune reserved, not the node's
     configure_process(cfg)
     durable = TrialState(setup["state_root"], tune.get_context().get_trial_id()) if setup.get("state_root") else None
-    extra = {"node_id": ray.get_runtime_context().get_node_id(), "device": device, "num_threads": cpus,
-             "trial_started_at": started, "imported_at": imported, "worker_pid": os.getpid()}
+    extra = trial_extra(node_id=ray.get_runtime_context().get_node_id(), device=device, num_threads=cpus,
+                        started=started, imported=imported)
     reporter = TuneReporter(objectives=setup["objectives"], extra=extra, durable=durable)
     callbacks: List[Any] = [reporter]
     if os.environ.get(FAULT_ENV):  # test hook, see FAULT_ENV
