@@ -226,7 +226,7 @@ def record_in_study(url: str, study_name: str, confirmation: Mapping[str, Any]) 
     study = optuna.load_study(study_name=study_name, storage=storage)
     by_tune = {t.user_attrs.get("tune_trial_id"): t for t in study.get_trials(deepcopy=False)}
     found = 0
-    session = storage.scoped_session()
+    db = storage.scoped_session()
     try:
         for c in confirmation["configs"]:
             trial = by_tune.get(c["trial_id"])
@@ -239,14 +239,14 @@ def record_in_study(url: str, study_name: str, confirmation: Mapping[str, Any]) 
                 attrs[f"{ATTR_PREFIX}{m}_std"] = st["std"]
                 attrs[f"{ATTR_PREFIX}{m}_values"] = [r["metrics"].get(m) for r in c["runs"] if r["status"] == "COMPLETE"]
             for k, v in attrs.items():
-                row = session.query(models.TrialUserAttributeModel).filter_by(trial_id=trial._trial_id, key=k).one_or_none()
+                row = db.query(models.TrialUserAttributeModel).filter_by(trial_id=trial._trial_id, key=k).one_or_none()
                 if row is None:
-                    session.add(models.TrialUserAttributeModel(trial_id=trial._trial_id, key=k, value_json=json.dumps(v)))
+                    db.add(models.TrialUserAttributeModel(trial_id=trial._trial_id, key=k, value_json=json.dumps(v)))
                 else:
                     row.value_json = json.dumps(v)
-        session.commit()
+        db.commit()
     finally:
-        session.close()
+        db.close()
     return found
 
 
