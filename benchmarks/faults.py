@@ -181,8 +181,8 @@ class Faults:
     # --- b ----------------------------------------------------------------------------------------
     def killed_sweep(self) -> Outcome:
         from benchmarks.sweep import session_pids  # the kill/resume helpers of the sweep benchmark
-        from tune.recorder import load_records
-        from tune.report import is_complete
+        from tune.records import load_records
+        from tune.records import is_complete
 
         results, name, samples = self.work / "sweeps", "b-killed", 3
         out = results / name
@@ -228,7 +228,7 @@ class Faults:
 
     # --- c and the sweep half of e: one sweep ------------------------------------------------------
     def fault_and_nan_sweep(self) -> Dict[str, Outcome]:
-        from tune.recorder import load_records
+        from tune.records import load_records
         from tune.trainable import FAULT_ENV
 
         results, name = self.work / "sweeps", "ce-fault-nan"
@@ -480,7 +480,7 @@ class Faults:
     def concurrent_sweeps(self) -> Outcome:
         import json
 
-        from tune.recorder import load_records
+        from tune.records import load_records
 
         results, name = self.work / "j-sweeps", "j-same-name"
         out = results / name

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from hinterval import metrics as M
 from hinterval.config import FIELD_SPECS, PRESET_KEYS, load_config_file, make_config
 from hinterval.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, Stopped, TrainingDiverged, UserError, one_line
 from hinterval.runtime import ProcessConfig, configure_process
@@ -255,7 +256,7 @@ class _TaskPrinter:
 
     def on_task_end(self, task_id: int, metrics: Dict[str, Any], state: Dict[str, Any]) -> None:
         fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
-        universal = f"  universal {fmt(metrics['dil_avg_acc'])}" if metrics.get("dil_avg_acc") is not None else ""
+        universal = f"  universal {fmt(metrics[M.DIL_AVG_ACC])}" if metrics.get(M.DIL_AVG_ACC) is not None else ""
         scope = f" (scope {self.scope})" if self.scope not in (None, "all") and metrics.get("worst_avg_acc") is not None else ""
         print(f"task {task_id + 1}: avg_acc {fmt(metrics['avg_acc'])}  bwt {fmt(metrics['bwt'])}  "
               f"worst_avg_acc {fmt(metrics['worst_avg_acc'])}{scope}{universal}  ({metrics['task_time_s']:.1f}s)", file=sys.stderr)
@@ -276,7 +277,6 @@ def _headline(result: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from hinterval import metrics as M
     from hinterval.checkpoint import CHECKPOINT_NAME, load_run
     from hinterval.config import make_config
     from hinterval.trainer import ContinualTrainer

@@ -214,7 +214,8 @@ def test_autoscaler_launches_gpu_workers_for_pending_trials(autoscaling_cluster,
     env = {**os.environ, "PYTHONPATH": "", "RAY_ADDRESS": cluster.address}
     cmd = [PY, str(REPO / "tune" / "search.py"), "--address", "auto", "--results-dir", str(tmp_path), "--name", "scale",
            "--num-samples", str(n_trials), "--max-concurrent", str(n_trials), "--num-tasks", "2",
-           "--iters-per-task", str(TRIAL_ITERS), "--gpus-per-trial", "1", "--cpus-per-trial", "1", "--no-tensorboard"]
+           "--iters-per-task", str(TRIAL_ITERS), "--gpus-per-trial", "1", "--cpus-per-trial", "1", "--no-tensorboard",
+           "--confirm-seeds", "0"]  # the search's trials alone drive the autoscaler here (confirmation: test_tune_search)
     try:
         proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=SWEEP_TIMEOUT_S)
     finally:

@@ -88,7 +88,7 @@ def test_tinyimagenet_sweep_on_two_gpu_nodes(tin_data, two_gpu_nodes, tmp_path):
     env = {**os.environ, "PYTHONPATH": "", "RAY_DEDUP_LOGS": "0"}  # the script finds `tune` itself; every trial's log line
     cmd = [PY, str(REPO / "tune" / "search.py"), "--benchmark", "tinyimagenet", "--data-dir", str(tin_data),
            "--address", cluster.address, "--results-dir", str(tmp_path), "--name", "tin", "--num-samples", "2",
-           *TINY, "--gpus-per-trial", "0.5", "--cpus-per-trial", "1"]
+           *TINY, "--gpus-per-trial", "0.5", "--cpus-per-trial", "1", "--confirm-seeds", "0"]  # confirmation: test_tune_search
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]

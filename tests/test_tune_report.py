@@ -17,8 +17,10 @@ pytest.importorskip("pandas")
 pytest.importorskip("matplotlib")
 
 from hinterval.config import FIELDS, load_config_file, make_config  # noqa: E402
+from tune import noise, plots, records  # noqa: E402
 from tune import report as R  # noqa: E402
-from tune.recorder import SweepRecorder, load_records  # noqa: E402
+from tune.recorder import SweepRecorder  # noqa: E402
+from tune.records import load_records  # noqa: E402
 
 PARAMS = ["gamma", "beta", "embedding_dim"]
 SPACE = {"gamma": {"type": "loguniform", "low": 0.05, "high": 5}, "beta": {"type": "loguniform", "low": 1e-3, "high": 1},
@@ -45,7 +47,7 @@ def make_record(tid, *, status="COMPLETE", accs=(0.9, 0.8), bwt=-0.01, gamma=1.0
 
 def test_pareto_front_maximises_every_coordinate():
     pts = [(0.9, -0.1), (0.8, 0.0), (0.7, -0.05), (0.9, -0.2)]
-    assert sorted(R.pareto_front(pts)) == [0, 1]
+    assert sorted(records.pareto_front(pts)) == [0, 1]
 
 
 def test_best_and_ranking_only_among_trials_that_finished_every_task(tmp_path):
@@ -61,7 +63,7 @@ def test_best_and_ranking_only_among_trials_that_finished_every_task(tmp_path):
     summary = R.write_report(tmp_path, recs, name="t", params=PARAMS, space=SPACE)
     assert summary["best"]["trial_id"] == "b"
     assert summary["complete"] == 2
-    assert [r["trial_id"] for r in R.rank(recs, ["avg_acc"])] == ["b", "a", "c", "d"]  # the one ranking
+    assert [r["trial_id"] for r in records.rank(recs, ["avg_acc"])] == ["b", "a", "c", "d"]  # the one ranking
 
     import pandas as pd
 
@@ -127,7 +129,7 @@ def test_multi_objective_marks_the_pareto_front(tmp_path):
 
 
 def test_acc_matrix_from_history():
-    mat = R.acc_matrix(make_record("a", accs=(0.9, 0.8)))
+    mat = plots.acc_matrix(make_record("a", accs=(0.9, 0.8)))
     assert mat == [[0.9, None], [0.8, 0.8]]
 
 
@@ -268,3 +270,62 @@ def test_leaderboard_shows_the_scope_and_flags_a_box_that_never_opened(tmp_path)
 
     df = pd.read_csv(tmp_path / "trials.csv").set_index("trial_id")
     assert df.loc["o", "scope"] == "last:3" and df.loc["z", "ramp_reached"] == 0.0
+
+
+def _final(tid, *, worst, avg, bwt=0.0, cil=0.5, step=1 / 450, gamma=1.0):
+    rec = make_record(tid, accs=(avg, avg), gamma=gamma)
+    rec["history"][-1].update(worst_avg_acc=worst, avg_acc=avg, bwt=bwt, cil_avg_acc=cil, test_samples=450,
+                              sample_step=step)
+    return rec
+
+
+def test_ranked_by_certified_accuracy_then_avg_acc_then_bwt_and_ties_are_marked(tmp_path):
+    recs = [_final("a", worst=0.95, avg=1.0), _final("b", worst=0.97, avg=0.99), _final("c", worst=0.97, avg=0.995),
+            _final("d", worst=0.97, avg=0.995, bwt=-0.01), _final("e", worst=0.97, avg=0.995, bwt=-0.01)]
+    assert records.rank_keys(["worst_avg_acc"]) == ["worst_avg_acc", "avg_acc", "bwt"]
+    assert records.rank_keys(["avg_acc"]) == ["avg_acc", "worst_avg_acc", "bwt"]
+    assert [r["trial_id"] for r in records.rank(recs, ["worst_avg_acc"])] == ["c", "d", "e", "b", "a"]
+    R.write_report(tmp_path, recs, name="t", params=PARAMS, objectives=["worst_avg_acc"], plots=False)
+    board = (tmp_path / "leaderboard.md").read_text()
+    ranks = [ln.split("|")[1].strip() for ln in board.splitlines() if ln.startswith("| ") and "COMPLETE" in ln]
+    assert ranks == ["1", "2", "2=", "4", "5"]  # d and e tie on every ranking key
+    first = board.splitlines()[2]
+    assert first.startswith("Ranked by `worst_avg_acc` (certified accuracy") and "ties broken by `avg_acc`, then `bwt`" in first
+    assert "`worst_avg_acc` spans 0.9500–0.9700 (9 test samples)" in first
+
+
+def test_a_metric_within_its_noise_gets_no_importances():
+    import pandas as pd
+
+    df = pd.DataFrame({"complete": [True] * 4, "worst_avg_acc": [0.94, 0.95, 0.96, 0.97],
+                       "avg_acc": [1.0, 0.9978, 0.9978, 0.9956], "bwt": [0.0] * 4, "sample_step": [1 / 450] * 4})
+    spread = noise.metric_noise(df)
+    assert spread["worst_avg_acc"]["varies"] and spread["worst_avg_acc"]["noise"] == pytest.approx(1 / 450)
+    assert not spread["avg_acc"]["varies"]  # 2 test samples apart: within 3 samples
+    assert not spread["bwt"]["varies"]
+    confirmation = {"configs": [{"stats": {"worst_avg_acc": {"mean": 0.97, "std": 0.011, "n": 3}}}]}
+    noisy = noise.metric_noise(df, confirmation)  # a seed std of 0.011: 0.03 is within 3x of it
+    assert noisy["worst_avg_acc"]["seed_std"] == 0.011 and not noisy["worst_avg_acc"]["varies"]
+
+
+def test_importances_only_for_the_metrics_that_vary(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    from tune.searcher import create_study
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    create_study(url, "s", ["worst_avg_acc"], {})
+    study = optuna.load_study(study_name="s", storage=url)
+    recs = []
+    for i, g in enumerate([0.1, 0.3, 1.0, 3.0, 0.2, 2.0]):
+        worst, avg = 0.93 + 0.01 * i, 1.0 - (i % 2) / 450
+        t = study.ask({"gamma": optuna.distributions.FloatDistribution(0.05, 5, log=True)})
+        for k, v in (("worst_avg_acc", worst), ("avg_acc", avg), ("bwt", 0.0), ("tune_trial_id", f"t{i}")):
+            t.set_user_attr(k, v)
+        study.tell(t, worst)
+        recs.append(_final(f"t{i}", worst=worst, avg=avg, gamma=g))
+    summary = R.write_report(tmp_path, recs, name="s", params=["gamma"], objectives=["worst_avg_acc"], plots=False,
+                             study=(url, "s"))
+    assert list(summary["importance"]["table"]) == ["worst_avg_acc"]  # avg_acc moves by one sample, bwt not at all
+    board = (tmp_path / "leaderboard.md").read_text()
+    assert "| avg_acc | 0.9978–1.0000 | 0.0022 | 0.0022 | n/a | no: within noise |" in board
+    assert "| hyperparameter | worst_avg_acc |" in board

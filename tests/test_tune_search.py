@@ -362,7 +362,18 @@ def test_smoke_test_end_to_end(smoke_sweep):
         "acc_vs_gamma.png", "acc_vs_beta.png", "acc_vs_embedding_dim.png", "acc_vs_lr.png", "pareto.png",
         "best_acc_matrices.png"}
     runs = {p.name for p in (out / "tensorboard").iterdir()}
-    assert runs == {t + ("-preset" if pre else "") for t, pre in zip(df["trial_id"], df["is_preset"])}
+    winner = df["trial_id"][0]  # ranked by the certified accuracy, every trial certifies its boxes
+    assert runs == {t + ("-preset" if pre else "") for t, pre in zip(df["trial_id"], df["is_preset"])} | {
+        f"confirm-{winner}-seed1"}  # --smoke-test confirms the winner with one more training seed
+    confirmation = json.loads((out / "confirm.json").read_text())
+    assert [c["trial_id"] for c in confirmation["configs"]] == [winner] and confirmation["complete"]
+    assert confirmation["configs"][0]["seeds"] == [0, 1] and confirmation["configs"][0]["finished"] == 2
+    assert f"confirmed winner {winner} over seeds 0,1: worst_avg_acc " in proc.stdout
+    assert df["confirm_seeds"][0] == 2 and df["confirm_seeds"][1:].isna().all()
+    board = (out / "leaderboard.md").read_text()
+    assert board.splitlines()[2].startswith("Ranked by `worst_avg_acc` (certified accuracy")
+    assert "## Confirmation over more training seeds" in board and "## Spread and noise" in board
+    assert "# Confirmed over training seeds 0,1: worst_avg_acc " in (out / "best_config.yaml").read_text()
     for run in runs:
         assert hparams_sessions(out / "tensorboard" / run), f"no HParams entry for run {run}"
     assert (out / "_ray" / "split-digits-smoke").is_dir()  # Tune's own dirs under the results dir
@@ -419,7 +430,13 @@ def test_tensorboard_hparams_view_over_http(smoke_sweep):
             "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]})
         by_name = {g["name"]: g for g in groups["sessionGroups"]}
         expected = {t + ("-preset" if pre else ""): t for t, pre in zip(df["trial_id"], df["is_preset"])}
-        assert set(by_name) == set(expected)  # one session group per trial, named by its run
+        [confirm] = json.loads((out / "confirm.json").read_text())["configs"]
+        confirm_run = f"confirm-{confirm['trial_id']}-seed1"
+        assert set(by_name) == set(expected) | {confirm_run}  # one session group per trial and per confirmation run
+        g = by_name[confirm_run]  # the confirmed trial's hyperparameters, the other seed's figures
+        assert g["hparams"]["gamma"] == pytest.approx(confirm["params"]["gamma"]) and g["hparams"]["preset"] is False
+        assert {m["name"]["tag"]: m["value"] for m in g["metricValues"]}["summary/avg_acc"] == pytest.approx(
+            confirm["runs"][1]["metrics"]["avg_acc"], abs=1e-6)
         for name, tid in expected.items():
             g, row = by_name[name], df.set_index("trial_id").loc[tid]
             assert g["hparams"]["preset"] == name.endswith("-preset")
@@ -447,7 +464,12 @@ def test_optuna_study_opens_in_optuna_dashboard(smoke_sweep):
     df = pd.read_csv(out / "trials.csv")
     study = optuna.load_study(study_name="split-digits-smoke", storage=url)
     assert {t.user_attrs["tune_trial_id"]: t.value for t in study.trials} == pytest.approx(
-        dict(zip(df["trial_id"], df["avg_acc"])))
+        dict(zip(df["trial_id"], df["worst_avg_acc"])))  # the default objective: every trial certifies its boxes
+    confirmed = {t.user_attrs["tune_trial_id"]: t.user_attrs for t in study.trials if "confirm_seeds" in t.user_attrs}
+    assert list(confirmed) == [df["trial_id"][0]] and len(study.trials) == 2  # attributes, not extra search trials
+    attrs = confirmed[df["trial_id"][0]]
+    assert attrs["confirm_seeds"] == [0, 1] and len(attrs["confirm_avg_acc_values"]) == 2
+    assert attrs["confirm_avg_acc_mean"] == pytest.approx(sum(attrs["confirm_avg_acc_values"]) / 2)
     dashboard = pytest.importorskip("optuna_dashboard")
     from wsgiref.util import setup_testing_defaults
 
@@ -465,7 +487,7 @@ def test_optuna_study_opens_in_optuna_dashboard(smoke_sweep):
     assert summary["study_name"] == "split-digits-smoke" and summary["directions"] == ["maximize"]
     detail = get(f"/api/studies/{summary['study_id']}")
     assert len(detail["trials"]) == 2 and {t["state"] for t in detail["trials"]} == {"Complete"}
-    assert detail["objective_names"] == ["avg_acc"] and detail["has_intermediate_values"]
+    assert detail["objective_names"] == ["worst_avg_acc"] and detail["has_intermediate_values"]
     assert {a["key"] for a in detail["union_user_attrs"]} >= {"tune_trial_id", "preset", "worst_avg_acc"}
 
 
@@ -565,3 +587,22 @@ def test_a_diverging_trial_ends_once_and_is_never_ranked(fake_cluster, tmp_path)
     assert rec["status"] == "DIVERGED" and rec["restarts"] == 0 and "loss became nan" in rec["error"]
     assert summary["best"] is None and not (tmp_path / "div" / "best_config.yaml").exists()
     assert not summary["interrupted"]
+
+
+def test_the_default_objective_is_certified_accuracy_where_every_trial_certifies(tmp_path):
+    from tune.spec import default_objectives, sweep_spec
+
+    def resolve(*argv):
+        args = search.parse_args(["--results-dir", str(tmp_path), *argv])
+        return sweep_spec(args, name="x", results_dir=str(tmp_path), cwd=str(tmp_path))["objectives"]
+
+    assert resolve() == ("worst_avg_acc",)
+    assert resolve("--benchmark", "permuted-digits") == ("worst_avg_acc",)
+    assert resolve("--method", "hyperinterval,hnet") == ("avg_acc",)  # hnet certifies nothing
+    assert resolve("--set", "interval_mode=relaxed") == ("avg_acc",)
+    assert resolve("--set", "method=ewc", "--gamma", "1") == ("avg_acc",)
+    assert resolve("--objective", "avg_acc,bwt") == ("avg_acc", "bwt")
+    for bad in (["--confirm-seeds", "-1"], ["--confirm-top", "0"]):
+        with pytest.raises(UserError, match=bad[0]):
+            resolve(*bad)
+    assert default_objectives is not None

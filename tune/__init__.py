@@ -11,6 +11,11 @@ Modules:
     searcher: seeded Optuna TPE behind a ConcurrencyLimiter, told only final metrics (ASHA-safe), its
         study kept in results/<name>/optuna.db; ASHA on the first objective.
     recorder: a driver-side Tune callback that keeps one JSON record and TensorBoard run per trial.
-    report: trials.csv, leaderboard.md, best_config.yaml and plots from those records.
-    search: the command line and :func:`run_sweep`.
+    records: the trial records (``trials/*.json``) and the one ranking.
+    noise: whether a metric's spread over the trials exceeds its noise.
+    confirmation / confirm: the winner trained again with more seeds (summary / the run on Ray).
+    leaderboard, plots: trials.csv's frame, leaderboard.md and the PNG plots.
+    report: writes trials.csv, leaderboard.md, best_config.yaml and plots from the records.
+    prepare, cluster, startup, driver, summary: the sweep's steps (see docs/architecture.md).
+    search: the command line.
 """

@@ -77,7 +77,7 @@ def make_tuner(spec: SweepSpec, max_concurrent: int):
     # sort_by_metric=False: Ray's sort crashes the driver on a trial whose avg_acc is None (diverged in task 1)
     reporter = tune.CLIReporter(
         metric_columns={M.TASKS_DONE: "tasks", M.AVG_ACC: "avg_acc", M.BWT: "bwt", M.WORST_AVG_ACC: "worst_acc"},
-        parameter_columns=names, max_report_frequency=30, metric=M.AVG_ACC, mode="max", sort_by_metric=False)
+        parameter_columns=names, max_report_frequency=30, metric=spec["objectives"][0], mode="max", sort_by_metric=False)
     recorder = SweepRecorder(spec["out_dir"], base=spec["base"], preset=spec["preset_point"], tensorboard=spec["tensorboard"],
                              hparams=S.tensorboard_hparams(space), metrics=summary_metrics(spec))
     run_config = tune.RunConfig(
@@ -85,7 +85,7 @@ def make_tuner(spec: SweepSpec, max_concurrent: int):
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         callbacks=[recorder, CSVLoggerCallback(), JsonLoggerCallback()], progress_reporter=reporter, verbose=1)
     tune_config = tune.TuneConfig(search_alg=make_searcher(spec, max_concurrent), scheduler=scheduler,
-                                  num_samples=spec["num_samples"])
+                                  num_samples=spec["num_samples"], reuse_actors=True)  # no process start per trial
     return tune.Tuner(make_trainable(spec), tune_config=tune_config, run_config=run_config)
 
 
@@ -176,6 +176,10 @@ def _run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
             tuner.fit()
         except KeyboardInterrupt:  # the experiment state is saved after every result: --resume continues
             interrupted = True
+        if not interrupted:  # the top trials again with more training seeds (tune/confirm.py)
+            from tune.confirm import confirm_winners
+
+            interrupted = confirm_winners(spec, make_trainable(spec), summary_metrics(spec), args, max_concurrent)
     finally:
         if started_ray:
             ray.shutdown()

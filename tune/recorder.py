@@ -27,6 +27,7 @@ from hinterval import metrics as M
 from hinterval.callbacks import HParamDomain, TensorBoardLogger, hparams_experiment_summary
 from hinterval.files import write_json
 from hinterval.config import make_config
+from tune.records import load_records, point_key, same_point
 from tune.trainable import DIVERGED, REPLAYED
 
 #: trainer metrics written to TensorBoard (the rest of a report is bookkeeping)
@@ -50,37 +51,9 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def same_point(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Whether two searcher configs are the same point (floats compared to 1e-9 relative)."""
-    if set(a) != set(b):
-        return False
-    for k in a:
-        x, y = a[k], b[k]
-        if isinstance(x, float) or isinstance(y, float):
-            try:
-                if not math.isclose(float(x), float(y), rel_tol=1e-9, abs_tol=1e-12):
-                    return False
-            except (TypeError, ValueError):
-                return False
-        elif x != y:
-            return False
-    return True
-
-
 def run_name(rec: Mapping[str, Any]) -> str:
     """A trial's TensorBoard run: its 8-character Tune id, ``-preset`` for the preset's trial."""
     return rec["trial_id"] + ("-preset" if rec.get("is_preset") else "")
-
-
-def load_records(out_dir: str | Path) -> List[Dict[str, Any]]:
-    """All ``trials/*.json`` records of a sweep, in trial start order."""
-    recs = []
-    for p in sorted((Path(out_dir) / "trials").glob("*.json")):
-        try:
-            recs.append(json.loads(p.read_text()))
-        except (OSError, json.JSONDecodeError):
-            continue  # written atomically, so only foreign files land here
-    return sorted(recs, key=lambda r: (r.get("started_at") or 0, r["trial_id"]))
 
 
 class SweepRecorder(Callback):
@@ -94,12 +67,18 @@ class SweepRecorder(Callback):
         hparams: the swept hyperparameters' domains, declared to TensorBoard's HParams plugin (a
             ``preset`` column is added when there is a preset); empty: TensorBoard infers them.
         metrics: the ``summary/*`` metrics the HParams tab shows, in order.
+        tensorboard_dir: where the TensorBoard runs go (default ``out_dir/tensorboard``).
+        run_labels: TensorBoard run names by :func:`point_key` of a trial's params (default :func:`run_name`):
+            the confirmation runs of a sweep name the trial and seed they repeat.
     """
 
     def __init__(self, out_dir: str, *, base: Dict[str, Any], preset: Optional[Dict[str, Any]], tensorboard: bool = True,
-                 hparams: Sequence[HParamDomain] = (), metrics: Sequence[str] = ()):
+                 hparams: Sequence[HParamDomain] = (), metrics: Sequence[str] = (), tensorboard_dir: Optional[str] = None,
+                 run_labels: Optional[Dict[str, str]] = None):
         self.out_dir, self.base, self.preset, self.tensorboard = str(out_dir), dict(base), preset, tensorboard
         self.hparams, self.metrics = list(hparams), list(metrics)
+        self.tensorboard_dir = str(tensorboard_dir or Path(self.out_dir) / "tensorboard")
+        self.run_labels = dict(run_labels or {})
         if self.hparams and preset is not None:
             self.hparams.append(HParamDomain(PRESET_HPARAM, values=(False, True),
                                              description="the benchmark preset's config (evaluated first)"))
@@ -213,12 +192,15 @@ class SweepRecorder(Callback):
     def _logger(self, rec: Dict[str, Any]) -> TensorBoardLogger:
         tid = rec["trial_id"]
         if tid not in self._tb:
-            name = run_name(rec)
+            name = self.run_labels.get(point_key(rec["params"])) or run_name(rec)
             values = dict(rec["params"])
             if self.preset is not None:
                 values[PRESET_HPARAM] = bool(rec.get("is_preset"))
+            if self.hparams:  # only the declared columns (a confirmation run's seed is in its run name)
+                declared = {h.name for h in self.hparams}
+                values = {k: v for k, v in values.items() if k in declared}
             experiment = hparams_experiment_summary(self.hparams, self.metrics) if self.hparams else None
-            self._tb[tid] = TensorBoardLogger(Path(self.out_dir) / "tensorboard" / name, rec["config"], hparams=values,
+            self._tb[tid] = TensorBoardLogger(Path(self.tensorboard_dir) / name, rec["config"], hparams=values,
                                               experiment=experiment, group=name)
         return self._tb[tid]
 

@@ -33,7 +33,6 @@ if __name__ == "__main__" and not __package__:
     # `python tune/search.py`: make the `tune` package importable (it is not part of the install)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hinterval import metrics as M  # noqa: E402
 from hinterval.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, UserError, one_line  # noqa: E402
 
 from tune.spec import OBJECTIVES, SPACE_FLAGS  # noqa: E402
@@ -67,13 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "8 split-digits trials then take ~1.5 min on 2 quiet CPU cores); smaller values make quick, "
                    "rougher sweeps")
     g.add_argument("--data-dir", help="benchmark data directory (made absolute here; trials run in other dirs)")
-    g.add_argument("--objective", default=M.AVG_ACC,
+    g.add_argument("--objective", default=None,
                    help=f"metric(s) to maximise, comma-separated for multi-objective (Pareto front), "
-                   f"e.g. avg_acc,bwt; from {', '.join(OBJECTIVES)}; default avg_acc")
+                   f"e.g. avg_acc,bwt; from {', '.join(OBJECTIVES)}; default worst_avg_acc (certified accuracy) "
+                   "where every trial certifies its boxes, else avg_acc")
     g.add_argument("--scheduler", choices=("none", "asha"), default="none",
                    help="asha: stop weak trials early at task boundaries (they are never ranked); default none")
     g.add_argument("--num-samples", type=int, default=8, help="number of trials (the preset counts as one); default 8")
     g.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (training seed: --set seed=N); default 0")
+    g.add_argument("--confirm-seeds", type=int, default=None, metavar="N",
+                   help="after the search, train the top trials again with N more training seeds (mean ± std in the "
+                   "leaderboard; 0 = no confirmation); default 2 (1 with --smoke-test)")
+    g.add_argument("--confirm-top", type=int, default=None, metavar="K",
+                   help="how many of the best trials to confirm; default 1, the winner (2 adds the runner-up)")
 
     r = p.add_argument_group("where and how it runs")
     r.add_argument("--name", help="sweep name (default: the benchmark, '-smoke' appended for --smoke-test; when that "

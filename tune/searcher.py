@@ -23,7 +23,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from hinterval import metrics as M
 from tune import space as S
-from tune.recorder import same_point
+from tune.records import same_point
 from tune.trainable import final_metric
 
 STUDY_FILE = "optuna.db"

@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 from hinterval import metrics as M
 from hinterval.config import FIELD_SPECS, FIELDS
 from hinterval.errors import UserError
+from hinterval.methods.registry import CERTIFYING_METHODS
 
 #: metrics a sweep can maximise (``--objective``)
 OBJECTIVES = M.HEADLINE_METRICS
@@ -171,11 +172,18 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
                 opt[k] = v
     if args.benchmark not in BENCHMARK_NAMES:
         raise UserError(f"unknown benchmark {args.benchmark!r}; choose one of: {', '.join(BENCHMARK_NAMES)}")
-    objectives = [o.strip() for o in args.objective.split(",") if o.strip()]
-    bad = [o for o in objectives if o not in OBJECTIVES] or ([] if objectives else ["(empty)"])
-    if bad or len(set(objectives)) != len(objectives):
-        raise UserError(f"--objective: {', '.join(bad) or 'repeated metric'} is not allowed; use metrics from {', '.join(OBJECTIVES)}")
-    for flag, val, lo in (("--num-samples", opt["num_samples"], 1), ("--max-concurrent", opt["max_concurrent"], 0)):
+    objectives: Optional[List[str]] = None  # None: default_objectives(), once the space is known
+    if args.objective is not None:
+        objectives = [o.strip() for o in args.objective.split(",") if o.strip()]
+        bad = [o for o in objectives if o not in OBJECTIVES] or ([] if objectives else ["(empty)"])
+        if bad or len(set(objectives)) != len(objectives):
+            raise UserError(f"--objective: {', '.join(bad) or 'repeated metric'} is not allowed; use metrics from "
+                            f"{', '.join(OBJECTIVES)}")
+    for flag, val, lo in (("--num-samples", opt["num_samples"], 1), ("--max-concurrent", opt["max_concurrent"], 0),
+                          ("--confirm-seeds", getattr(args, "confirm_seeds", None), 0),
+                          ("--confirm-top", getattr(args, "confirm_top", None), 1)):
+        if val is None:
+            continue
         if val < lo:
             raise UserError(f"{flag} must be >= {lo}, got {val}")
     cpus, gpus = opt["cpus_per_trial"], opt["gpus_per_trial"]
@@ -220,6 +228,8 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
     space = S.SearchSpace(space.params, ())
     S.validate_space(space, base)
     point, outside = S.preset_point(space, make_config(base))  # the trial everyone compares against
+    if objectives is None:
+        objectives = list(default_objectives(make_config(base), space))
 
     out_dir = os.path.join(results_dir, name)
     return SweepSpec(
@@ -230,3 +240,31 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
         num_samples=opt["num_samples"], max_concurrent=opt["max_concurrent"], seed=args.seed, cpus_per_trial=cpus,
         gpus_per_trial=0.0 if args.smoke_test else gpus, tensorboard=not args.no_tensorboard,
         smoke_test=bool(args.smoke_test))
+
+
+def default_objectives(base: Any, space: Any) -> Tuple[str, ...]:
+    """The metric a sweep ranks by when ``--objective`` is not given.
+
+    ``worst_avg_acc`` (certified accuracy: every network in a task's weight box classifies the test
+    sample correctly) where every trial certifies its boxes: it is what HyperInterval trains for,
+    and on the easy benchmarks it separates trials that the task-incremental ``avg_acc`` cannot
+    (split-digits: every trial 0.99-1.00, a few of the 450 test images apart). ``avg_acc`` where some trial
+    certifies nothing (a method without boxes, relaxed intervals, gamma 0), so every trial is ranked.
+
+    Args:
+        base: the :class:`~hinterval.config.ExperimentConfig` of the fixed keys.
+        space: the :class:`tune.space.SearchSpace` (searched ``method``/``interval_mode``/``gamma``).
+    """
+    params = dict(space.params)
+
+    def values(key: str) -> List[Any]:
+        dist = params.get(key)
+        if dist is None:
+            return [getattr(base, key)]
+        choices = getattr(dist, "choices", None)
+        return list(choices) if choices is not None else [getattr(dist, "low", None)]
+
+    certifies = (all(m in CERTIFYING_METHODS for m in values("method"))
+                 and all(m == "sound" for m in values("interval_mode"))
+                 and all(g is not None and float(g) > 0 for g in values("gamma")))
+    return (M.WORST_AVG_ACC,) if certifies else (M.AVG_ACC,)

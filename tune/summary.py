@@ -7,7 +7,7 @@ from typing import Any, Dict
 from hinterval import metrics as M
 
 from tune import space as S
-from tune.recorder import load_records
+from tune.records import load_records
 from tune.report import write_report
 from tune.searcher import STUDY_FILE, close_orphans, study_url
 from tune.spec import SweepSpec

@@ -27,6 +27,11 @@ FINAL_PREFIX = "final_"
 DIVERGED = "diverged"
 #: result key marking a task reported again after a resume without being trained again
 REPLAYED = "replayed"
+#: result key: test samples over all tasks of the trial's benchmark
+TEST_SAMPLES = "test_samples"
+#: result key: the most one test sample can move an average accuracy over the tasks, 1 / (tasks x the
+#: smallest task's test samples): the resolution the sweep report compares spreads and margins with
+SAMPLE_STEP = "sample_step"
 #: TEST HOOK (fault injection, used by benchmarks/faults.py): with ``HINTERVAL_FAULT_AT_TASK=k`` in the
 #: environment Ray's workers inherit, every trial raises :class:`InjectedFault` once, at the first step of
 #: its task ``k`` (1-based), so the ``FailureConfig`` retry from the last checkpoint can be exercised. A
@@ -127,14 +132,21 @@ class TuneReporter:
     def __init__(self, *, objectives: Sequence[str], extra: Dict[str, Any], durable: Optional[TrialState] = None):
         self.objectives, self.extra, self.durable = tuple(objectives), dict(extra), durable
         self.num_tasks = 0
+        #: seconds spent in this callback so far (state copies, checkpoint writes, ``tune.report``), reported
+        #: with every task so a sweep's time can be split into training, evaluation and reporting
+        self.report_s = 0.0
 
     def on_fit_start(self, trainer: Any) -> None:
         self.num_tasks = len(trainer.benchmark)
         self.extra["resumed_from_task"] = trainer.tasks_done
+        self.extra["fit_started_at"] = time.time()
+        sizes = [len(t.test) for t in trainer.benchmark.tasks]
+        self.extra[TEST_SAMPLES] = sum(sizes)
+        self.extra[SAMPLE_STEP] = 1.0 / (len(sizes) * min(sizes)) if sizes and min(sizes) > 0 else None
 
     def report_dict(self, metrics: Dict[str, Any]) -> Dict[str, Any]:
         done = metrics[M.TASKS_DONE] >= self.num_tasks
-        out = {**metrics, **self.extra, "num_tasks": self.num_tasks, "reported_at": time.time()}
+        out = {**metrics, **self.extra, "num_tasks": self.num_tasks, "reported_at": time.time(), "report_s": self.report_s}
         for name in self.objectives:
             out[final_metric(name)] = metrics.get(name) if done else None
         return out
@@ -142,12 +154,14 @@ class TuneReporter:
     def on_task_end(self, task_id: int, metrics: Dict[str, Any], state: Dict[str, Any]) -> None:
         from ray import tune
 
+        t0 = time.perf_counter()
         if self.durable is not None:
             self.durable.save(state)
         with tempfile.TemporaryDirectory(prefix="hinterval-ckpt-") as d:
             save_checkpoint(state, Path(d) / CHECKPOINT_NAME)
             # report() copies the directory to the run's storage before it returns
             tune.report(self.report_dict(metrics), checkpoint=tune.Checkpoint.from_directory(d))
+        self.report_s += time.perf_counter() - t0
 
 
 def trial_device(gpus: float) -> str:
@@ -161,6 +175,34 @@ def trial_device(gpus: float) -> str:
     return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
+#: benchmarks loaded in this worker process, by what selects their data: with ``reuse_actors`` a worker runs
+#: trial after trial on the same data, so it is loaded (and its loader's imports paid) once per process
+_BENCHMARKS: Dict[tuple, Any] = {}
+
+
+def cached_benchmark(cfg: Any) -> Any:
+    """The benchmark of ``cfg``, loaded once per worker process (see :data:`_BENCHMARKS`).
+
+    The trainer reads the tensors and never writes them, so trials can share them.
+    """
+    from hinterval.data.registry import load_for
+
+    key = tuple(getattr(cfg, k, None) for k in ("benchmark", "num_tasks", "data_seed", "data_dir", "target",
+                                                 "image_size", "image_channels"))
+    if key not in _BENCHMARKS:
+        _BENCHMARKS.clear()  # one benchmark at a time: a worker never holds two data sets
+        _BENCHMARKS[key] = load_for(cfg)
+    return _BENCHMARKS[key]
+
+
+def trial_extra(*, node_id: str, device: str, num_threads: int, started: float, imported: float) -> Dict[str, Any]:
+    """What every report of a trial carries besides the trainer's metrics: where it ran, and when it started
+    and finished its imports (with ``fit_started_at``, ``report_s`` and ``reported_at`` from
+    :class:`TuneReporter`: the phases ``benchmarks/sweep.py`` splits a sweep's time into)."""
+    return {"node_id": node_id, "device": device, "num_threads": num_threads, "trial_started_at": started,
+            "imported_at": imported, "worker_pid": os.getpid()}
+
+
 def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
     """Tune function trainable: train ``setup["base"] | config`` on all tasks, reporting per task.
 
@@ -169,6 +211,7 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
         setup: ``{"base": fixed config dict (absolute data_dir), "objectives": [...],
             "state_root": dir or URI for :class:`TrialState`}``, bound with ``tune.with_parameters``.
     """
+    started = time.time()
     import ray
     from ray import tune
 
@@ -176,7 +219,7 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
     from hinterval.runtime import configure_process
     from hinterval.trainer import ContinualTrainer
 
-    started = time.time()
+    imported = time.time()
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # one line per task checkpoint
     resources = tune.get_context().get_trial_resources().required_resources
     cpus = max(1, int(resources.get("CPU", 1) or 1))
@@ -188,14 +231,14 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
     cfg = make_config(setup["base"], config, device=device, num_threads=cpus)  # the CPUs Tune reserved, not the node's
     configure_process(cfg)
     durable = TrialState(setup["state_root"], tune.get_context().get_trial_id()) if setup.get("state_root") else None
-    extra = {"node_id": ray.get_runtime_context().get_node_id(), "device": device, "num_threads": cpus,
-             "trial_started_at": started}
+    extra = trial_extra(node_id=ray.get_runtime_context().get_node_id(), device=device, num_threads=cpus,
+                        started=started, imported=imported)
     reporter = TuneReporter(objectives=setup["objectives"], extra=extra, durable=durable)
     callbacks: List[Any] = [reporter]
     if os.environ.get(FAULT_ENV):  # test hook, see FAULT_ENV
         marker = Path(tune.get_context().get_trial_dir()) / FAULT_MARKER
         callbacks.append(FaultInjector(int(os.environ[FAULT_ENV]), marker))
-    trainer = ContinualTrainer(cfg, callbacks=callbacks, progress=False)
+    trainer = ContinualTrainer(cfg, callbacks=callbacks, benchmark=cached_benchmark(cfg), progress=False)
     state = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:

@@ -34,6 +34,7 @@ class MethodInfo:
         builder: ``module:Class`` of its :class:`~hinterval.methods.base.ContinualMethod`.
         own_keys: config keys that only this method reads (a value given with another method has no effect).
         space: the default sweep space around a resolved preset config.
+        certifies: whether its trained weight boxes give a certified (worst-case) accuracy.
     """
 
     name: str
@@ -41,6 +42,7 @@ class MethodInfo:
     builder: str
     own_keys: Tuple[str, ...]
     space: Callable[["ExperimentConfig"], Space]
+    certifies: bool = False
 
 
 def _log(low: float, high: float) -> Dict[str, Any]:
@@ -74,7 +76,8 @@ def _hyperinterval_space(cfg: "ExperimentConfig") -> Space:
 
 METHODS: Dict[str, MethodInfo] = {m.name: m for m in (
     MethodInfo("hyperinterval", "interval task embeddings, worst-case loss over the weight box (the paper's method)",
-               "hinterval.methods.hyperinterval:HyperIntervalMethod", INTERVAL_KEYS, _hyperinterval_space),
+               "hinterval.methods.hyperinterval:HyperIntervalMethod", INTERVAL_KEYS, _hyperinterval_space,
+               certifies=True),
     MethodInfo("hnet", "task embeddings without intervals (hypernetwork continual learning, gamma 0)",
                "hinterval.methods.hyperinterval:HyperIntervalMethod", (), lambda c: {**_embeddings(c), **_lr(c)}),
     MethodInfo("finetune", "one network trained task after task, nothing kept (the forgetting floor)",
@@ -83,12 +86,15 @@ METHODS: Dict[str, MethodInfo] = {m.name: m for m in (
                "hinterval.methods.joint:JointMethod", (), _lr),
     MethodInfo("intercontinet", "weight intervals trained directly, without a hypernetwork (InterContiNet)",
                "hinterval.methods.intercontinet:InterContiNetMethod", ("intercontinet_radius",),
-               lambda c: {"intercontinet_radius": _log(c.intercontinet_radius / 10, c.intercontinet_radius * 10), **_lr(c)}),
+               lambda c: {"intercontinet_radius": _log(c.intercontinet_radius / 10, c.intercontinet_radius * 10), **_lr(c)},
+               certifies=True),
     MethodInfo("ewc", "elastic weight consolidation (a quadratic penalty on important weights)",
                "hinterval.methods.ewc:EWCMethod", ("ewc_lambda",),
                lambda c: {"ewc_lambda": _log(c.ewc_lambda / 10, c.ewc_lambda * 10), **_lr(c)}),
 )}
 METHOD_NAMES = tuple(METHODS)
+#: methods whose trials train weight boxes and can certify them (``worst_avg_acc``)
+CERTIFYING_METHODS = tuple(n for n, m in METHODS.items() if m.certifies)
 
 
 def build_method(cfg: "ExperimentConfig", benchmark: "Benchmark", target: "TargetNetwork") -> "ContinualMethod":

@@ -1,0 +1,144 @@
+"""Run a sweep's confirmation: the top trials trained again with more training seeds, on Ray.
+
+What is confirmed and how it is summarised is :mod:`tune.confirmation`; this module runs those
+trials as a second Tune experiment (``<name>-confirm``), writes ``confirm.json`` and keeps the
+outcome in the sweep's Optuna study. Ray is imported only by :func:`confirm_winners`.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+from hinterval import metrics as M
+from hinterval.files import write_json
+from tune.confirmation import (CONFIRM_DIR, CONFIRM_FILE, lines, load_confirmation, plan, run_label, run_point,
+                               summarize)
+from tune.records import load_records, point_key
+
+#: extra training seeds per confirmed config (3 seeds counting the search's own run)
+DEFAULT_SEEDS = 2
+#: configs confirmed: the winner (its margin over the runner-up is judged against the winner's seed std);
+#: 2 also confirms the runner-up, at the cost of another wave of trials (the quick start must stay short)
+DEFAULT_TOP = 1
+#: what --smoke-test confirms (seeds, top): one extra run
+SMOKE = (1, 1)
+ATTR_PREFIX = "confirm_"
+
+
+def resolve_counts(seeds: Optional[int], top: Optional[int], *, smoke_test: bool) -> tuple:
+    """``(--confirm-seeds, --confirm-top)`` with their defaults (smaller for --smoke-test)."""
+    d_seeds, d_top = SMOKE if smoke_test else (DEFAULT_SEEDS, DEFAULT_TOP)
+    return (d_seeds if seeds is None else seeds), (d_top if top is None else top)
+
+
+def record_in_study(url: str, study_name: str, confirmation: Mapping[str, Any]) -> int:
+    """Keep the outcome as user attributes of each confirmed Optuna trial; returns how many were found.
+
+    Optuna refuses to change a finished trial through its public API, so the attributes are written
+    through the study's own storage tables (what ``study.trials[i].user_attrs`` reads back).
+    """
+    import optuna
+    from optuna.storages._rdb import models
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(url)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    by_tune = {t.user_attrs.get("tune_trial_id"): t for t in study.get_trials(deepcopy=False)}
+    found = 0
+    db = storage.scoped_session()
+    try:
+        for c in confirmation["configs"]:
+            trial = by_tune.get(c["trial_id"])
+            if trial is None:
+                continue
+            found += 1
+            attrs: Dict[str, Any] = {ATTR_PREFIX + "seeds": c["seeds"], ATTR_PREFIX + "finished": c["finished"]}
+            for m, st in c["stats"].items():
+                attrs[f"{ATTR_PREFIX}{m}_mean"] = st["mean"]
+                attrs[f"{ATTR_PREFIX}{m}_std"] = st["std"]
+                attrs[f"{ATTR_PREFIX}{m}_values"] = [r["metrics"].get(m) for r in c["runs"] if r["status"] == "COMPLETE"]
+            for k, v in attrs.items():
+                row = db.query(models.TrialUserAttributeModel).filter_by(trial_id=trial._trial_id, key=k).one_or_none()
+                if row is None:
+                    db.add(models.TrialUserAttributeModel(trial_id=trial._trial_id, key=k, value_json=json.dumps(v)))
+                else:
+                    row.value_json = json.dumps(v)
+        db.commit()
+    finally:
+        db.close()
+    return found
+
+
+def confirm_winners(spec: Mapping[str, Any], trainable: Any, metrics: Sequence[str], args: Any,
+                    max_concurrent: int) -> bool:
+    """Run the confirmation (Ray is up) and write ``confirm.json``; returns whether it was interrupted.
+
+    Args:
+        spec: the sweep (:class:`tune.spec.SweepSpec`).
+        trainable: the sweep's Tune trainable (with its resources).
+        metrics: the headline metrics TensorBoard's HParams tab lists.
+        args: the command line (``confirm_seeds``, ``confirm_top``; ``None`` = defaults).
+        max_concurrent: trials at once.
+    """
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+    from ray.tune.search import BasicVariantGenerator
+
+    from tune import space as S
+    from tune.recorder import SweepRecorder
+    from tune.searcher import STUDY_FILE, study_url
+
+    seeds, top = resolve_counts(getattr(args, "confirm_seeds", None), getattr(args, "confirm_top", None),
+                                smoke_test=bool(spec["smoke_test"]))
+    out = Path(spec["out_dir"])
+    records = load_records(out)
+    if any(r["status"] in ("PENDING", "RUNNING", "RETRYING") for r in records) or len(records) < spec["num_samples"]:
+        return False  # the search itself is unfinished: confirm after --resume
+    entries = plan(records, spec["objectives"], seeds=seeds, top=top)
+    if not entries:
+        return False
+    done = load_confirmation(out)
+    if done and done.get("complete") and done.get("plan") == entries:
+        return False  # a resumed sweep that was confirmed before
+    points = [run_point(e, s) for e in entries for s in e["seeds"]]
+    labels = {point_key(run_point(e, s)): run_label(e, s) for e in entries for s in e["seeds"]}
+    name = spec["name"] + "-" + CONFIRM_DIR
+    if "://" not in spec["storage"]:  # an interrupted confirmation starts again
+        shutil.rmtree(Path(spec["storage"]) / name, ignore_errors=True)
+    shutil.rmtree(out / CONFIRM_DIR, ignore_errors=True)
+    space = S.parse_space(spec["space"])
+    hparams = list(S.tensorboard_hparams(space))
+    # the search's HParams columns (preset included, False here), so TensorBoard shows both kinds of run in one table
+    recorder = SweepRecorder(str(out / CONFIRM_DIR), base=spec["base"], preset=spec["preset_point"], tensorboard=spec["tensorboard"],
+                             hparams=hparams, metrics=metrics, tensorboard_dir=str(out / "tensorboard"), run_labels=labels)
+    print(f"\nconfirming the top {len(entries)} trial(s) with {seeds} more training seed(s) each: "
+          + "; ".join(f"{e['trial_id']} seeds {','.join(map(str, e['seeds']))}" for e in entries), flush=True)
+    reporter = tune.CLIReporter(metric_columns={M.TASKS_DONE: "tasks", M.AVG_ACC: "avg_acc", M.WORST_AVG_ACC: "worst_acc"},
+                                parameter_columns=[*space.names, "seed"], max_report_frequency=30, sort_by_metric=False)
+    tuner = tune.Tuner(
+        trainable,
+        param_space={k: None for k in points[0]},  # every key a point sets must exist; the points fill them in
+        tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(points_to_evaluate=points, max_concurrent=max_concurrent),
+                                    num_samples=len(points), reuse_actors=True),
+        run_config=tune.RunConfig(name=name, storage_path=spec["storage"], failure_config=tune.FailureConfig(max_failures=2),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                                  callbacks=[recorder, CSVLoggerCallback(), JsonLoggerCallback()],  # Tune's results reads them
+                                  progress_reporter=reporter, verbose=1))
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        return True
+    confirmation = summarize(entries, records, load_records(out / CONFIRM_DIR), spec["objectives"])
+    confirmation.update(plan=entries, complete=all(c["finished"] == len(c["seeds"]) for c in confirmation["configs"]))
+    write_json(out / CONFIRM_FILE, confirmation)
+    if (out / STUDY_FILE).is_file():
+        try:
+            record_in_study(study_url(out), spec["name"], confirmation)
+        except Exception as exc:  # noqa: BLE001 - the study attributes must never cost the report
+            print(f"confirm: could not record the confirmation in the Optuna study: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
+    print("\n".join(lines(confirmation)), flush=True)
+    return False
