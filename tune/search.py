@@ -25,7 +25,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 if __name__ == "__main__":  # Ctrl-C while the imports load: one line, no traceback (main() takes over)
     import signal
@@ -300,7 +300,7 @@ def make_scheduler(spec: SweepSpec):
                             grace_period=1, reduction_factor=2)
 
 
-def make_tuner(spec: SweepSpec, max_concurrent: int):
+def make_tuner(spec: SweepSpec, max_concurrent: int, callbacks: Sequence[Any] = ()):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -319,7 +319,7 @@ def make_tuner(spec: SweepSpec, max_concurrent: int):
     run_config = tune.RunConfig(
         name=spec["name"], storage_path=spec["storage"], failure_config=tune.FailureConfig(max_failures=2),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[recorder, CSVLoggerCallback(), JsonLoggerCallback()], progress_reporter=reporter, verbose=1)
+        callbacks=[recorder, CSVLoggerCallback(), JsonLoggerCallback(), *callbacks], progress_reporter=reporter, verbose=1)
     tune_config = tune.TuneConfig(search_alg=make_searcher(spec, max_concurrent), scheduler=scheduler,
                                   num_samples=spec["num_samples"])
     return tune.Tuner(make_trainable(spec), tune_config=tune_config, run_config=run_config)
@@ -339,7 +339,7 @@ def _set_tune_env() -> None:
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
 
 
-def _run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
+def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[str, Any]:
     """Run (or resume) a sweep as the command line describes; returns the report summary.
 
     Raises:
@@ -406,7 +406,7 @@ def _run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
         else:
             _STARTUP.clear(out_dir)  # --overwrite: the old sweep goes now that every check passed (dir and lock stay)
             write_json(out_dir / SWEEP_FILE, {**spec, "ray": ray.__version__, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
-            tuner = make_tuner(spec, max_concurrent)
+            tuner = make_tuner(spec, max_concurrent, callbacks)
         _STARTUP.started()
         print(describe(spec, address=args.address, max_concurrent=max_concurrent), file=sys.stderr)
         interrupted = False
@@ -471,10 +471,10 @@ def finish(spec: SweepSpec, *, wall_s: float, running: bool = False) -> Dict[str
     return {**summary, "spec": spec, "records": records, "wall_s": wall_s, "unfinished": unfinished}
 
 
-def run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
+def run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[str, Any]:
     """:func:`_run_sweep`, then release the sweep directory (cleaned up if no trial started)."""
     try:
-        summary = _run_sweep(args)
+        summary = _run_sweep(args, callbacks)
     except BaseException:
         _STARTUP.end(failed=True)
         raise
@@ -600,11 +600,13 @@ class _SweepStartup:
 _STARTUP = _SweepStartup()
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, callbacks: Sequence[Any] = ()) -> int:
     """Run the sweep command line; every failure becomes one line on stderr and a documented exit code.
 
     Exit codes: 0 done, 1 failed (Ray or filesystem error, internal error), 2 bad input or refused
     (incl. a sweep directory in use), 130 interrupted (the report covers the trials so far).
+    ``callbacks``: extra Ray Tune callbacks (``ray.tune.Callback``) for a new sweep, e.g. to be told of
+    every result or to stop trials from Python (a resumed sweep keeps the callbacks it was started with).
     """
     import signal
 
@@ -616,7 +618,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     _SweepStartup.trials_began = False
     try:
         args = parse_args(argv)
-        summary = run_sweep(args)
+        summary = run_sweep(args, callbacks)
         if summary.get("interrupted"):
             print("search.py: interrupted; the report covers the trials so far, continue with --resume", file=sys.stderr)
             return EXIT_INTERRUPTED
