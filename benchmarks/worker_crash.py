@@ -71,4 +71,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tune.release import end_process
+
+    end_process(main(), prog="worker_crash.py")

@@ -13,4 +13,5 @@ Modules:
     recorder: a driver-side Tune callback that keeps one JSON record and TensorBoard run per trial.
     report: trials.csv, leaderboard.md, best_config.yaml and plots from those records.
     search: the command line and :func:`run_sweep`.
+    release: the driver's end: lets go of Ray and the study, then exits within a time limit.
 """

@@ -346,8 +346,10 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
         UserError: bad input, an existing sweep without --resume/--overwrite, or resources the
             cluster cannot provide. Nothing on disk is changed before these checks pass.
     """
-    from hinterval.checkpoint import write_json
+    from hinterval.runtime import ctrl_c_deferred
 
+    with ctrl_c_deferred():  # the first import of torch can lose a Ctrl-C (see there): taken right after it
+        from hinterval.checkpoint import write_json
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
     if args.resume:
@@ -610,13 +612,11 @@ def main(argv: Optional[List[str]] = None, callbacks: Sequence[Any] = ()) -> int
     """
     import signal
 
-    try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is handled below
-    except ValueError:  # not the main thread
-        pass
     args = None
     _SweepStartup.trials_began = False
     try:
+        with contextlib.suppress(ValueError):  # ValueError: not the main thread
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is handled below
         args = parse_args(argv)
         summary = run_sweep(args, callbacks)
         if summary.get("interrupted"):
@@ -645,6 +645,12 @@ def main(argv: Optional[List[str]] = None, callbacks: Sequence[Any] = ()) -> int
 if __name__ == "__main__":
     # Run as `tune.search`, not `__main__`, so pickled objects (searcher, callbacks) name an
     # importable module when the sweep is resumed from another process.
+    from tune.release import end_process
     from tune.search import main as _main
 
-    sys.exit(_main())
+    try:
+        code = _main()
+    except KeyboardInterrupt:  # at main's first instruction, or while it printed another error: still one line
+        print("search.py: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    end_process(code, prog="search.py")  # lets go of Ray and the study; exits within a time limit, whatever still runs
