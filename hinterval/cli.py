@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional
 from hinterval import metrics as M
 from hinterval.config import FIELD_SPECS, PRESET_KEYS, load_config_file, make_config
 from hinterval.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, Stopped, TrainingDiverged, UserError, one_line
-from hinterval.runtime import ProcessConfig, configure_process
+from hinterval.runtime import ProcessConfig, configure_process, ctrl_c_deferred
 from hinterval.schema import add_flags, flagged
 
 def build_parser() -> argparse.ArgumentParser:
@@ -363,16 +363,30 @@ def main(argv: Optional[List[str]] = None) -> int:
     internal error), 2 bad input or refused, 130 Ctrl-C, 143 SIGTERM (129 SIGHUP). ``--debug``
     shows tracebacks instead.
     """
-    global _RUN
-    _RUN = _Run()
-    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
-    previous = _stop_on_signals()
-    old_hook = _quiet_thread_errors(debug)
     try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C before _main's handlers were in place, or while they printed: still one line
+        if "--debug" in (sys.argv[1:] if argv is None else argv):
+            raise
+        print(_RUN.stopped("interrupted"), file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Optional[List[str]]) -> int:
+    global _RUN
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    previous: Dict[int, Any] = {}
+    old_hook = threading.excepthook
+    try:  # everything from here on, the signal handlers' set-up included, is answered by the handlers below
+        _RUN = _Run()
+        previous = _stop_on_signals()
+        _quiet_thread_errors(debug)
         args = build_parser().parse_args(argv)  # argparse's own errors: usage + one line, exit 2
         debug = getattr(args, "debug", False)
         if args.command in ("train", "eval"):  # before torch is first imported (lazily): hinterval/runtime.py
             configure_process(_process_config(args))
+            with ctrl_c_deferred():  # torch's import can lose a Ctrl-C (see there): taken right after it
+                import torch  # noqa: F401
         return {"train": cmd_train, "eval": cmd_eval, "benchmarks": cmd_benchmarks}[args.command](args)
     except UserError as exc:
         if debug:

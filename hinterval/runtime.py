@@ -21,13 +21,16 @@ spinning vs 20.5 ms passive (whole split-digits run earlier: 399 s vs 43 s).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Iterator, Optional, Protocol
 
 #: glibc ``mallopt`` parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -140,3 +143,29 @@ def configure_process(cfg: ProcessConfig) -> ProcessSettings:
     on_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
     kept = keep_freed_memory() if on_cpu else False
     return ProcessSettings(torch_threads=torch.get_num_threads(), omp_wait_policy=policy, keep_freed_memory=kept)
+
+
+@contextlib.contextmanager
+def ctrl_c_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) back while the block runs and act on it right after.
+
+    Why: importing torch runs numpy's import from C code that clears any error raised there, a
+    KeyboardInterrupt included. A Ctrl-C landing in that window was lost: the program went on
+    with a half-imported numpy and failed later (``module 'numpy' has no attribute 'matrix'``,
+    exit 1) or ignored the interrupt. Wrap the first import of torch in this. Outside the main
+    thread (where signals cannot be handled) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        if callable(previous):
+            previous(signal.SIGINT, caught[0])  # the handler Ctrl-C had before: KeyboardInterrupt by default
+        elif previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)  # ended by the signal, as without this block

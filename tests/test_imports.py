@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Set
 
-import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("hinterval", "tune")

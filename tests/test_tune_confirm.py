@@ -17,7 +17,6 @@ pytest.importorskip("pandas")
 
 from tune import confirm as C  # noqa: E402
 from tune import confirmation as CF  # noqa: E402
-from tune.records import point_key  # noqa: E402
 
 
 def rec(tid, worst, avg=0.99, *, seed=0, params=None, status="COMPLETE"):

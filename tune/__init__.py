@@ -18,4 +18,5 @@ Modules:
     report: writes trials.csv, leaderboard.md, best_config.yaml and plots from the records.
     prepare, cluster, startup, driver, summary: the sweep's steps (see docs/architecture.md).
     search: the command line.
+    release: the driver's end: lets go of Ray and the study, then exits within a time limit.
 """

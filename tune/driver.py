@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 from hinterval import metrics as M
 from hinterval.config import make_config
@@ -65,7 +65,7 @@ def make_scheduler(spec: SweepSpec):
                             grace_period=1, reduction_factor=2)
 
 
-def make_tuner(spec: SweepSpec, max_concurrent: int):
+def make_tuner(spec: SweepSpec, max_concurrent: int, callbacks: Sequence[Any] = ()):
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -83,7 +83,7 @@ def make_tuner(spec: SweepSpec, max_concurrent: int):
     run_config = tune.RunConfig(
         name=spec["name"], storage_path=spec["storage"], failure_config=tune.FailureConfig(max_failures=2),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[recorder, CSVLoggerCallback(), JsonLoggerCallback()], progress_reporter=reporter, verbose=1)
+        callbacks=[recorder, CSVLoggerCallback(), JsonLoggerCallback(), *callbacks], progress_reporter=reporter, verbose=1)
     tune_config = tune.TuneConfig(search_alg=make_searcher(spec, max_concurrent), scheduler=scheduler,
                                   num_samples=spec["num_samples"], reuse_actors=True)  # no process start per trial
     return tune.Tuner(make_trainable(spec), tune_config=tune_config, run_config=run_config)
@@ -103,7 +103,7 @@ def set_tune_env() -> None:
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "16")
 
 
-def _run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
+def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[str, Any]:
     """Run (or resume) a sweep as the command line describes; returns the report summary.
 
     Raises:
@@ -168,7 +168,7 @@ def _run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
         else:
             STARTUP.clear(out_dir)  # --overwrite: the old sweep goes now that every check passed (dir and lock stay)
             write_json(out_dir / SWEEP_FILE, {**spec, "ray": ray.__version__, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
-            tuner = make_tuner(spec, max_concurrent)
+            tuner = make_tuner(spec, max_concurrent, callbacks)
         STARTUP.started()
         print(describe(spec, address=args.address, max_concurrent=max_concurrent), file=sys.stderr)
         interrupted = False
@@ -188,10 +188,10 @@ def _run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
     return summary
 
 
-def run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
+def run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[str, Any]:
     """:func:`_run_sweep`, then release the sweep directory (cleaned up if no trial started)."""
     try:
-        summary = _run_sweep(args)
+        summary = _run_sweep(args, callbacks)
     except BaseException:
         STARTUP.end(failed=True)
         raise

@@ -19,10 +19,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional, Sequence
 
 if __name__ == "__main__":  # Ctrl-C while the imports load: one line, no traceback (main() takes over)
     import signal
@@ -34,6 +35,7 @@ if __name__ == "__main__" and not __package__:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hinterval.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, UserError, one_line  # noqa: E402
+from hinterval.runtime import ctrl_c_deferred  # noqa: E402
 
 from tune.spec import OBJECTIVES, SPACE_FLAGS  # noqa: E402
 from tune.startup import SweepStartup  # noqa: E402
@@ -106,25 +108,28 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, callbacks: Sequence[Any] = ()) -> int:
     """Run the sweep command line; every failure becomes one line on stderr and a documented exit code.
 
     Exit codes: 0 done, 1 failed (Ray or filesystem error, internal error), 2 bad input or refused
     (incl. a sweep directory in use), 130 interrupted (the report covers the trials so far).
+    ``callbacks``: extra Ray Tune callbacks (``ray.tune.Callback``) for a new sweep, e.g. to be told of
+    every result or to stop trials from Python (a resumed sweep keeps the callbacks it was started with).
+    ``callbacks``: extra Ray Tune callbacks (``ray.tune.Callback``) for a new sweep, e.g. to be told of
+    every result or to stop trials from Python (a resumed sweep keeps the callbacks it was started with).
     """
     import signal
 
-    try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is handled below
-    except ValueError:  # not the main thread
-        pass
     args = None
     SweepStartup.trials_began = False
     try:
+        with contextlib.suppress(ValueError):  # ValueError: not the main thread
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is handled below
         args = parse_args(argv)
-        from tune.driver import run_sweep  # Ray, torch and pandas load only for a sweep, not for --help
+        with ctrl_c_deferred():  # importing torch can lose a Ctrl-C (hinterval/runtime.py): taken right after it
+            from tune.driver import run_sweep  # Ray, torch and pandas load only for a sweep, not for --help
 
-        summary = run_sweep(args)
+        summary = run_sweep(args, callbacks)
         if summary.get("interrupted"):
             print("search.py: interrupted; the report covers the trials so far, continue with --resume", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -151,6 +156,12 @@ def main(argv: Optional[List[str]] = None) -> int:
 if __name__ == "__main__":
     # Run as `tune.search`, not `__main__`, so pickled objects (searcher, callbacks) name an
     # importable module when the sweep is resumed from another process.
+    from tune.release import end_process
     from tune.search import main as _main
 
-    sys.exit(_main())
+    try:
+        code = _main()
+    except KeyboardInterrupt:  # at main's first instruction, or while it printed another error: still one line
+        print("search.py: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    end_process(code, prog="search.py")  # lets go of Ray and the study; exits within a time limit, whatever still runs

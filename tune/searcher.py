@@ -97,12 +97,34 @@ class FiniteMetricASHA(ASHAScheduler):
         super().on_trial_complete(tune_controller, trial, result)
 
 
+#: the study storages this process opened, closed by :func:`close_storages` when the driver ends
+_OPENED: List[Any] = []
+
+
+def open_storage(url: str):
+    """Optuna's ``RDBStorage`` for ``url``, remembered so that :func:`close_storages` can close it."""
+    import optuna
+
+    storage = optuna.storages.RDBStorage(url)
+    _OPENED.append(storage)
+    return storage
+
+
+def close_storages() -> None:
+    """Close the database sessions and connection pools of every storage :func:`open_storage` opened
+    (the driver calls this at its end: nothing of the study stays open while the process exits)."""
+    while _OPENED:
+        storage = _OPENED.pop()
+        storage.remove_session()
+        storage.engine.dispose()
+
+
 def create_study(url: str, name: str, objectives: Sequence[str], attrs: Dict[str, Any]):
     """Create (or load) the sweep's study with its metric names and the sweep's settings as attributes."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(url)
+    storage = open_storage(url)
     study = optuna.create_study(storage=storage, study_name=name, directions=["maximize"] * len(objectives),
                                 load_if_exists=True)
     with warnings.catch_warnings():  # "experimental" since Optuna 3.2, and what optuna-dashboard labels axes with
@@ -140,7 +162,7 @@ def close_orphans(url: str, name: str) -> int:
     unknown to the resumed searcher); returns how many. Call only when no trial runs any more."""
     import optuna
 
-    storage = optuna.storages.RDBStorage(url)
+    storage = open_storage(url)
     study_id = storage.get_study_id_from_name(name)
     n = 0
     for t in storage.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from hinterval import metrics as M
 from hinterval.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
@@ -32,30 +32,6 @@ TEST_SAMPLES = "test_samples"
 #: result key: the most one test sample can move an average accuracy over the tasks, 1 / (tasks x the
 #: smallest task's test samples): the resolution the sweep report compares spreads and margins with
 SAMPLE_STEP = "sample_step"
-#: TEST HOOK (fault injection, used by benchmarks/faults.py): with ``HINTERVAL_FAULT_AT_TASK=k`` in the
-#: environment Ray's workers inherit, every trial raises :class:`InjectedFault` once, at the first step of
-#: its task ``k`` (1-based), so the ``FailureConfig`` retry from the last checkpoint can be exercised. A
-#: marker file in the trial directory makes it fire once per trial. Never set it for real sweeps.
-FAULT_ENV = "HINTERVAL_FAULT_AT_TASK"
-FAULT_MARKER = ".hinterval_fault_injected"
-
-
-class InjectedFault(RuntimeError):
-    """The failure raised by the ``HINTERVAL_FAULT_AT_TASK`` test hook."""
-
-
-class FaultInjector:
-    """Trainer callback of the ``HINTERVAL_FAULT_AT_TASK`` test hook: raise once at task ``task`` (1-based)."""
-
-    def __init__(self, task: int, marker: Path):
-        self.task, self.marker = task, Path(marker)
-
-    def on_step(self, task_id: int, step: int, logs: Dict[str, float]) -> None:
-        if task_id + 1 == self.task and not self.marker.exists():
-            self.marker.parent.mkdir(parents=True, exist_ok=True)
-            self.marker.write_text(f"{FAULT_ENV}={self.task}\n")
-            raise InjectedFault(f"{FAULT_ENV}={self.task}: injected failure at the start of task {self.task} "
-                                "(test hook, once per trial)")
 
 
 def final_metric(name: str) -> str:
@@ -71,7 +47,7 @@ class TrialState:
     train a reported task again. This copy is written *before* each report, so a resumed trial
     starts after the last task it reported. ``root`` is a local directory or a URI (``s3://``).
 
-    Why a second track beside ``tune.get_checkpoint()``, measured with ``benchmarks/faults.py --only b``
+    Why a second track beside ``tune.get_checkpoint()``, measured with ``benchmarks/faults.py --only killed-sweep-driver``
     (SIGKILL of the sweep driver within 0.3 s of a trial's first recorded task, then ``--resume``; 3
     trials, 2-core CPU, load average 18-25, Ray 2.60): with this copy no finished task was trained
     again; with it switched off (no ``state_root``) the trial that had finished task 1 resumed from
@@ -234,11 +210,7 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
     extra = trial_extra(node_id=ray.get_runtime_context().get_node_id(), device=device, num_threads=cpus,
                         started=started, imported=imported)
     reporter = TuneReporter(objectives=setup["objectives"], extra=extra, durable=durable)
-    callbacks: List[Any] = [reporter]
-    if os.environ.get(FAULT_ENV):  # test hook, see FAULT_ENV
-        marker = Path(tune.get_context().get_trial_dir()) / FAULT_MARKER
-        callbacks.append(FaultInjector(int(os.environ[FAULT_ENV]), marker))
-    trainer = ContinualTrainer(cfg, callbacks=callbacks, benchmark=cached_benchmark(cfg), progress=False)
+    trainer = ContinualTrainer(cfg, callbacks=[reporter], benchmark=cached_benchmark(cfg), progress=False)
     state = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
