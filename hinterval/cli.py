@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import errno
 import json
+import re
 import shutil
 import signal
 import sys
@@ -81,8 +82,22 @@ def _parse_bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+class Parser(argparse.ArgumentParser):
+    """``argparse`` that reads every negative number as a value: ``--gamma -inf``, ``--lr -1e-3``
+    and ``--gamma -1:1`` (a sweep range) reach the value checks, which say what is wrong with them.
+
+    Why: plain ``argparse`` takes only ``-1`` and ``-0.5`` as numbers and anything else starting
+    with ``-`` as an option, so ``--lr -1e-3`` was refused with "expected one argument". No option of
+    these programs starts with a digit, a dot, ``inf`` or ``nan``, so nothing is lost.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\.?\d|inf|nan)", re.IGNORECASE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="hinterval",
         description="HyperInterval continual learning: interval task embeddings, a hypernetwork mapping "
         "them to boxes of target-network weights, a worst-case loss and a no-forgetting regulariser.",
@@ -90,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("Examples::", 1)[1],
     )
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     # --debug before or after the command: a sub-command's own default would reset the main one
     debug = dict(action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
 
@@ -224,9 +239,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     from hinterval.callbacks import TensorBoardLogger
-    from hinterval.checkpoint import (RUN_CONFIG_NAME, RUN_ID_KEY, DirectoryLock, check_writable_dir, load_run, new_run_id,
-                                      write_json)
-    from hinterval.config import load_config_file, make_config
+    from hinterval.checkpoint import (CHECKPOINT_NAME, RESULT_NAME, RUN_CONFIG_NAME, RUN_ID_KEY, DirectoryLock,
+                                      check_writable_dir, load_run, new_run_id, write_json)
+    from hinterval.config import load_config_file, make_config, unused_settings
     from hinterval.trainer import ContinualTrainer
 
     if args.resume and args.overwrite:
@@ -250,6 +265,9 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         if state is None and run_config is None:
             hint = "--overwrite to replace what is there" if _entries(out) else "without --resume to start it"
             raise UserError(f"--resume: no run in {str(out)!r} (no {RUN_CONFIG_NAME} or checkpoint); run {hint}")
+        if state is None and (out / RESULT_NAME).exists():  # a finished run lost its checkpoint: do not train over it
+            raise UserError(f"--resume: {str(out)!r} holds a run's {RESULT_NAME} but no {CHECKPOINT_NAME}; restore the "
+                            "checkpoint to continue it, or start again with --overwrite")
         run_id = (run_config or {}).get(RUN_ID_KEY)  # None: a directory from before run ids, kept as it is
         base = state["config"] if state is not None else {k: v for k, v in run_config.items() if k != RUN_ID_KEY}
         cfg = make_config(base, file_layer, **overrides)
@@ -258,12 +276,18 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         out = Path(args.out or f"runs/{cfg.benchmark}-{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}")
         check_writable_dir(out, "--out")  # before any work: a bad --out is exit 2, not an errno after the data loads
         _check_out_dir(out, overwrite=args.overwrite, resume=False)
+    unused = unused_settings(cfg, overrides)  # a flag this method/mode/target never reads would be silently ignored
+    if unused:
+        also = [u.split(" ", 1)[0] for u in unused[1:]]
+        raise UserError(unused[0] + (f" (the same for {', '.join(also)})" if also else ""))
     _RUN.out = out
 
     callbacks: List[Any] = [_BoundRunDirWriter(out, run_id)]  # callbacks write nothing before the first task ends
     if not args.no_tensorboard:
         callbacks.append(TensorBoardLogger(out / "tensorboard", cfg.to_dict()))
-    callbacks.append(_TaskPrinter(cfg.interval_scope))
+    from hinterval.config import SETTING_USERS
+
+    callbacks.append(_TaskPrinter(cfg.interval_scope, intervals=SETTING_USERS["ramp"][0](cfg)))
     # data and device errors come before any write
     trainer = ContinualTrainer(cfg, callbacks=callbacks, progress=not args.no_progress)
     _RUN.trainer = trainer
@@ -306,8 +330,9 @@ def universal_line(uni: Dict[str, Any]) -> str:
 
 
 class _TaskPrinter:
-    def __init__(self, scope: Optional[str] = None):
+    def __init__(self, scope: Optional[str] = None, intervals: bool = True):
         self.scope = scope  # the interval scope the worst-case figures are certified for
+        self.intervals = intervals  # whether --gamma and --ramp mean anything to this run
 
     def on_task_end(self, task_id: int, metrics: Dict[str, Any], state: Dict[str, Any]) -> None:
         fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
@@ -317,8 +342,9 @@ class _TaskPrinter:
               f"worst_avg_acc {fmt(metrics['worst_avg_acc'])}{scope}{universal}  ({metrics['task_time_s']:.1f}s)", file=sys.stderr)
         if metrics.get("task_collapsed"):
             print(f"hinterval: warning: task {task_id + 1} collapsed to chance (validation accuracy "
-                  f"{metrics['task_val_acc']:.3f}); its network answers alike for every input: lower --gamma, "
-                  "raise --iters-per-task or keep --ramp guarded", file=sys.stderr)
+                  f"{metrics['task_val_acc']:.3f}); its network answers alike for every input: "
+                  + ("lower --gamma, raise --iters-per-task or keep --ramp guarded" if self.intervals
+                     else "raise --iters-per-task or change --lr"), file=sys.stderr)
 
 
 def _headline(result: Dict[str, Any]) -> Dict[str, Any]:

@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from hinterval.errors import UserError, one_line, short
 
@@ -41,6 +41,8 @@ MAX_TASKS = 1000
 MAX_WIDTH = 1_000_000
 MAX_LAYERS = 100
 MAX_THREADS = 1024
+#: at most this many epochs per task: more is a run that never ends (iterations = epochs x samples / batch)
+MAX_EPOCHS = 1_000_000
 MAX_STRING = 4096
 #: config files: at most this many bytes, and at most this many values once YAML aliases are expanded
 MAX_CONFIG_BYTES = 1 << 20
@@ -192,7 +194,9 @@ class ExperimentConfig:
         need(self.lr > 0, f"learning rate must be > 0, got {self.lr}")
         need(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
         need(self.iters_per_task >= 1, f"iterations per task must be >= 1, got {self.iters_per_task}")
-        need(self.epochs_per_task is None or self.epochs_per_task > 0, f"epochs per task must be > 0, got {self.epochs_per_task}")
+        need(self.epochs_per_task is None or 0 < self.epochs_per_task <= MAX_EPOCHS,
+             f"epochs per task must be > 0 and at most {MAX_EPOCHS:,}, got {self.epochs_per_task:g}"
+             if self.epochs_per_task is not None else "")
         need(0 <= self.kappa_min <= 1, f"kappa min must be in [0, 1], got {self.kappa_min}")
         need(0 <= self.ramp_fraction <= 1, f"ramp fraction must be in [0, 1], got {self.ramp_fraction}")
         need(self.ramp in RAMP_MODES, f"ramp must be one of {', '.join(RAMP_MODES)}, got {self.ramp!r}")
@@ -216,6 +220,49 @@ class ExperimentConfig:
 
 
 FIELDS = {f.name for f in dataclasses.fields(ExperimentConfig)}
+
+_HNET_METHODS = ("hyperinterval", "hnet")
+
+
+def _has_intervals(c: ExperimentConfig) -> bool:
+    return c.method == "intercontinet" or (c.method == "hyperinterval" and c.gamma > 0)
+
+
+#: settings a run reads only under some method, embedding mode or target:
+#: key -> (whether ``cfg`` reads it, the runs that do). Every other setting is read by every run.
+SETTING_USERS: Dict[str, Tuple[Callable[[ExperimentConfig], bool], str]] = {
+    "gamma": (lambda c: c.method == "hyperinterval", "--method hyperinterval"),
+    "embedding_mode": (lambda c: c.method == "hyperinterval", "--method hyperinterval"),
+    "nested_hold": (lambda c: c.method == "hyperinterval" and c.embedding_mode == "nested",
+                    "--method hyperinterval --embedding-mode nested"),
+    "reg_bounds": (lambda c: c.method == "hyperinterval" and c.embedding_mode == "non-forced",
+                   "--method hyperinterval --embedding-mode non-forced"),
+    **{k: (lambda c: c.method in _HNET_METHODS, "--method hyperinterval or hnet")
+       for k in ("beta", "embedding_dim", "embedding_init", "hnet_hidden", "hnet_chunk_size", "reg_normalisation")},
+    "chunk_embedding_dim": (lambda c: c.method in _HNET_METHODS and c.hnet_chunk_size > 0,
+                            "a chunked hypernetwork (--method hyperinterval or hnet with --hnet-chunk-size > 0)"),
+    **{k: (lambda c: c.method in (*_HNET_METHODS, "intercontinet"), "--method hyperinterval, hnet or intercontinet")
+       for k in ("kappa_min", "ramp_fraction")},
+    **{k: (_has_intervals, "interval methods (--method hyperinterval with --gamma > 0, or intercontinet)")
+       for k in ("ramp", "interval_mode", "interval_scope")},
+    "ewc_lambda": (lambda c: c.method == "ewc", "--method ewc"),
+    "intercontinet_radius": (lambda c: c.method == "intercontinet", "--method intercontinet"),
+    "target_hidden": (lambda c: c.target == "mlp", "--target mlp"),
+}
+
+
+def unused_settings(cfg: ExperimentConfig, keys: Iterable[str]) -> List[str]:
+    """Of ``keys`` (settings a user gave explicitly), those ``cfg`` never reads, one message each.
+
+    Why: a flag of another method, embedding mode or target (``--ewc-lambda`` with ``--method
+    hyperinterval``, ``--nested-hold`` in non-forced mode, ``--target-hidden`` for a CNN) would
+    be silently ignored, like a misspelt key, so it is refused as bad input. Config files are not
+    checked: a saved config (``config.json``, ``best_config.yaml``) lists every key.
+    """
+    run = f"method {cfg.method}" + (f", embedding mode {cfg.embedding_mode}, gamma {cfg.gamma:g}"
+                                    if cfg.method == "hyperinterval" else "") + f", target {cfg.target}"
+    return [f"--{k.replace('_', '-')} has no effect on this run ({run}): it is used only with {SETTING_USERS[k][1]}; "
+            "drop it" for k in keys if k in SETTING_USERS and not SETTING_USERS[k][0](cfg)]
 
 
 #: per-field ranges checked with the types (before any value reaches torch)

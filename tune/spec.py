@@ -39,6 +39,8 @@ SPACE_FLAGS = (("--gamma", "gamma", "perturbation epsilon: LOW:HIGH (log scale) 
                ("--embedding-mode", "embedding_mode", "embedding modes to try: nested,non-forced"))
 #: config keys ``--set`` may not fix: the sweep picks them per trial or has its own flag
 NOT_SETTABLE = ("device", "num_threads", "benchmark")
+#: at most this many trials (and trials at once) in one sweep
+MAX_SAMPLES = 100_000
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,7 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
     Raises:
         UserError: any bad value, with the flag it came from.
     """
-    from hinterval.config import make_config
+    from hinterval.config import SETTING_USERS, make_config
     from hinterval.data.registry import BENCHMARK_NAMES
     from tune import space as S
 
@@ -169,8 +171,8 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
     if bad or len(set(objectives)) != len(objectives):
         raise UserError(f"--objective: {', '.join(bad) or 'repeated metric'} is not allowed; use metrics from {', '.join(OBJECTIVES)}")
     for flag, val, lo in (("--num-samples", opt["num_samples"], 1), ("--max-concurrent", opt["max_concurrent"], 0)):
-        if val < lo:
-            raise UserError(f"{flag} must be >= {lo}, got {val}")
+        if not lo <= val <= MAX_SAMPLES:
+            raise UserError(f"{flag} must be between {lo} and {MAX_SAMPLES:,}, got {val}"[:200])
     cpus, gpus = opt["cpus_per_trial"], opt["gpus_per_trial"]
     if cpus <= 0 or gpus < 0:
         raise UserError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus:g}, {gpus:g}")
@@ -194,7 +196,8 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
         base["iters_per_task"] = iters
     if args.data_dir:
         base["data_dir"] = args.data_dir
-    base.update(parse_fixed(args.fixed))  # --set data_dir=... wins over --data-dir
+    fixed = parse_fixed(args.fixed)
+    base.update(fixed)  # --set data_dir=... wins over --data-dir
     if base.get("data_dir"):
         base["data_dir"] = _absolute(str(base["data_dir"]), cwd)  # trials run in other directories
 
@@ -211,6 +214,16 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
     space = S.merge(space, flag_params, flag_fixed)
     base.update(dict(space.fixed))
     space = S.SearchSpace(space.params, ())
+    # settings no trial reads (another method's): the user's are refused, the default space's dropped
+    unused = S.unused_in_every_trial([*space.names, *base], S.trial_configs(space, base))
+    given = {**{k: f"--{k.replace('_', '-')}" for k in (*flag_params, *flag_fixed)},
+             **{k: f"search space: {k}" for k in (space_data or {})}, **{k: f"--set {k}" for k in fixed}}
+    refused = [k for k in unused if k in given]
+    if refused:
+        k = refused[0]
+        raise UserError(f"{given[k]} has no effect in any trial of this sweep: it is used only with "
+                        f"{SETTING_USERS[k][1]}; drop it" + (f" (the same for {', '.join(refused[1:])})" if refused[1:] else ""))
+    space = S.SearchSpace(tuple((k, d) for k, d in space.params if k not in unused), ())
     S.validate_space(space, base)
     point, outside = S.preset_point(space, make_config(base))  # the trial everyone compares against
 
