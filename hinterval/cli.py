@@ -240,7 +240,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     from hinterval.callbacks import TensorBoardLogger
     from hinterval.checkpoint import (CHECKPOINT_NAME, RESULT_NAME, RUN_CONFIG_NAME, RUN_ID_KEY, DirectoryLock,
-                                      check_writable_dir, load_run, new_run_id, write_json)
+                                      check_writable_dir, load_run, new_run_id, resolve_path, write_json)
     from hinterval.config import load_config_file, make_config, unused_settings
     from hinterval.trainer import ContinualTrainer
 
@@ -251,7 +251,7 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     file_layer = load_config_file(args.config) if args.config else {}
     overrides = _overrides(args)
     if overrides.get("data_dir"):
-        overrides["data_dir"] = str(Path(overrides["data_dir"]).expanduser().resolve())
+        overrides["data_dir"] = str(resolve_path(overrides["data_dir"], "--data-dir"))
     state, lock, run_id = None, None, new_run_id()
     if args.resume:
         if not args.out:
@@ -276,10 +276,6 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         out = Path(args.out or f"runs/{cfg.benchmark}-{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}")
         check_writable_dir(out, "--out")  # before any work: a bad --out is exit 2, not an errno after the data loads
         _check_out_dir(out, overwrite=args.overwrite, resume=False)
-    unused = unused_settings(cfg, overrides)  # a flag this method/mode/target never reads would be silently ignored
-    if unused:
-        also = [u.split(" ", 1)[0] for u in unused[1:]]
-        raise UserError(unused[0] + (f" (the same for {', '.join(also)})" if also else ""))
     _RUN.out = out
 
     callbacks: List[Any] = [_BoundRunDirWriter(out, run_id)]  # callbacks write nothing before the first task ends
@@ -306,6 +302,10 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
             _clear(out)
     write_json(out / RUN_CONFIG_NAME, {**cfg.to_dict(), **({RUN_ID_KEY: run_id} if run_id else {})})
     _RUN.started = True
+    unused = unused_settings(cfg, overrides)  # a flag this method/mode/target never reads: said once the run starts
+    if unused:
+        also = [u.split(" ", 1)[0] for u in unused[1:]]
+        print(f"hinterval: warning: {unused[0]}" + (f" (the same for {', '.join(also)})" if also else ""), file=sys.stderr)
     print(f"training {cfg.method} on {cfg.benchmark} ({len(trainer.benchmark)} tasks, device {trainer.device}) -> {out}",
           file=sys.stderr)
     if trainer.certifies and not trainer.method.target.boxes_every_layer:

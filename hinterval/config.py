@@ -256,13 +256,16 @@ def unused_settings(cfg: ExperimentConfig, keys: Iterable[str]) -> List[str]:
 
     Why: a flag of another method, embedding mode or target (``--ewc-lambda`` with ``--method
     hyperinterval``, ``--nested-hold`` in non-forced mode, ``--target-hidden`` for a CNN) would
-    be silently ignored, like a misspelt key, so it is refused as bad input. Config files are not
-    checked: a saved config (``config.json``, ``best_config.yaml``) lists every key.
+    otherwise be ignored without a word. The run itself is well defined (every other flag holds),
+    so the command line warns in one line instead of refusing; flags that contradict each other
+    (a CNN target on a permuted benchmark, nested mode at gamma 0) are refused by
+    :meth:`ExperimentConfig._validate` and the data checks. Config files are not checked: a saved
+    config (``config.json``, ``best_config.yaml``) lists every key.
     """
     run = f"method {cfg.method}" + (f", embedding mode {cfg.embedding_mode}, gamma {cfg.gamma:g}"
                                     if cfg.method == "hyperinterval" else "") + f", target {cfg.target}"
     return [f"--{k.replace('_', '-')} has no effect on this run ({run}): it is used only with {SETTING_USERS[k][1]}; "
-            "drop it" for k in keys if k in SETTING_USERS and not SETTING_USERS[k][0](cfg)]
+            "it is ignored" for k in keys if k in SETTING_USERS and not SETTING_USERS[k][0](cfg)]
 
 
 #: per-field ranges checked with the types (before any value reaches torch)

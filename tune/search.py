@@ -114,7 +114,9 @@ def resolve(args: argparse.Namespace) -> SweepSpec:
     from hinterval.config import load_config_file, make_config
     from tune.spec import sweep_spec
 
-    results_dir = Path(args.results_dir).expanduser().resolve()
+    from hinterval.checkpoint import resolve_path
+
+    results_dir = resolve_path(args.results_dir, "--results-dir")
     spec = sweep_spec(args, name=args.name or default_name(args, results_dir), results_dir=str(results_dir),
                       cwd=os.getcwd(), space_data=load_config_file(args.space) if args.space else None)
     if not args.address:  # a local sweep: check the data here, once, instead of failing every trial
@@ -352,9 +354,14 @@ def _run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
 
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
+    for flag, value in (("--name", args.name), ("--results-dir", args.results_dir)):
+        if value is not None and not value.strip():  # "" would silently mean the default
+            raise UserError(f"{flag} is empty; leave it out for the default, or give one")
     if args.resume:
         name = args.name or plain_name(args)
-        out_dir = Path(args.results_dir).expanduser().resolve() / name
+        from hinterval.checkpoint import resolve_path
+
+        out_dir = resolve_path(args.results_dir, "--results-dir") / name
         spec = load_saved_spec(out_dir)
         print(f"resuming sweep {name!r} with its saved settings ({out_dir / SWEEP_FILE}); "
               "search/resource flags given now are ignored", file=sys.stderr)
@@ -367,8 +374,13 @@ def _run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
     if not args.resume and _STARTUP.holds_sweep(out_dir) and not args.overwrite:
         raise UserError(f"{out_dir} already holds a sweep named {spec['name']!r}; pass --resume to continue it, "
                         "--overwrite to replace it, or choose another --name")
+    from tune.spec import unused_warning
+
+    warning = unused_warning(spec)
     if args.dry_run:
         print(describe(spec, address=args.address, max_concurrent=spec["max_concurrent"]))
+        if warning:
+            print(f"search.py: {warning}", file=sys.stderr)
         return {"dry_run": True, "spec": spec}
 
     _STARTUP.check_writable(out_dir)
@@ -411,6 +423,8 @@ def _run_sweep(args: argparse.Namespace) -> Dict[str, Any]:
             tuner = make_tuner(spec, max_concurrent)
         _STARTUP.started()
         print(describe(spec, address=args.address, max_concurrent=max_concurrent), file=sys.stderr)
+        if warning:
+            print(f"search.py: {warning}", file=sys.stderr)
         interrupted = False
         try:
             tuner.fit()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from hinterval import metrics as M
-from hinterval.errors import UserError
+from hinterval.errors import UserError, short
 
 #: metrics a sweep can maximise (``--objective``)
 OBJECTIVES = (M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, "dil_avg_acc", "cil_avg_acc")
@@ -39,6 +39,8 @@ SPACE_FLAGS = (("--gamma", "gamma", "perturbation epsilon: LOW:HIGH (log scale) 
                ("--embedding-mode", "embedding_mode", "embedding modes to try: nested,non-forced"))
 #: config keys ``--set`` may not fix: the sweep picks them per trial or has its own flag
 NOT_SETTABLE = ("device", "num_threads", "benchmark")
+#: the longest sweep name (a directory name, with room for the date-time suffix of a repeated default name)
+MAX_NAME = 100
 #: at most this many trials (and trials at once) in one sweep
 MAX_SAMPLES = 100_000
 
@@ -135,6 +137,21 @@ def parse_fixed(items: List[str]) -> Dict[str, Any]:
     return out
 
 
+def unused_warning(spec: Mapping[str, Any]) -> Optional[str]:
+    """One line naming the sweep's fixed or searched settings that no trial reads (``None`` if each is
+    read by some trial), e.g. ``--set ewc_lambda=5`` in a sweep of hyperinterval only."""
+    from hinterval.config import SETTING_USERS
+    from tune import space as S
+
+    space = S.parse_space(spec["space"])
+    unused = S.unused_in_every_trial([*space.names, *spec["base"]], S.trial_configs(space, spec["base"]))
+    if not unused:
+        return None
+    k = unused[0]
+    return (f"warning: {k} has no effect in any trial of this sweep: it is used only with {SETTING_USERS[k][1]}; "
+            "it is ignored" + (f" (the same for {', '.join(unused[1:])})" if unused[1:] else ""))
+
+
 def _absolute(path: str, cwd: str) -> str:
     if "://" in path:
         return path
@@ -155,7 +172,7 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
     Raises:
         UserError: any bad value, with the flag it came from.
     """
-    from hinterval.config import SETTING_USERS, make_config
+    from hinterval.config import make_config
     from hinterval.data.registry import BENCHMARK_NAMES
     from tune import space as S
 
@@ -185,8 +202,9 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
         raise UserError(f"--gpus-per-trial above 1 must be a whole number, got {gpus:g}")
     if opt["iters_per_task"] is not None and opt["iters_per_task"] < 0:
         raise UserError(f"--iters-per-task must be >= 1 (or 0 for the preset's value), got {opt['iters_per_task']}")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or len(name) > MAX_NAME:
+        raise UserError(f"--name {short(name, 60)}: use letters, digits, '.', '_' and '-' only (at most {MAX_NAME} "
+                        "characters), starting with a letter or digit")
 
     base: Dict[str, Any] = {"benchmark": args.benchmark}
     if opt["num_tasks"] is not None:
@@ -214,16 +232,11 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
     space = S.merge(space, flag_params, flag_fixed)
     base.update(dict(space.fixed))
     space = S.SearchSpace(space.params, ())
-    # settings no trial reads (another method's): the user's are refused, the default space's dropped
-    unused = S.unused_in_every_trial([*space.names, *base], S.trial_configs(space, base))
-    given = {**{k: f"--{k.replace('_', '-')}" for k in (*flag_params, *flag_fixed)},
-             **{k: f"search space: {k}" for k in (space_data or {})}, **{k: f"--set {k}" for k in fixed}}
-    refused = [k for k in unused if k in given]
-    if refused:
-        k = refused[0]
-        raise UserError(f"{given[k]} has no effect in any trial of this sweep: it is used only with "
-                        f"{SETTING_USERS[k][1]}; drop it" + (f" (the same for {', '.join(refused[1:])})" if refused[1:] else ""))
-    space = S.SearchSpace(tuple((k, d) for k, d in space.params if k not in unused), ())
+    # settings no trial reads (another method's): the default space's are dropped, the user's stay and
+    # are named in one warning line (unused_warning)
+    given = {*flag_params, *flag_fixed, *(space_data or {})}
+    unused = S.unused_in_every_trial(space.names, S.trial_configs(space, base))
+    space = S.SearchSpace(tuple((k, d) for k, d in space.params if k not in unused or k in given), ())
     S.validate_space(space, base)
     point, outside = S.preset_point(space, make_config(base))  # the trial everyone compares against
 
