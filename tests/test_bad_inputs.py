@@ -682,3 +682,66 @@ def test_ray_start_up_noise_is_dropped_before_an_early_error(tmp_path, capfd, mo
     assert len(err) == 1 and err[0].startswith("search.py: error: no node can hold one trial"), err
     assert list(tmp_path.iterdir()) == []  # no sweep directory left behind
 
+
+
+# --- the benchmark scripts: a bad flag or --set is one line and exit 2, before any run starts ------------
+SCRIPT_CASES = [
+    ("cil-set-seed", "cil", ["--benchmarks", "split-digits", "--universal", "", "--set", "seed=3"], ("--set seed", "--seed")),
+    ("cil-set-device", "cil", ["--benchmarks", "split-digits", "--set", "device=cuda"], ("--set device", "CPU")),
+    ("cil-set-too-many-tasks", "cil", ["--benchmarks", "split-digits", "--universal", "", "--set", "num_tasks=7"],
+     ("at most 5 tasks",)),
+    ("cil-set-unknown-key", "cil", ["--benchmarks", "split-digits", "--set", "gama=1"], ("unknown config key 'gama'",)),
+    ("universal-set-embedding-mode", "universal", ["--benchmarks", "split-digits", "--set", "embedding_mode=non-forced"],
+     ("--set embedding_mode", "nested mode by definition")),
+    ("universal-set-seed", "universal", ["--benchmarks", "split-digits", "--set", "seed=1"], ("--set seed",)),
+    ("universal-set-no-key", "universal", ["--set", "=1"], ("--set needs KEY=VALUE",)),
+    ("universal-set-no-value", "universal", ["--set", "gamma="], ("--set gamma= needs a value",)),
+    ("universal-set-nan", "universal", ["--benchmarks", "split-digits", "--set", "gamma=nan"], ("gamma", "finite number")),
+    ("core-unknown-benchmark", "core", ["--benchmarks", "nope"], ("unknown benchmark 'nope'",)),
+    ("core-threads-negative", "core", ["--threads", "-1"], ("num_threads", "between 1 and 1024")),
+    ("fashion-seed-negative", "fashion", ["--seed", "-1"], ("seed", "2^64 - 1")),
+    ("cnn-gamma-nan", "cnn", ["--gamma", "nan", "--cases", "resnet18-default"], ("gamma", "finite number")),
+    ("compare-seed-not-a-number", "compare", ["--seeds", "0,x"], ("--seeds: 'x' is not a valid int",)),
+    ("compare-unknown-benchmark", "compare", ["--benchmarks", "nope", "--methods", "hnet"], ("unknown benchmark 'nope'",)),
+    ("compare-no-workers", "compare", ["--jobs", "0"], ("--jobs must be >= 1",)),
+    ("robust-gamma-nan", "robust", ["--gammas", "nan", "--benchmarks", "split-digits"], ("gamma", "finite number")),
+    ("robust-unknown-ramp", "robust", ["--ramps", "guarded,nope"], ("ramp must be one of",)),
+    ("robust-seed-not-a-number", "robust", ["--seeds", "1,x"], ("--seeds: 'x' is not a valid int",)),
+]
+
+
+@pytest.mark.parametrize("case", SCRIPT_CASES, ids=[c[0] for c in SCRIPT_CASES])
+def test_benchmark_script_bad_input_is_one_line_and_exit_2(case, tmp_path, monkeypatch, capsys):
+    import importlib
+
+    _, script, argv, needles = case
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    monkeypatch.chdir(tmp_path)
+    acceptance = importlib.import_module("acceptance")
+    mod = importlib.import_module(script)
+
+    class Settings:  # the process set-up is the CLI's (tested there); here it must not change this process
+        omp_wait_policy = "PASSIVE"
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+    for holder in (mod, acceptance):
+        for name in ("configure_process", "configure_threads"):
+            if hasattr(holder, name):
+                monkeypatch.setattr(holder, name, Settings if name == "configure_process" else (lambda *a, **k: "PASSIVE"))
+    if script in ("core", "fashion"):
+        main = lambda: mod.run_acceptance(script, mod.TARGETS, mod.__doc__, argv)  # noqa: E731
+    else:
+        main = lambda: mod.main(argv)  # noqa: E731
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        acceptance.run_script(main, f"{script}.py")
+    out, err = capsys.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert exc.value.code == 2, err
+    assert len(lines) == 1 and lines[0].startswith(f"{script}.py: error: "), err
+    assert "Traceback" not in err + out
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    assert list(tmp_path.iterdir()) == []  # nothing written
