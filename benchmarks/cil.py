@@ -165,10 +165,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = ap.parse_args(argv)
     # before torch loads: OpenMP wait policy, threads, glibc memory policy (as `hinterval train`)
     policy = configure_process(make_config(dict(device="cpu", num_threads=args.threads))).omp_wait_policy
-    from hinterval.data.registry import load_benchmark
+    from hinterval.data.registry import check_data, load_benchmark
     from hinterval.evaluation import evaluate_tasks
     over: Dict[str, Any] = {} if args.iters_per_task is None else {"iters_per_task": args.iters_per_task}
     over.update(parse_sets(args.set))
+    for name in {*args.benchmarks.split(","), *args.universal.split(",")} - {""}:  # every bad value before any run
+        cfg = make_config(dict(benchmark=name, device="cpu", seed=args.seed, **over))
+        check_data(cfg.benchmark, num_tasks=cfg.num_tasks, data_dir=cfg.data_dir)
     if over:
         print(f"overrides of the presets: {over}", flush=True)
     ok, report = True, {}

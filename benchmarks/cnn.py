@@ -32,7 +32,7 @@ import time
 from typing import Any, Dict, List, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import configure_threads, finish  # noqa: E402
+from harness import configure_threads, finish, run_script  # noqa: E402
 
 #: name -> (config overrides, kind); every case also gets COMMON. ``default``: the target's preset
 #: scope and gamma; ``deepest``: the deepest scope measured to certify >= 0.5 at boxes >= 1 %.
@@ -127,4 +127,4 @@ def _profile(trainer: Any) -> List[Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main, "cnn.py")

@@ -33,6 +33,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import parse_list, run_script  # noqa: E402
+from hinterval.errors import UserError  # noqa: E402
+
 METHODS = ("hyperinterval", "hnet", "finetune", "joint", "intercontinet", "ewc")
 BENCHMARKS = ("split-digits", "permuted-digits", "split-fashion")
 #: metrics shown in the table: (result key, column title)
@@ -169,9 +173,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         ap.error(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
-    seeds = [int(s) for s in args.seeds.split(",") if s]
+    seeds = parse_list(args.seeds, int, "--seeds")
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    from hinterval.config import make_config
+
+    names = parse_list(args.benchmarks, str, "--benchmarks")
+    for b in names:  # every bad name or value before the first run (a missing data set is skipped below)
+        for m in methods:
+            for s in seeds:
+                make_config(dict(benchmark=b, method=m, seed=s), **{k: v for k, v in dict(
+                    iters_per_task=args.iters_per_task, device=args.device, num_threads=args.threads).items() if v is not None})
     benchmarks = []
-    for b in (b for b in args.benchmarks.split(",") if b):
+    for b in names:
         why = available(b, args.data_dir)
         if why is None:
             benchmarks.append(b)
@@ -222,4 +236,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main, "compare.py")

@@ -17,7 +17,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import run_suite  # noqa: E402  (chooses the OpenMP wait policy before torch loads)
+from harness import run_script, run_suite  # noqa: E402  (chooses the OpenMP wait policy before torch loads)
 
 TARGETS = {
     "split-digits": dict(avg_acc=0.99, bwt=-0.005, seconds=120.0),
@@ -26,4 +26,4 @@ TARGETS = {
 
 
 if __name__ == "__main__":
-    sys.exit(run_suite("core", TARGETS, __doc__))
+    run_script(lambda: run_suite("core", TARGETS, __doc__), "core.py")

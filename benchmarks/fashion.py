@@ -25,7 +25,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import run_suite  # noqa: E402  (chooses the OpenMP wait policy before torch loads)
+from harness import run_script, run_suite  # noqa: E402  (chooses the OpenMP wait policy before torch loads)
 
 TARGETS = {
     "split-fashion": dict(avg_acc=0.97, bwt=-0.01, seconds=900.0),
@@ -34,4 +34,4 @@ TARGETS = {
 
 
 if __name__ == "__main__":
-    sys.exit(run_suite("fashion", TARGETS, __doc__))
+    run_script(lambda: run_suite("fashion", TARGETS, __doc__), "fashion.py")

@@ -16,7 +16,7 @@ import os
 import platform
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from hinterval.config import make_config
 from hinterval.errors import UserError
@@ -31,26 +31,71 @@ def configure_threads(threads: int) -> str:
     return configure_process(make_config(dict(device="cpu", num_threads=threads))).omp_wait_policy
 
 
-def parse_sets(items: Sequence[str]) -> Dict[str, Any]:
+#: config keys every benchmark script sets itself -> the script flag (or fact) that sets them; ``--set``
+#: may not give them (``dict(seed=..., **sets)`` would fail with "got multiple values for keyword")
+SCRIPT_KEYS = {"benchmark": "the script's --benchmarks chooses the benchmarks", "seed": "use the script's --seed",
+               "device": "the benchmark scripts run on the CPU", "num_threads": "use the script's --threads"}
+
+
+def parse_sets(items: Sequence[str], owned: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
     """``--set KEY=VALUE`` items as config overrides (``-`` in keys read as ``_``); values stay text
-    for :func:`hinterval.config.make_config` to check."""
+    for :func:`hinterval.config.make_config` to check.
+
+    Keys must be config keys, and not ones the script sets itself (:data:`SCRIPT_KEYS` plus
+    ``owned``): each is refused with one line naming the script's own flag.
+    """
+    from hinterval.config import FIELDS
+
+    taken = {**SCRIPT_KEYS, **(owned or {})}
     over: Dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"--set needs KEY=VALUE, got {item!r}")
-        over[key.strip().replace("-", "_")] = value.strip()
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise UserError(f"--set needs KEY=VALUE, got {item!r}"[:200])
+        if key not in FIELDS:
+            raise UserError(f"--set: unknown config key {key!r}"[:120] + f"; valid keys: {', '.join(sorted(FIELDS))}")
+        if key in taken:
+            raise UserError(f"--set {key}: this script sets it itself ({taken[key]})")
+        if not value.strip():
+            raise UserError(f"--set {key}= needs a value, e.g. --set {key}=VALUE")
+        over[key] = value.strip()
     return over
 
 
+def parse_list(text: str, kind: Callable[[str], Any], flag: str) -> List[Any]:
+    """A comma-separated flag value (``--seeds 0,1,2``) as a list of ``kind``; a bad item is one
+    :class:`UserError` naming the flag, not a ``ValueError`` traceback."""
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise UserError(f"{flag} is empty")
+    try:
+        return [kind(t) for t in items]
+    except ValueError:
+        bad = next(t for t in items if not _parses(kind, t))
+        raise UserError(f"{flag}: {bad[:40]!r} is not a valid {getattr(kind, '__name__', 'value')}") from None
+
+
+def _parses(kind: Callable[[str], Any], text: str) -> bool:
+    try:
+        kind(text)
+        return True
+    except ValueError:
+        return False
+
+
 def run_script(main: Callable[[], int], script: str) -> None:
-    """Exit with ``main()``'s status; a :class:`UserError` (a bad ``--set``, say) is one line
-    ``SCRIPT: message`` and exit status 2, as the CLI does."""
+    """Exit with ``main()``'s status; bad input (:class:`UserError`: a bad ``--set``, an unknown
+    benchmark) is one line ``SCRIPT: error: message`` and exit status 2, Ctrl-C one line and 130,
+    as the ``hinterval`` command does."""
     try:
         sys.exit(main())
     except UserError as exc:
-        print(f"{script}: {exc}", file=sys.stderr)
+        print(f"{script}: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"{script}: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def finish(suite: str, ok: bool, threads: int, policy: str, report: Any, json_path: Optional[str]) -> int:

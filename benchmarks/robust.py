@@ -29,16 +29,26 @@ import sys
 import time
 from typing import Any, Dict, List
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import parse_list, run_script  # noqa: E402
+from hinterval.errors import UserError  # noqa: E402
+
 MIN_TIL = 0.90
+
+
+def _config(job: Dict[str, Any]) -> Any:
+    """The config of one grid point (raises :class:`UserError` for a bad value)."""
+    from hinterval.config import make_config
+
+    return make_config(dict(benchmark=job["benchmark"], gamma=job["gamma"], kappa_min=0.5, iters_per_task=job["iters"],
+                            seed=job["seed"], ramp=job["ramp"], device="cpu", num_threads=1))
 
 
 def run_one(job: Dict[str, Any]) -> Dict[str, Any]:
     """Train one grid point in this worker; return its per-task figures."""
-    from hinterval.config import make_config
     from hinterval.runtime import configure_process
 
-    cfg = make_config(dict(benchmark=job["benchmark"], gamma=job["gamma"], kappa_min=0.5, iters_per_task=job["iters"],
-                           seed=job["seed"], ramp=job["ramp"], device="cpu", num_threads=1))
+    cfg = _config(job)
     configure_process(cfg)
     from hinterval.trainer import train_continual
 
@@ -60,9 +70,15 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("--json", help="also write every run's figures to this file")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # several single-thread workers share the CPU
-    grid = [dict(benchmark=b, gamma=float(g), iters=int(i), seed=int(s), ramp=r)
-            for b, g, i, s, r in itertools.product(args.benchmarks.split(","), args.gammas.split(","),
-                                                   args.iters.split(","), args.seeds.split(","), args.ramps.split(","))]
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    grid = [dict(benchmark=b, gamma=g, iters=i, seed=s, ramp=r)
+            for b, g, i, s, r in itertools.product(parse_list(args.benchmarks, str, "--benchmarks"),
+                                                   parse_list(args.gammas, float, "--gammas"),
+                                                   parse_list(args.iters, int, "--iters"), parse_list(args.seeds, int, "--seeds"),
+                                                   parse_list(args.ramps, str, "--ramps"))]
+    for job in grid:  # every bad value before the first worker starts
+        _config(job)
     t0 = time.perf_counter()
     rows = []
     fmt = lambda xs: "[" + " ".join(f"{x:.3f}" for x in xs) + "]"
@@ -95,4 +111,4 @@ def main(argv: List[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main, "robust.py")

@@ -76,7 +76,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--json", default=None, help="also write every figure to this JSON file")
     args = ap.parse_args(argv)
     policy = configure_process(make_config(dict(device="cpu", num_threads=args.threads))).omp_wait_policy
-    over = parse_sets(args.set)
+    from hinterval.data.registry import check_data
+
+    over = parse_sets(args.set, owned={"embedding_mode": "its rows are nested mode by definition"})
+    for name in [b for b in args.benchmarks.split(",") if b]:  # every bad value before the first row trains
+        cfg = make_config(dict(benchmark=name, device="cpu", seed=args.seed, embedding_mode="nested", **over))
+        check_data(cfg.benchmark, num_tasks=cfg.num_tasks, data_dir=cfg.data_dir)
     if over:
         print(f"overrides of the nested presets: {over}", flush=True)
     ok, report = True, {}

@@ -12,6 +12,7 @@ directory's ``config.json`` (one copied in from another run) is refused.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 import zipfile
 from pathlib import Path
@@ -86,8 +87,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def _verify_crc(path: Path) -> None:
     """Check every member's CRC-32: ``torch.load`` does not, so flipped bits would load as wrong weights."""
-    if not zipfile.is_zipfile(path):
-        return  # not a zip: torch.load decides (and refuses anything but its legacy format)
+    if not zipfile.is_zipfile(path):  # checkpoints are zip archives (torch.save): say what the file is instead
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head == b"PK\x03\x04":
+            raise ValueError("file ends early: the archive is cut short (its index is missing)")
+        if head:
+            raise ValueError("not a zip archive, so not a checkpoint written by hinterval")
+        return  # empty: torch.load says the file ends early
     with zipfile.ZipFile(path) as z:
         bad = z.testzip()
     if bad is not None:
@@ -132,6 +139,11 @@ def load_run(run_dir: str | Path) -> Tuple[Optional[Dict[str, Any]], Optional[Di
     run_dir = Path(run_dir)
     run_config = read_run_config(run_dir)
     ck = run_dir / CHECKPOINT_NAME
+    if os.path.lexists(ck) and not ck.is_file():  # a directory, a device, a broken link: not "no checkpoint yet"
+        what = "a broken or looping link" if ck.is_symlink() and not ck.exists() else (
+            "a directory" if ck.is_dir() else "not a regular file")
+        raise UserError(f"checkpoint {str(ck)!r} is {what}; put back this run's checkpoint, or start a new run "
+                        "(another --out, or --overwrite)")
     if not ck.exists():
         return None, run_config
     state = load_checkpoint(ck)

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import errno
 import json
+import re
 import shutil
 import signal
 import sys
@@ -27,8 +28,22 @@ from hinterval.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, Stopped, 
 from hinterval.runtime import ProcessConfig, configure_process, ctrl_c_deferred
 from hinterval.schema import add_flags, flagged
 
+class Parser(argparse.ArgumentParser):
+    """``argparse`` that reads every negative number as a value: ``--gamma -inf``, ``--lr -1e-3``
+    and ``--gamma -1:1`` (a sweep range) reach the value checks, which say what is wrong with them.
+
+    Why: plain ``argparse`` takes only ``-1`` and ``-0.5`` as numbers and anything else starting
+    with ``-`` as an option, so ``--lr -1e-3`` was refused with "expected one argument". No option of
+    these programs starts with a digit, a dot, ``inf`` or ``nan``, so nothing is lost.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\.?\d|inf|nan)", re.IGNORECASE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="hinterval",
         description="HyperInterval continual learning: interval task embeddings, a hypernetwork mapping "
         "them to boxes of target-network weights, a worst-case loss and a no-forgetting regulariser.",
@@ -36,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("Examples::", 1)[1],
     )
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     # --debug before or after the command: a sub-command's own default would reset the main one
     debug = dict(action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
 
@@ -170,8 +185,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     from hinterval.callbacks import TensorBoardLogger
-    from hinterval.checkpoint import RUN_CONFIG_NAME, RUN_ID_KEY, load_run, new_run_id
-    from hinterval.files import DirectoryLock, check_writable_dir, write_json
+    from hinterval.checkpoint import CHECKPOINT_NAME, RESULT_NAME, RUN_CONFIG_NAME, RUN_ID_KEY, load_run, new_run_id
+    from hinterval.config import run_description, unused_message, unused_settings
+    from hinterval.files import DirectoryLock, check_writable_dir, resolve_path, write_json
     from hinterval.trainer import ContinualTrainer
 
     if args.resume and args.overwrite:
@@ -181,7 +197,7 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     file_layer = load_config_file(args.config) if args.config else {}
     overrides = _overrides(args)
     if overrides.get("data_dir"):
-        overrides["data_dir"] = str(Path(overrides["data_dir"]).expanduser().resolve())
+        overrides["data_dir"] = str(resolve_path(overrides["data_dir"], "--data-dir"))
     state, lock, run_id = None, None, new_run_id()
     if args.resume:
         if not args.out:
@@ -195,6 +211,9 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         if state is None and run_config is None:
             hint = "--overwrite to replace what is there" if _entries(out) else "without --resume to start it"
             raise UserError(f"--resume: no run in {str(out)!r} (no {RUN_CONFIG_NAME} or checkpoint); run {hint}")
+        if state is None and (out / RESULT_NAME).exists():  # a finished run lost its checkpoint: do not train over it
+            raise UserError(f"--resume: {str(out)!r} holds a run's {RESULT_NAME} but no {CHECKPOINT_NAME}; restore the "
+                            "checkpoint to continue it, or start again with --overwrite")
         run_id = (run_config or {}).get(RUN_ID_KEY)  # None: a directory from before run ids, kept as it is
         base = state["config"] if state is not None else {k: v for k, v in run_config.items() if k != RUN_ID_KEY}
         cfg = make_config(base, file_layer, **overrides)
@@ -208,7 +227,7 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     callbacks: List[Any] = [_BoundRunDirWriter(out, run_id)]  # callbacks write nothing before the first task ends
     if not args.no_tensorboard:
         callbacks.append(TensorBoardLogger(out / "tensorboard", cfg.to_dict()))
-    callbacks.append(_TaskPrinter(cfg.interval_scope))
+    callbacks.append(_TaskPrinter(cfg.interval_scope, intervals=FIELD_SPECS["ramp"].setting.used_when(cfg)))
     # data and device errors come before any write
     trainer = ContinualTrainer(cfg, callbacks=callbacks, progress=not args.no_progress)
     _RUN.trainer = trainer
@@ -227,6 +246,10 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
             _clear(out)
     write_json(out / RUN_CONFIG_NAME, {**cfg.to_dict(), **({RUN_ID_KEY: run_id} if run_id else {})})
     _RUN.started = True
+    unused = unused_settings(cfg, overrides)  # a flag this method/mode/target never reads: said once the run starts
+    if unused:
+        text = unused_message(unused, f"on this run ({run_description(cfg)})", lambda k: FIELD_SPECS[k].flag)
+        print(f"hinterval: warning: {text}", file=sys.stderr)
     print(f"training {cfg.method} on {cfg.benchmark} ({len(trainer.benchmark)} tasks, device {trainer.device}) -> {out}",
           file=sys.stderr)
     if trainer.certifies and not trainer.method.target.boxes_every_layer:
@@ -251,8 +274,9 @@ def universal_line(uni: Dict[str, Any]) -> str:
 
 
 class _TaskPrinter:
-    def __init__(self, scope: Optional[str] = None):
+    def __init__(self, scope: Optional[str] = None, intervals: bool = True):
         self.scope = scope  # the interval scope the worst-case figures are certified for
+        self.intervals = intervals  # whether --gamma and --ramp mean anything to this run
 
     def on_task_end(self, task_id: int, metrics: Dict[str, Any], state: Dict[str, Any]) -> None:
         fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
@@ -262,8 +286,9 @@ class _TaskPrinter:
               f"worst_avg_acc {fmt(metrics['worst_avg_acc'])}{scope}{universal}  ({metrics['task_time_s']:.1f}s)", file=sys.stderr)
         if metrics.get("task_collapsed"):
             print(f"hinterval: warning: task {task_id + 1} collapsed to chance (validation accuracy "
-                  f"{metrics['task_val_acc']:.3f}); its network answers alike for every input: lower --gamma, "
-                  "raise --iters-per-task or keep --ramp guarded", file=sys.stderr)
+                  f"{metrics['task_val_acc']:.3f}); its network answers alike for every input: "
+                  + ("lower --gamma, raise --iters-per-task or keep --ramp guarded" if self.intervals
+                     else "raise --iters-per-task or change --lr"), file=sys.stderr)
 
 
 def _headline(result: Dict[str, Any]) -> Dict[str, Any]:

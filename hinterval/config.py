@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from hinterval.data.registry import BENCHMARK_NAMES
 from hinterval.errors import UserError, one_line, short
@@ -39,6 +39,8 @@ CIL_SCORES = ("auto", "entropy", "calibrated-entropy", "entropy-width", "worst-e
 SEED_LIMIT = 2**64  # seeds are unsigned 64-bit (torch.manual_seed's range)
 MAX_TASKS = 1000
 MAX_THREADS = 1024
+#: at most this many epochs per task: more is a run that never ends (iterations = epochs x samples / batch)
+MAX_EPOCHS = 1_000_000
 #: config files: at most this many bytes, and at most this many values once YAML aliases are expanded
 MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_VALUES = 10_000
@@ -64,6 +66,24 @@ _DATA, _EMB, _HNET, _TARGET, _OPT, _BASE, _EVAL, _RUN = (
     "baselines", "evaluation", "reproducibility and resources")
 _SEED = dict(minimum=0, maximum=SEED_LIMIT - 1, maximum_text="2^64 - 1", sweep="choice")
 
+_HNET_METHODS = ("hyperinterval", "hnet")
+#: ``used_when``/``used_with`` of the settings only some runs read (see :func:`unused_settings`)
+_HYPERINTERVAL = dict(used_when=lambda c: c.method == "hyperinterval", used_with="--method hyperinterval")
+_HNET_ONLY = dict(used_when=lambda c: c.method in _HNET_METHODS, used_with="--method hyperinterval or hnet")
+_BOX_TRAINING = dict(used_when=lambda c: c.method in (*_HNET_METHODS, "intercontinet"),
+                     used_with="--method hyperinterval, hnet or intercontinet")
+_INTERVALS = dict(used_when=lambda c: c.method == "intercontinet" or (c.method == "hyperinterval" and c.gamma > 0),
+                  used_with="interval methods (--method hyperinterval with --gamma > 0, or intercontinet)")
+_NESTED = dict(used_when=lambda c: c.method == "hyperinterval" and c.embedding_mode == "nested",
+               used_with="--method hyperinterval --embedding-mode nested")
+_NON_FORCED = dict(used_when=lambda c: c.method == "hyperinterval" and c.embedding_mode == "non-forced",
+                   used_with="--method hyperinterval --embedding-mode non-forced")
+_CHUNKED = dict(used_when=lambda c: c.method in _HNET_METHODS and c.hnet_chunk_size > 0,
+                used_with="a chunked hypernetwork (--method hyperinterval or hnet with --hnet-chunk-size > 0)")
+_EWC = dict(used_when=lambda c: c.method == "ewc", used_with="--method ewc")
+_INTERCONTINET = dict(used_when=lambda c: c.method == "intercontinet", used_with="--method intercontinet")
+_MLP = dict(used_when=lambda c: c.target == "mlp", used_with="--target mlp")
+
 
 @dataclass(frozen=True)
 class ExperimentConfig:
@@ -81,36 +101,36 @@ class ExperimentConfig:
     # Interval embeddings
     embedding_mode: str = setting("non-forced", "nested: every task's box holds a common universal embedding (one "
                                   "network for all tasks); non-forced: free boxes", _EMB, choices=EMBEDDING_MODES,
-                                  sweep="choice", sweep_flag=True, hparam=True)
+                                  sweep="choice", sweep_flag=True, hparam=True, **_HYPERINTERVAL)
     gamma: float = setting(1.0, "perturbation epsilon: total radius budget of each task's embedding box", _EMB,
-                           minimum=0, sweep="loguniform", sweep_flag=True, hparam=True)
+                           minimum=0, sweep="loguniform", sweep_flag=True, hparam=True, **_HYPERINTERVAL)
     embedding_dim: int = setting(24, "task embedding dimension d", _EMB, minimum=1, sweep="choice", sweep_flag=True,
-                                 hparam=True)
+                                 hparam=True, **_HNET_ONLY)
     embedding_init: str = setting("random", "where a new task's embedding starts: a fresh random draw, or the "
-                                  "previous task's embedding", _EMB, choices=EMBEDDING_INITS, sweep="choice")
+                                  "previous task's embedding", _EMB, choices=EMBEDDING_INITS, sweep="choice", **_HNET_ONLY)
     nested_hold: str = setting("penalty", "nested mode: penalty (the beta regulariser keeps earlier tasks' boxes "
                                "near where they were certified) | intersection (each new weight box is clipped into "
                                "the earlier boxes: no certificate ever drops, less room for later tasks)", _EMB,
-                               choices=NESTED_HOLDS, sweep="choice")
+                               choices=NESTED_HOLDS, sweep="choice", **_NESTED)
     # Hypernetwork
     hnet_hidden: Tuple[int, ...] = setting((100, 100), "hypernetwork hidden widths", _HNET, min_items=1,
-                                           sweep="choice", sweep_flag=True, hparam=True)
+                                           sweep="choice", sweep_flag=True, hparam=True, **_HNET_ONLY)
     hnet_chunk_size: int = setting(0, "emit target weights in chunks of this size (0 = unchunked)", _HNET, minimum=0,
-                                   sweep="choice", hparam=True)
+                                   sweep="choice", hparam=True, **_HNET_ONLY)
     chunk_embedding_dim: int = setting(16, "chunk embedding size (chunked hypernetwork)", _HNET, minimum=1,
-                                       sweep="choice")
+                                       sweep="choice", **_CHUNKED)
     # Target network
     target: str = setting("mlp", "target network", _TARGET, choices=TARGETS, sweep="choice")
     target_hidden: Tuple[int, ...] = setting((100, 100), "MLP target hidden widths", _TARGET, sweep="choice",
-                                             hparam=True)
+                                             hparam=True, **_MLP)
     interval_mode: str = setting("sound", "sound: the exact box of every layer | rump: sound, fewer products, "
                                  "slightly wider boxes | relaxed: fast, NOT sound (reports no certified figure)",
-                                 _TARGET, choices=INTERVAL_MODES, sweep="choice")
+                                 _TARGET, choices=INTERVAL_MODES, sweep="choice", **_INTERVALS)
     interval_scope: str = setting("all", "which layers carry the weight box: all | head (the output layer) | last:K "
                                   "(the last K weighted layers; the others are the task's centre network); the CNN "
                                   "targets box their certified depth (docs/method.md)", _TARGET,
                                   check=scope_depth, normalise=lambda v: v.strip().lower(), sweep="choice",
-                                  values_text="all | head | last:K")
+                                  values_text="all | head | last:K", **_INTERVALS)
     image_size: Optional[int] = setting(None, "CNN input side length: 28x28 data are zero-padded to 32x32, then "
                                         "resized to this (e.g. 64)", _TARGET, minimum=8, maximum=512,
                                         default_text="the data's own size", sweep="choice")
@@ -119,11 +139,11 @@ class ExperimentConfig:
                                             sweep="choice")
     # Optimisation
     beta: float = setting(0.01, "strength of the output regulariser that prevents forgetting", _OPT, minimum=0,
-                          sweep="loguniform", sweep_flag=True, hparam=True)
+                          sweep="loguniform", sweep_flag=True, hparam=True, **_HNET_ONLY)
     reg_normalisation: str = setting("reference", "reference: beta / number of earlier tasks (as the paper's code) | "
-                                     "mean: beta", _OPT, choices=REG_NORMALISATIONS, sweep="choice")
+                                     "mean: beta", _OPT, choices=REG_NORMALISATIONS, sweep="choice", **_HNET_ONLY)
     reg_bounds: bool = setting(True, "non-forced mode: also regularise earlier tasks' lower and upper weights", _OPT,
-                               sweep="choice")
+                               sweep="choice", **_NON_FORCED)
     lr: float = setting(1e-3, "Adam learning rate", _OPT, label="learning rate", minimum=0, exclusive_minimum=True,
                         sweep="loguniform", sweep_flag=True, hparam=True)
     batch_size: int = setting(64, "training batch size", _OPT, minimum=1, sweep="int", hparam=True)
@@ -131,21 +151,21 @@ class ExperimentConfig:
                                   "--config file (the CNN presets train by epochs)", _OPT, label="iterations per task",
                                   minimum=1, sweep="int", hparam=True)
     epochs_per_task: Optional[float] = setting(None, "epochs per task (wins over iters_per_task given with it)", _OPT,
-                                               minimum=0, exclusive_minimum=True,
+                                               minimum=0, exclusive_minimum=True, maximum=MAX_EPOCHS,
                                                default_text="none (iters_per_task counts)", sweep="uniform")
     kappa_min: float = setting(0.5, "final weight of the centre loss (the worst-case loss gets 1 - kappa)", _OPT,
-                               minimum=0, maximum=1, sweep="uniform")
+                               minimum=0, maximum=1, sweep="uniform", **_BOX_TRAINING)
     ramp_fraction: float = setting(0.5, "fraction of each task over which gamma and kappa ramp", _OPT, minimum=0,
-                                   maximum=1, sweep="uniform")
+                                   maximum=1, sweep="uniform", **_BOX_TRAINING)
     ramp: str = setting("guarded", "guarded: the box grows only while the centre network stays accurate | fixed: "
-                        "linear in iterations, as the paper", _OPT, choices=RAMP_MODES, sweep="choice")
+                        "linear in iterations, as the paper", _OPT, choices=RAMP_MODES, sweep="choice", **_INTERVALS)
     val_every: int = setting(100, "validate (for model selection) every N iterations", _OPT, minimum=1,
                              sweep="int")
     # Baselines
     ewc_lambda: float = setting(1000.0, "EWC penalty strength (method ewc)", _BASE, label="EWC lambda", minimum=0,
-                                sweep="loguniform")
+                                sweep="loguniform", **_EWC)
     intercontinet_radius: float = setting(0.01, "initial weight-interval radius (method intercontinet)", _BASE,
-                                          label="InterContiNet radius", minimum=0, sweep="loguniform")
+                                          label="InterContiNet radius", minimum=0, sweep="loguniform", **_INTERCONTINET)
     # Evaluation
     cil_alpha: float = setting(0.1, "weight of the logit-box width in class-incremental task inference", _EVAL,
                                label="CIL alpha", minimum=0, sweep="loguniform")
@@ -185,6 +205,44 @@ RESOURCE_FIELDS = tuple(k for k, f in FIELD_SPECS.items() if f.setting.resource)
 #: fields that some benchmark preset sets (their ``--help`` default says so)
 PRESET_KEYS = tuple(sorted({k for table in (PRESETS, NESTED_PRESETS, CNN_TARGET_PRESETS) for row in table.values()
                             for k in row}))
+
+#: settings a run reads only under some method, embedding mode or target: key -> (whether a config
+#: reads it, the runs that do); every other setting is read by every run (``used_when`` of the schema)
+SETTING_USERS: Dict[str, Tuple[Callable[["ExperimentConfig"], bool], str]] = {
+    k: (f.setting.used_when, f.setting.used_with) for k, f in FIELD_SPECS.items() if f.setting.used_when is not None}
+
+
+def unused_settings(cfg: ExperimentConfig, keys: Iterable[str]) -> List[str]:
+    """Of ``keys`` (settings a user gave explicitly), those ``cfg`` never reads.
+
+    Why: a flag of another method, embedding mode or target (``--ewc-lambda`` with ``--method
+    hyperinterval``, ``--nested-hold`` in non-forced mode, ``--target-hidden`` for a CNN) would
+    otherwise be ignored without a word. The run itself is well defined (every other flag holds),
+    so the command line warns in one line (:func:`unused_message`) instead of refusing; flags that
+    contradict each other (nested mode at gamma 0, a CNN target on a permuted benchmark) are
+    refused. Config files are not checked: a saved config (``config.json``, ``best_config.yaml``)
+    lists every key.
+    """
+    return [k for k in keys if k in SETTING_USERS and not SETTING_USERS[k][0](cfg)]
+
+
+def unused_message(keys: Sequence[str], where: str, name: Callable[[str], str] = lambda k: k) -> str:
+    """One sentence on settings that have no effect ``where``, grouped by the runs that read them:
+    ``--a, --b have no effect on this run (...) and are ignored: --a, --b used only with X; --c ...``."""
+    groups: Dict[str, List[str]] = {}
+    for k in keys:
+        groups.setdefault(SETTING_USERS[k][1], []).append(name(k))
+    names = [n for ns in groups.values() for n in ns]
+    verb, be = ("has", "is") if len(names) == 1 else ("have", "are")
+    why = (f"used only with {next(iter(groups))}" if len(groups) == 1 else
+           "; ".join(f"{', '.join(ns)} used only with {runs}" for runs, ns in groups.items()))
+    return f"{', '.join(names)} {verb} no effect {where} and {be} ignored: {why}"
+
+
+def run_description(cfg: ExperimentConfig) -> str:
+    """``method ..., embedding mode ..., gamma ..., target ...``: what decides which settings a run reads."""
+    return f"method {cfg.method}" + (f", embedding mode {cfg.embedding_mode}, gamma {cfg.gamma:g}"
+                                     if cfg.method == "hyperinterval" else "") + f", target {cfg.target}"
 
 
 def make_config(*layers: Mapping[str, Any], **overrides: Any) -> ExperimentConfig:

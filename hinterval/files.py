@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import filelock
 
-from hinterval.errors import UserError, short
+from hinterval.errors import UserError, one_line, short
 
 #: the lock file of a run or sweep directory (kept after release: it is not part of the run)
 LOCK_NAME = ".hinterval.lock"
@@ -48,6 +48,15 @@ def write_json(path: str | Path, data: Any) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, sort_keys=True, allow_nan=False)), mode="w")
 
 
+def resolve_path(path: str | Path, flag: str) -> Path:
+    """``path`` made absolute with every symbolic link followed (``~`` expanded); a link loop is
+    bad input (:class:`UserError` naming ``flag``), not the ``RuntimeError`` of :meth:`Path.resolve`."""
+    try:
+        return Path(path).expanduser().resolve()
+    except (RuntimeError, OSError) as exc:  # Python < 3.13: RuntimeError("Symlink loop"); later: OSError(ELOOP)
+        raise UserError(f"{flag} {short(str(path))}: a symbolic link on the way loops ({one_line(exc, 120)})") from None
+
+
 def check_writable_dir(path: str | Path, flag: str) -> None:
     """Raise :class:`UserError` unless directory ``path`` exists and is writable or can be created.
 
@@ -62,7 +71,7 @@ def check_writable_dir(path: str | Path, flag: str) -> None:
     probe = p
     while not probe.exists():
         if os.path.lexists(probe):
-            raise UserError(f"{name}: {probe} is a broken symbolic link")
+            raise UserError(f"{name}: {probe} is a broken symbolic link (or a link loop)")
         probe = probe.parent
     if not probe.is_dir():
         raise UserError(f"{name}: {probe} is a file, not a directory" if probe != p else f"{name} exists and is not a directory")

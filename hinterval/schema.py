@@ -56,6 +56,8 @@ class Setting:
         hparam: a column of the TensorBoard HParams table of a run.
         resource: says where or how fast a run goes, not what it learns; a resume may change it.
         flag: ``hinterval train`` has a flag for it.
+        used_when: whether a config reads the key (``None``: every run does); used_with: those runs, in
+            words (a flag given for a run that never reads it gets a warning naming them).
     """
 
     help: str
@@ -76,6 +78,8 @@ class Setting:
     hparam: bool = False
     resource: bool = False
     flag: bool = True
+    used_when: Optional[Callable[[Any], bool]] = None
+    used_with: str = ""
 
 
 def setting(default: Any, help: str, group: str, **meta: Any) -> Any:  # noqa: A002 - mirrors argparse
@@ -336,7 +340,8 @@ def markdown_table(fields: Mapping[str, Field], preset_keys: Sequence[str]) -> s
         "",
         "Sweep column: how `tune/search.py` searches the key (a range `LOW:HIGH` is read on that scale;",
         "`choice` takes a list), `flag` when the sweep has a flag of its own for it, `-` when trials may not",
-        "change it. Resource keys may change when a run is resumed.",
+        "change it. Resource keys may change when a run is resumed. A key \"used only with\" some runs has no",
+        "effect on others: given as a flag there, it is named in a warning line.",
     ]
     group = None
     for f in fields.values():
@@ -349,7 +354,8 @@ def markdown_table(fields: Mapping[str, Field], preset_keys: Sequence[str]) -> s
             sweep += ", flag"
         if f.setting.resource:
             sweep += " (resource)"
+        used = f" (used only with {f.setting.used_with})" if f.setting.used_with else ""
         lines.append(f"| `{f.name}` | {values_text(f).replace('|', '&#124;')} | {default} | {sweep} | "
-                     f"{f.setting.help.replace('|', '&#124;')} |")
+                     f"{(f.setting.help + used).replace('|', '&#124;')} |")
     return "\n".join(lines) + "\n"
 

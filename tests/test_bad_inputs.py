@@ -232,6 +232,36 @@ def _run_dir(tmp: Path, name: str, *, gamma: float = 1.0, run_id: Optional[str] 
     return run
 
 
+# --- run directories whose checkpoint is damaged or gone ----------------------------------------------
+def _damaged_checkpoint(tmp: Path, how: str) -> List[str]:
+    """A run directory (one of two tasks finished, result.json written) whose checkpoint.pt is cut in half,
+    random bytes, a zip of something else, a link to itself, a directory, or deleted."""
+    run = _run_dir(tmp, "run")
+    ck = run / "checkpoint.pt"
+    data = ck.read_bytes()
+    if how != "half":
+        ck.unlink()
+    if how == "half":
+        ck.write_bytes(data[: len(data) // 2])
+    elif how == "random":
+        ck.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    elif how == "zip":
+        with zipfile.ZipFile(ck, "w") as z:
+            z.writestr("archive/data.pkl", b"not a state")
+    elif how == "loop":
+        ck.symlink_to("checkpoint.pt")
+    elif how == "dir":
+        ck.mkdir()
+    return ["train", "--resume", *_out(tmp), "--no-progress"]
+
+
+def _loop(tmp: Path) -> Path:
+    """Two symbolic links pointing at each other."""
+    (tmp / "loop2").symlink_to(tmp / "loop1")
+    (tmp / "loop1").symlink_to(tmp / "loop2")
+    return tmp / "loop1"
+
+
 # --- failures from inside -----------------------------------------------------------------------------
 def _disk_full_on_checkpoints(mp, tmp: Path) -> None:
     """Every binary atomic write (checkpoints) hits ENOSPC after 4 KB: torch.save raises RuntimeError."""
@@ -449,6 +479,110 @@ CASES = [
          ("--cpus-per-trial 1.5", "Ray takes whole numbers")),
     Case("sweep-cpus-too-fine", "sweep", lambda t: _sweep(t, "--cpus-per-trial", "0.00001"), ("steps of 0.0001",)),
     Case("sweep-cpus-not-a-number", "sweep", lambda t: _sweep(t, "--cpus-per-trial", "nan"), ("--cpus-per-trial nan",)),
+    # --- NaN, infinities and negative numbers for every numeric flag ----------------------------------
+    # (a negative number in any notation is read as the flag's value: -inf, -1e-3, -1:1)
+    Case("cli-gamma-nan", "cli", lambda t: ["train", "--gamma", "nan", *TINY, *_out(t)], ("gamma", "finite number")),
+    Case("cli-gamma-minus-inf", "cli", lambda t: ["train", "--gamma", "-inf", *TINY, *_out(t)], ("gamma", "finite number, got '-inf'")),
+    Case("cli-lr-inf", "cli", lambda t: ["train", "--lr", "inf", *TINY, *_out(t)], ("lr", "finite number")),
+    Case("cli-lr-negative-exponent", "cli", lambda t: ["train", "--lr", "-1e-3", *TINY, *_out(t)],
+         ("learning rate must be > 0, got -0.001",)),
+    Case("cli-beta-nan", "cli", lambda t: ["train", "--beta", "nan", *TINY, *_out(t)], ("beta", "finite number")),
+    Case("cli-batch-size-negative", "cli", lambda t: ["train", "--batch-size", "-1", *TINY, *_out(t)], ("batch size must be >= 1",)),
+    Case("cli-epochs-nan", "cli", lambda t: ["train", *TINY, "--epochs-per-task", "nan", *_out(t)], ("epochs_per_task", "finite")),
+    Case("cli-epochs-never-ending", "cli", lambda t: ["train", *TINY, "--epochs-per-task", "1e300", *_out(t)],
+         ("epochs per task must be in (0, 1000000]", "1e+300")),
+    Case("cli-epochs-negative", "cli", lambda t: ["train", *TINY, "--epochs-per-task", "-0.5", *_out(t)], ("epochs per task must be in (0, 1000000], got -0.5",)),
+    Case("cli-kappa-min-nan", "cli", lambda t: ["train", "--kappa-min", "nan", *TINY, *_out(t)], ("kappa_min", "finite")),
+    Case("cli-ramp-fraction-minus-inf", "cli", lambda t: ["train", "--ramp-fraction", "-inf", *TINY, *_out(t)],
+         ("ramp_fraction", "finite")),
+    Case("cli-ewc-lambda-inf", "cli", lambda t: ["train", "--method", "ewc", "--ewc-lambda", "inf", *TINY, *_out(t)],
+         ("ewc_lambda", "finite")),
+    Case("cli-intercontinet-radius-negative", "cli", lambda t: ["train", "--method", "intercontinet", "--intercontinet-radius",
+                                                                 "-1e-2", *TINY, *_out(t)], ("InterContiNet radius must be >= 0",)),
+    Case("cli-cil-alpha-nan", "cli", lambda t: ["train", "--cil-alpha", "nan", *TINY, *_out(t)], ("cil_alpha", "finite")),
+    Case("cli-image-size-negative", "cli", lambda t: ["train", "--image-size", "-1", *TINY, *_out(t)], ("image_size", "between 8 and 512, got -1")),
+    Case("cli-val-every-negative", "cli", lambda t: ["train", "--val-every", "-5", *TINY, *_out(t)], ("val every must be >= 1",)),
+    Case("cli-eval-batch-size-negative", "cli", lambda t: ["train", "--eval-batch-size", "-1", *TINY, *_out(t)],
+         ("eval batch size must be >= 1",)),
+    Case("cli-num-threads-negative", "cli", lambda t: ["train", *TINY, "--num-threads", "-1", *_out(t)], ("num_threads", "between 1 and 1024")),
+    Case("cli-data-seed-negative", "cli", lambda t: ["train", "--data-seed", "-1", *TINY, *_out(t)], ("data_seed", "between 0 and 2^64 - 1")),
+    Case("cli-chunk-size-negative", "cli", lambda t: ["train", "--hnet-chunk-size", "-1", *TINY, *_out(t)], ("hnet chunk size must be >= 0",)),
+    Case("cli-embedding-dim-negative", "cli", lambda t: ["train", *TINY, "--embedding-dim", "-2", *_out(t)], ("embedding dim must be >= 1",)),
+    Case("cli-iters-in-exponent-notation", "cli", lambda t: ["train", *TINY, "--iters-per-task", "1e9", *_out(t)],
+         ("iters_per_task", "must be an integer, got '1e9'")),
+    Case("cli-int-flag-nan", "cli", lambda t: ["train", "--chunk-embedding-dim", "nan", *TINY, *_out(t)],
+         ("chunk_embedding_dim", "must be an integer, got 'nan'")),
+    Case("sweep-num-samples-nan", "sweep", lambda t: _sweep(t, "--num-samples", "nan"),
+         ("argument --num-samples", "invalid int value: 'nan'"), argparse=True),
+    Case("sweep-num-samples-negative", "sweep", lambda t: _sweep(t, "--num-samples", "-1"), ("--num-samples must be between 1 and 100,000",)),
+    Case("sweep-num-samples-huge", "sweep", lambda t: _sweep(t, "--num-samples", str(10**23)), ("--num-samples must be between 1 and 100,000",)),
+    Case("sweep-max-concurrent-huge", "sweep", lambda t: _sweep(t, "--max-concurrent", str(10**30)),
+         ("--max-concurrent must be between 0 and 100,000",)),
+    Case("sweep-cpus-inf", "sweep", lambda t: _sweep(t, "--cpus-per-trial", "inf"), ("--cpus-per-trial inf",)),
+    Case("sweep-cpus-minus-inf", "sweep", lambda t: _sweep(t, "--cpus-per-trial", "-inf"), ("--cpus-per-trial must be > 0",)),
+    Case("sweep-gpus-nan", "sweep", lambda t: _sweep(t, "--gpus-per-trial", "nan"), ("--gpus-per-trial nan",)),
+    Case("sweep-gpus-negative", "sweep", lambda t: _sweep(t, "--gpus-per-trial", "-0.5"), ("--gpus-per-trial >= 0",)),
+    Case("sweep-seed-negative", "sweep", lambda t: _sweep(t, "--seed", "-1"), ("--seed must be between 0 and 2^32 - 1",)),
+    Case("sweep-iters-negative", "sweep", lambda t: _sweep(t, "--iters-per-task", "-1"), ("--iters-per-task must be >= 1",)),
+    Case("sweep-num-tasks-negative", "sweep", lambda t: _sweep(t, "--num-tasks", "-1"), ("num_tasks", "between 1 and 1000")),
+    Case("sweep-gamma-nan", "sweep", lambda t: _sweep(t, "--gamma", "nan"), ("gamma", "finite number")),
+    Case("sweep-gamma-range-below-zero", "sweep", lambda t: _sweep(t, "--gamma", "-1:1"), ("gamma", "log-scale range needs low > 0")),
+    Case("sweep-lr-negative-exponent", "sweep", lambda t: _sweep(t, "--lr", "-1e-3"), ("learning rate must be > 0",)),
+    Case("sweep-set-gamma-inf", "sweep", lambda t: _sweep(t, "--set", "gamma=.inf"), ("gamma", "finite number")),
+    # --- search spaces that cannot be sampled as written ----------------------------------------------
+    Case("sweep-range-low-equals-high", "sweep", lambda t: _sweep(t, "--gamma", "1:1"),
+         ("low (1) must be smaller than high (1)", "to fix gamma for every trial")),
+    Case("sweep-choice-duplicates-flag", "sweep", lambda t: _sweep(t, "--embedding-dim", "16,16"), ("embedding_dim", "16 more than once")),
+    Case("sweep-space-choice-duplicates", "sweep", lambda t: _space(t, "method: [hnet, hyperinterval, hnet]\n"), ("'hnet' more than once",)),
+    Case("sweep-space-width-duplicates", "sweep", lambda t: _space(t, 'hnet_hidden: {type: choice, values: ["50,50", [50, 50]]}\n'),
+         ("'50,50' more than once",)),
+    Case("sweep-space-empty-choice", "sweep", lambda t: _space(t, "embedding_dim: {type: choice, values: []}\n"), ("non-empty list",)),
+    Case("sweep-space-loguniform-negative", "sweep", lambda t: _space(t, "beta: {type: loguniform, low: -1, high: 1}\n"),
+         ("beta", "log-scale range needs low > 0")),
+    Case("sweep-space-log-as-text", "sweep", lambda t: _space(t, 'gamma: {type: uniform, low: 1, high: 2, log: "false"}\n'),
+         ("log must be true or false",)),
+    Case("sweep-space-unknown-key", "sweep", lambda t: _space(t, "gama: [1, 2]\n"), ("unknown config key 'gama'",)),
+    Case("sweep-space-not-searchable", "sweep", lambda t: _space(t, "device: [cpu, cuda]\n"), ("'device' cannot be searched",)),
+    Case("sweep-space-int-fraction-bounds", "sweep", lambda t: _space(t, "embedding_dim: {type: int, low: 1.5, high: 3}\n"),
+         ("int bounds must be integers",)),
+    # --- names and output paths -----------------------------------------------------------------------
+    Case("sweep-name-path-separator", "sweep", lambda t: _sweep(t, "--name", "a/b"), ("--name 'a/b'", "letters, digits")),
+    Case("sweep-name-dot-dot", "sweep", lambda t: _sweep(t, "--name", ".."), ("--name '..'",)),
+    Case("sweep-name-empty", "sweep", lambda t: _sweep(t, "--name", ""), ("--name is empty",)),
+    Case("sweep-name-too-long", "sweep", lambda t: _sweep(t, "--name", "x" * 300), ("at most 100 characters",)),
+    Case("sweep-name-unicode", "sweep", lambda t: _sweep(t, "--name", "r\u00e9seau"), ("letters, digits",)),
+    Case("sweep-results-dir-link-loop", "sweep", lambda t: ["--results-dir", str(_loop(t)), "--dry-run"],
+         ("--results-dir", "symbolic link on the way loops")),
+    Case("sweep-results-dir-empty", "sweep", lambda t: ["--results-dir", "", "--dry-run"], ("--results-dir is empty",)),
+    Case("cli-out-link-loop", "cli", lambda t: ["train", *TINY, "--out", str(_loop(t))], ("link loop",)),
+    Case("cli-out-under-a-dangling-link", "cli", lambda t: (t / "dangling").symlink_to(t / "nowhere") or
+         ["train", *TINY, "--out", str(t / "dangling" / "run")], ("broken symbolic link",)),
+    Case("cli-out-is-a-device", "cli", lambda t: ["train", *TINY, "--out", "/dev/null"], ("exists and is not a directory",)),
+    Case("cli-data-dir-link-loop", "cli", lambda t: ["train", "--benchmark", "split-mnist", "--data-dir", str(_loop(t)), *TINY, *_out(t)],
+         ("--data-dir", "symbolic link on the way loops")),
+    # --- damaged, foreign or missing checkpoints; --resume with another config ---------------------------
+    Case("cli-resume-checkpoint-cut-in-half", "cli", lambda t: _damaged_checkpoint(t, "half"), ("corrupted", "cut short")),
+    Case("cli-resume-checkpoint-random-bytes", "cli", lambda t: _damaged_checkpoint(t, "random"), ("not a zip archive",)),
+    Case("cli-resume-checkpoint-foreign-zip", "cli", lambda t: _damaged_checkpoint(t, "zip"), ("corrupted or not a hinterval checkpoint",)),
+    Case("cli-resume-checkpoint-link-loop", "cli", lambda t: _damaged_checkpoint(t, "loop"), ("broken or looping link",)),
+    Case("cli-resume-checkpoint-is-a-directory", "cli", lambda t: _damaged_checkpoint(t, "dir"), ("checkpoint.pt' is a directory",)),
+    Case("cli-eval-checkpoint-is-a-directory", "cli", lambda t: _damaged_checkpoint(t, "dir") and ["eval", str(t / "run")],
+         ("is a directory",)),
+    Case("cli-resume-checkpoint-deleted", "cli", lambda t: _damaged_checkpoint(t, "gone"),
+         ("holds a run's result.json but no checkpoint.pt", "--overwrite")),
+    Case("cli-resume-other-benchmark", "cli", lambda t: _run_dir(t, "run") and
+         ["train", "--resume", *_out(t), "--benchmark", "permuted-digits", "--no-progress"], ("different config", "'benchmark'")),
+    Case("cli-resume-other-config-file", "cli", lambda t: _run_dir(t, "run") and (t / "c.yaml").write_text("gamma: 2\n") and
+         ["train", "--resume", *_out(t), "--config", str(t / "c.yaml"), "--no-progress"], ("different config", "'gamma': (1.0, 2.0)")),
+    Case("cli-resume-more-tasks", "cli", lambda t: _run_dir(t, "run") and
+         ["train", "--resume", *_out(t), "--num-tasks", "3", "--no-progress"], ("different config", "'num_tasks': (2, 3)")),
+    # --- flags that contradict each other (refused; a flag that is merely unused only warns: test_cli.py) --
+    Case("cli-cnn-target-on-permuted", "cli", lambda t: ["train", "--benchmark", "permuted-digits", "--target", "resnet18",
+                                                          "--hnet-chunk-size", "1000", *_out(t)], ("permutes pixels", "--target mlp")),
+    Case("cli-nested-at-gamma-0", "cli", lambda t: ["train", "--embedding-mode", "nested", "--gamma", "0", *TINY, *_out(t)],
+         ("nested embeddings need gamma > 0",)),
+    Case("cli-resume-and-overwrite-with-flags", "cli", lambda t: _run_dir(t, "run") and
+         ["train", "--resume", "--overwrite", "--gamma", "2", *_out(t)], ("contradict",)),
     # --- failures from inside: every one is one line and a documented exit code ------------------------
     Case("cli-disk-full-torch-runtimeerror", "cli", lambda t: ["train", *TINY, *_out(t)],
          ("No space left on device", "--resume"), code=1, patch=_disk_full_on_checkpoints, creates=True),
@@ -556,3 +690,66 @@ def test_ray_start_up_noise_is_dropped_before_an_early_error(tmp_path, capfd, mo
     assert len(err) == 1 and err[0].startswith("search.py: error: no node can hold one trial"), err
     assert list(tmp_path.iterdir()) == []  # no sweep directory left behind
 
+
+
+# --- the benchmark scripts: a bad flag or --set is one line and exit 2, before any run starts ------------
+SCRIPT_CASES = [
+    ("cil-set-seed", "cil", ["--benchmarks", "split-digits", "--universal", "", "--set", "seed=3"], ("--set seed", "--seed")),
+    ("cil-set-device", "cil", ["--benchmarks", "split-digits", "--set", "device=cuda"], ("--set device", "CPU")),
+    ("cil-set-too-many-tasks", "cil", ["--benchmarks", "split-digits", "--universal", "", "--set", "num_tasks=7"],
+     ("at most 5 tasks",)),
+    ("cil-set-unknown-key", "cil", ["--benchmarks", "split-digits", "--set", "gama=1"], ("unknown config key 'gama'",)),
+    ("universal-set-embedding-mode", "universal", ["--benchmarks", "split-digits", "--set", "embedding_mode=non-forced"],
+     ("--set embedding_mode", "nested mode by definition")),
+    ("universal-set-seed", "universal", ["--benchmarks", "split-digits", "--set", "seed=1"], ("--set seed",)),
+    ("universal-set-no-key", "universal", ["--set", "=1"], ("--set needs KEY=VALUE",)),
+    ("universal-set-no-value", "universal", ["--set", "gamma="], ("--set gamma= needs a value",)),
+    ("universal-set-nan", "universal", ["--benchmarks", "split-digits", "--set", "gamma=nan"], ("gamma", "finite number")),
+    ("core-unknown-benchmark", "core", ["--benchmarks", "nope"], ("unknown benchmark 'nope'",)),
+    ("core-threads-negative", "core", ["--threads", "-1"], ("num_threads", "between 1 and 1024")),
+    ("fashion-seed-negative", "fashion", ["--seed", "-1"], ("seed", "2^64 - 1")),
+    ("cnn-gamma-nan", "cnn", ["--gamma", "nan", "--cases", "resnet18-default"], ("gamma", "finite number")),
+    ("compare-seed-not-a-number", "compare", ["--seeds", "0,x"], ("--seeds: 'x' is not a valid int",)),
+    ("compare-unknown-benchmark", "compare", ["--benchmarks", "nope", "--methods", "hnet"], ("unknown benchmark 'nope'",)),
+    ("compare-no-workers", "compare", ["--jobs", "0"], ("--jobs must be >= 1",)),
+    ("robust-gamma-nan", "robust", ["--gammas", "nan", "--benchmarks", "split-digits"], ("gamma", "finite number")),
+    ("robust-unknown-ramp", "robust", ["--ramps", "guarded,nope"], ("unknown ramp 'nope'; choose one of",)),
+    ("robust-seed-not-a-number", "robust", ["--seeds", "1,x"], ("--seeds: 'x' is not a valid int",)),
+]
+
+
+@pytest.mark.parametrize("case", SCRIPT_CASES, ids=[c[0] for c in SCRIPT_CASES])
+def test_benchmark_script_bad_input_is_one_line_and_exit_2(case, tmp_path, monkeypatch, capsys):
+    import importlib
+
+    _, script, argv, needles = case
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    monkeypatch.chdir(tmp_path)
+    harness = importlib.import_module("harness")
+    mod = importlib.import_module(script)
+
+    class Settings:  # the process set-up is the CLI's (tested there); here it must not change this process
+        omp_wait_policy = "PASSIVE"
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+    for holder in (mod, harness):
+        for name in ("configure_process", "configure_threads"):
+            if hasattr(holder, name):
+                monkeypatch.setattr(holder, name, Settings if name == "configure_process" else (lambda *a, **k: "PASSIVE"))
+    if script in ("core", "fashion"):
+        main = lambda: mod.run_suite(script, mod.TARGETS, mod.__doc__, argv)  # noqa: E731
+    else:
+        main = lambda: mod.main(argv)  # noqa: E731
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        harness.run_script(main, f"{script}.py")
+    out, err = capsys.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert exc.value.code == 2, err
+    assert len(lines) == 1 and lines[0].startswith(f"{script}.py: error: "), err
+    assert "Traceback" not in err + out
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    assert list(tmp_path.iterdir()) == []  # nothing written

@@ -107,3 +107,109 @@ def test_iters_per_task_replaces_a_preset_epoch_budget(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "replaces an epochs_per_task" in " ".join(capsys.readouterr().out.split())
+
+
+# --- flags the run never reads: one warning line, the run goes on --------------------------------------
+SMALL = ["--iters-per-task", "2", "--num-tasks", "1", "--hnet-hidden", "8", "--embedding-dim", "2", "--no-progress",
+         "--no-tensorboard", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("args,flags,needs", [
+    (["--method", "hyperinterval", "--ewc-lambda", "5"], ["--ewc-lambda"], "--method ewc"),
+    (["--embedding-mode", "non-forced", "--nested-hold", "intersection"], ["--nested-hold"], "--embedding-mode nested"),
+    (["--method", "hnet", "--intercontinet-radius", "0.5", "--gamma", "2"], ["--gamma", "--intercontinet-radius"],
+     "--method hyperinterval"),
+    (["--method", "ewc", "--ramp", "fixed", "--interval-scope", "head"], ["--ramp", "--interval-scope"], "interval methods"),
+    (["--method", "finetune", "--beta", "0.5"], ["--beta"], "--method hyperinterval or hnet"),
+    (["--chunk-embedding-dim", "4"], ["--chunk-embedding-dim"], "--hnet-chunk-size > 0"),
+])
+def test_a_flag_the_run_never_reads_is_named_in_one_warning(args, flags, needs, tmp_path, capsys):
+    """The rule: contradicting flags are refused (exit 2, tests/test_bad_inputs.py); a flag that the
+    chosen method, embedding mode or target never reads is named in one warning line and the run goes on."""
+    assert main(["train", *args, *SMALL, "--target-hidden", "8", "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    warnings = [ln for ln in err.splitlines() if "no effect" in ln]
+    assert len(warnings) == 1 and warnings[0].startswith("hinterval: warning: --"), err
+    assert needs in warnings[0] and all(f in warnings[0] for f in flags), warnings[0]
+
+
+def test_flags_every_run_reads_and_config_files_give_no_warning(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("ewc_lambda: 5\nnested_hold: intersection\n")  # a saved config lists every key
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--gamma", "0.5", "--lr", "0.01", *SMALL,
+                 "--target-hidden", "8", "--out", str(tmp_path / "run")]) == 0
+    assert "no effect" not in capsys.readouterr().err
+
+
+def test_an_unread_flag_with_a_bad_input_gives_only_the_error(tmp_path, capsys):
+    """The warning is printed once the run starts, so a refused command still prints one line."""
+    assert main(["train", "--method", "ewc", "--gamma", "2", "--batch-size", "0", *SMALL, "--out", str(tmp_path / "r")]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "batch size must be >= 1" in err[0], err
+
+
+def test_collapse_advice_names_only_flags_the_method_reads(tmp_path, capsys):
+    from hinterval.cli import _TaskPrinter
+
+    metrics = {"avg_acc": 0.5, "bwt": 0.0, "worst_avg_acc": None, "task_time_s": 0.1, "task_collapsed": True,
+               "task_val_acc": 0.5}
+    _TaskPrinter(intervals=False).on_task_end(0, metrics, {})
+    assert "--gamma" not in capsys.readouterr().err
+    _TaskPrinter(intervals=True).on_task_end(0, metrics, {})
+    assert "--gamma" in capsys.readouterr().err
+
+
+# --- interrupted and concurrent runs (real processes) -----------------------------------------------------
+RUN = ["--num-tasks", "3", "--iters-per-task", "150", "--target-hidden", "16,16", "--hnet-hidden", "32", "--no-progress",
+       "--no-tensorboard", "--device", "cpu", "--num-threads", "1", "--seed", "0"]
+COMPARED = ("avg_acc", "bwt", "worst_avg_acc", "worst_bwt", "acc_matrix", "til", "worst", "dil", "cil")
+
+
+def _hinterval(*argv: str):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "hinterval", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_resume_gives_the_uninterrupted_metrics(tmp_path):
+    import signal
+    import time
+
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    p = _hinterval("train", *RUN, "--out", str(ref))
+    assert p.wait(timeout=300) == 0, p.stderr.read()
+    p = _hinterval("train", *RUN, "--out", str(run))
+    deadline = time.time() + 300
+    while not (run / "checkpoint.pt").exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    lines = [ln for ln in err.splitlines() if ln.startswith("hinterval: ")]
+    if p.returncode == 0:
+        pytest.skip("the run finished before Ctrl-C arrived (a very fast machine)")
+    assert p.returncode == 130 and len(lines) == 1 and "interrupted during task" in lines[0], err
+    assert "--resume" in lines[0] and "Traceback" not in err
+    p = _hinterval("train", "--out", str(run), "--resume", "--no-progress")
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    a, b = (json.loads((d / "result.json").read_text()) for d in (ref, run))
+    assert b["complete"] is True
+    assert {k: a[k] for k in COMPARED} == {k: b[k] for k in COMPARED}
+
+
+@pytest.mark.slow
+def test_two_runs_into_one_out_at_once_one_runs_the_other_is_refused(tmp_path):
+    out = tmp_path / "run"
+    procs = [_hinterval("train", *RUN, "--seed", str(seed), "--out", str(out)) for seed in (1, 2)]
+    results = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, err in results if code == 2)
+    lines = [ln for ln in refused.splitlines() if ln.strip()]
+    assert len(lines) == 1 and ("is in use by process" in lines[0] or "is not empty" in lines[0]), refused
+    winner = next(i for i, (code, _) in enumerate(results) if code == 0)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["seed"] == (1, 2)[winner]  # the directory holds the winner's run only
+    assert json.loads((out / "result.json").read_text())["config"]["seed"] == saved["seed"]

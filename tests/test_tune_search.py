@@ -331,6 +331,28 @@ def test_dry_run_prints_space_and_resources_and_runs_nothing(tmp_path, capsys):
     assert "preset not evaluated first" in capsys.readouterr().out
 
 
+
+def test_settings_no_trial_reads_are_dropped_from_the_default_space_and_named_when_given(tmp_path, capsys):
+    """A sweep of ewc does not search the hypernetwork's gamma/beta/embedding size; a setting the user
+    fixes or searches that no trial reads is named in one warning line (the sweep still runs)."""
+    assert search.main(["--dry-run", "--results-dir", str(tmp_path), "--method", "ewc"]) == 0
+    out, err = capsys.readouterr()
+    space = out.split("search space:", 1)[1].split("fixed for every trial", 1)[0]
+    assert "lr" in space and not any(k in space for k in ("gamma", "beta", "embedding_dim")), space
+    assert "no effect" not in err
+    assert search.main(["--dry-run", "--results-dir", str(tmp_path), "--method", "hnet", "--set", "intercontinet_radius=0.5",
+                        "--gamma", "0.1:1"]) == 0
+    out, err = capsys.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("search.py: warning: gamma, intercontinet_radius have no effect in any trial"), err
+    assert "intercontinet_radius" in lines[0] and "gamma            loguniform [0.1, 1]" in out
+    # read by some trials (method searched): no warning, and the default space keeps gamma
+    assert search.main(["--dry-run", "--results-dir", str(tmp_path), "--method", "hyperinterval,ewc",
+                        "--set", "ewc_lambda=5"]) == 0
+    out, err = capsys.readouterr()
+    assert "no effect" not in err and "gamma" in out.split("search space:", 1)[1].split("fixed for", 1)[0]
+
+
 # --- end to end: the command line's --smoke-test, then TensorBoard and optuna-dashboard over it -------------
 @pytest.fixture(scope="module")
 def smoke_sweep(tmp_path_factory):

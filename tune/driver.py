@@ -12,12 +12,12 @@ from typing import Any, Dict, List, Sequence
 from hinterval import metrics as M
 from hinterval.config import make_config
 from hinterval.errors import UserError
-from hinterval.files import write_json
+from hinterval.files import resolve_path, write_json
 
 from tune import cluster
 from tune import space as S
 from tune.prepare import SWEEP_FILE, describe, load_saved_spec, plain_name, resolve
-from tune.spec import SweepSpec
+from tune.spec import SweepSpec, unused_warning
 from tune.startup import STARTUP
 from tune.summary import finish
 
@@ -112,9 +112,12 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
     """
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
+    for flag, value in (("--name", args.name), ("--results-dir", args.results_dir)):
+        if value is not None and not value.strip():  # "" would silently mean the default
+            raise UserError(f"{flag} is empty; leave it out for the default, or give one")
     if args.resume:
         name = args.name or plain_name(args)
-        out_dir = Path(args.results_dir).expanduser().resolve() / name
+        out_dir = resolve_path(args.results_dir, "--results-dir") / name
         spec = load_saved_spec(out_dir)
         print(f"resuming sweep {name!r} with its saved settings ({out_dir / SWEEP_FILE}); "
               "search/resource flags given now are ignored", file=sys.stderr)
@@ -127,8 +130,11 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
     if not args.resume and STARTUP.holds_sweep(out_dir) and not args.overwrite:
         raise UserError(f"{out_dir} already holds a sweep named {spec['name']!r}; pass --resume to continue it, "
                         "--overwrite to replace it, or choose another --name")
+    warning = unused_warning(spec)  # settings no trial reads: said with the sweep's description
     if args.dry_run:
         print(describe(spec, address=args.address, max_concurrent=spec["max_concurrent"]))
+        if warning:
+            print(f"search.py: {warning}", file=sys.stderr)
         return {"dry_run": True, "spec": spec}
 
     STARTUP.check_writable(out_dir)
@@ -171,6 +177,8 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
             tuner = make_tuner(spec, max_concurrent, callbacks)
         STARTUP.started()
         print(describe(spec, address=args.address, max_concurrent=max_concurrent), file=sys.stderr)
+        if warning:
+            print(f"search.py: {warning}", file=sys.stderr)
         interrupted = False
         try:
             tuner.fit()

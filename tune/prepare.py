@@ -16,6 +16,7 @@ from typing import Any, List, Optional
 from hinterval.config import load_config_file, make_config
 from hinterval.data.registry import check_data
 from hinterval.errors import UserError
+from hinterval.files import resolve_path
 
 from tune import space as S
 from tune.spec import SweepSpec, sweep_spec
@@ -27,7 +28,7 @@ SWEEP_FILE = "sweep.json"
 def resolve(args: argparse.Namespace) -> SweepSpec:
     """Read what the command line points at (the --space file, existing sweeps for the default name),
     resolve the sweep with the pure :func:`tune.spec.sweep_spec`, and check a local sweep's data. No Ray."""
-    results_dir = Path(args.results_dir).expanduser().resolve()
+    results_dir = resolve_path(args.results_dir, "--results-dir")
     spec = sweep_spec(args, name=args.name or default_name(args, results_dir), results_dir=str(results_dir),
                       cwd=os.getcwd(), space_data=load_config_file(args.space) if args.space else None)
     if not args.address:  # a local sweep: check the data here, once, instead of failing every trial

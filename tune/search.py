@@ -45,7 +45,9 @@ STORAGE_ENV = "HINTERVAL_SWEEP_STORAGE"
 
 # --- command line ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from hinterval.cli import Parser  # reads -1e-3, -inf and -1:1 as values, not as options
+
+    p = Parser(
         prog="python tune/search.py",
         description="Hyperparameter sweep (Ray Tune + Optuna TPE) over full HyperInterval continual runs. "
         "Results go to RESULTS_DIR/NAME (default results/<benchmark>); an existing sweep of that name is "

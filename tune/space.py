@@ -17,13 +17,14 @@ scalars. Field kinds and which keys may be searched come from the config's decla
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from hinterval.config import FIELD_SPECS, ExperimentConfig, make_config
+from hinterval.config import FIELD_SPECS, SETTING_USERS, ExperimentConfig, make_config
 from hinterval.errors import UserError
 from hinterval.methods.registry import METHODS
 from hinterval.schema import parse_bool
@@ -147,8 +148,9 @@ def parse_param(key: str, spec: Mapping[str, Any]) -> BaseDistribution:
                 raise UserError(f"search space: {key}: is an integer setting, got choice value {v!r}")
             if fk == "float" and isinstance(v, (int, float)) and not isinstance(v, bool):
                 v = float(v)
-            if v not in norm:
-                norm.append(v)
+            if v in norm:  # a repeated value is a typo (16,16 for 16,24), not a weight
+                raise UserError(f"search space: {key}: choice lists {v!r} more than once; give each value once")
+            norm.append(v)
         return CategoricalDistribution(tuple(norm))
     if fk not in ("int", "float"):
         raise UserError(f"search space: {key}: is a {fk} setting; use type: choice with a list of values")
@@ -156,7 +158,10 @@ def parse_param(key: str, spec: Mapping[str, Any]) -> BaseDistribution:
         raise UserError(f"search space: {key}: type {kind} needs both 'low' and 'high'")
     low, high = _number(key, "low", spec["low"]), _number(key, "high", spec["high"])
     if not low < high:
-        raise UserError(f"search space: {key}: low ({low:g}) must be smaller than high ({high:g})")
+        fix = f"; to fix {key} for every trial give the value alone ({key}: {low:g})" if low == high else ""
+        raise UserError(f"search space: {key}: low ({low:g}) must be smaller than high ({high:g}){fix}")
+    if not isinstance(spec.get("log", False), bool):  # "false" as text would be true
+        raise UserError(f"search space: {key}: log must be true or false, got {spec['log']!r}")
     log = bool(spec.get("log", False)) or kind == "loguniform"
     if log and low <= 0:
         raise UserError(f"search space: {key}: a log-scale range needs low > 0, got {low:g}")
@@ -293,3 +298,27 @@ def preset_point(space: SearchSpace, cfg: ExperimentConfig) -> Tuple[Optional[Di
         elif isinstance(d, FloatDistribution):
             point[k] = float(point[k])
     return point, []
+
+
+#: the settings whose value decides which other settings a trial reads (see hinterval.config.SETTING_USERS)
+DECIDING = ("method", "embedding_mode", "gamma", "hnet_chunk_size", "target")
+
+
+def trial_configs(space: SearchSpace, base: Mapping[str, Any]) -> List[ExperimentConfig]:
+    """Configs that stand for every kind of trial the sweep can run: each combination of the searched
+    settings in :data:`DECIDING` (choices, and both ends of a range). Combinations that are no valid
+    config (nested mode at gamma 0) are left out."""
+    deciding = [(k, list(d.choices) if isinstance(d, CategoricalDistribution) else [d.low, d.high])
+                for k, d in space.params if k in DECIDING]
+    out: List[ExperimentConfig] = []
+    for combo in itertools.product(*(values for _, values in deciding)):
+        try:
+            out.append(make_config(base, **{k: v for (k, _), v in zip(deciding, combo)}))
+        except UserError:
+            pass
+    return out
+
+
+def unused_in_every_trial(keys: Any, configs: List[ExperimentConfig]) -> List[str]:
+    """Of ``keys``, those no trial config reads (a setting of a method the sweep never runs)."""
+    return [k for k in keys if k in SETTING_USERS and configs and not any(SETTING_USERS[k][0](c) for c in configs)]

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from hinterval import metrics as M
 from hinterval.config import FIELD_SPECS, FIELDS
-from hinterval.errors import UserError
+from hinterval.errors import UserError, short
 from hinterval.methods.registry import CERTIFYING_METHODS
 
 #: metrics a sweep can maximise (``--objective``)
@@ -49,6 +49,10 @@ def _space_flag_help(key: str) -> str:
 SPACE_FLAGS = tuple((f.flag, f.name, _space_flag_help(f.name)) for f in FIELD_SPECS.values() if f.setting.sweep_flag)
 #: config keys ``--set`` may not fix: the sweep picks them per trial or has its own flag
 NOT_SETTABLE = ("device", "num_threads", "benchmark")
+#: the longest sweep name (a directory name, with room for the date-time suffix of a repeated default name)
+MAX_NAME = 100
+#: at most this many trials (and trials at once) in one sweep
+MAX_SAMPLES = 100_000
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,17 @@ def parse_fixed(items: List[str]) -> Dict[str, Any]:
     return out
 
 
+def unused_warning(spec: Mapping[str, Any]) -> Optional[str]:
+    """One line naming the sweep's fixed or searched settings that no trial reads (``None`` if each is
+    read by some trial), e.g. ``--set ewc_lambda=5`` in a sweep of hyperinterval only."""
+    from hinterval.config import unused_message
+    from tune import space as S
+
+    space = S.parse_space(spec["space"])
+    unused = S.unused_in_every_trial([*space.names, *spec["base"]], S.trial_configs(space, spec["base"]))
+    return f"warning: {unused_message(unused, 'in any trial of this sweep')}" if unused else None
+
+
 def _absolute(path: str, cwd: str) -> str:
     if "://" in path:
         return path
@@ -184,8 +199,8 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
                           ("--confirm-top", getattr(args, "confirm_top", None), 1)):
         if val is None:
             continue
-        if val < lo:
-            raise UserError(f"{flag} must be >= {lo}, got {val}")
+        if not lo <= val <= MAX_SAMPLES:
+            raise UserError(f"{flag} must be between {lo} and {MAX_SAMPLES:,}, got {val}"[:200])
     cpus, gpus = opt["cpus_per_trial"], opt["gpus_per_trial"]
     if cpus <= 0 or gpus < 0:
         raise UserError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus:g}, {gpus:g}")
@@ -198,8 +213,9 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
         raise UserError(f"--gpus-per-trial above 1 must be a whole number, got {gpus:g}")
     if opt["iters_per_task"] is not None and opt["iters_per_task"] < 0:
         raise UserError(f"--iters-per-task must be >= 1 (or 0 for the preset's value), got {opt['iters_per_task']}")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise UserError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or len(name) > MAX_NAME:
+        raise UserError(f"--name {short(name, 60)}: use letters, digits, '.', '_' and '-' only (at most {MAX_NAME} "
+                        "characters), starting with a letter or digit")
 
     base: Dict[str, Any] = {"benchmark": args.benchmark}
     if opt["num_tasks"] is not None:
@@ -209,7 +225,8 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
         base["iters_per_task"] = iters
     if args.data_dir:
         base["data_dir"] = args.data_dir
-    base.update(parse_fixed(args.fixed))  # --set data_dir=... wins over --data-dir
+    fixed = parse_fixed(args.fixed)
+    base.update(fixed)  # --set data_dir=... wins over --data-dir
     if base.get("data_dir"):
         base["data_dir"] = _absolute(str(base["data_dir"]), cwd)  # trials run in other directories
 
@@ -226,6 +243,11 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
     space = S.merge(space, flag_params, flag_fixed)
     base.update(dict(space.fixed))
     space = S.SearchSpace(space.params, ())
+    # settings no trial reads (another method's): the default space's are dropped, the user's stay and
+    # are named in one warning line (unused_warning)
+    given = {*flag_params, *flag_fixed, *(space_data or {})}
+    unused = S.unused_in_every_trial(space.names, S.trial_configs(space, base))
+    space = S.SearchSpace(tuple((k, d) for k, d in space.params if k not in unused or k in given), ())
     S.validate_space(space, base)
     point, outside = S.preset_point(space, make_config(base))  # the trial everyone compares against
     if objectives is None:

@@ -1,5 +1,5 @@
-"""The methods hinterval trains, each declared once: its name, what it is, the config keys only it
-reads, how it is built and the sweep space searched around a preset.
+"""The methods hinterval trains, each declared once: its name, what it is, how it is built, the
+sweep space searched around a preset and whether it certifies.
 
 Light on purpose: it imports no torch, so validating a config (which checks the method's name)
 loads nothing heavy; :func:`build_method` imports the method's module when a run builds it.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict
 
 if TYPE_CHECKING:  # types only: building a method imports its module by name
     from hinterval.config import ExperimentConfig
@@ -19,11 +19,6 @@ if TYPE_CHECKING:  # types only: building a method imports its module by name
 #: a sweep space in the YAML notation of ``tune/space.py``: key -> {type, low, high} or {type: choice, values}
 Space = Dict[str, Dict[str, Any]]
 
-#: the interval keys of HyperInterval (``hnet`` is HyperInterval at gamma 0 and reads none of them)
-INTERVAL_KEYS = ("gamma", "embedding_mode", "embedding_init", "nested_hold", "interval_mode", "interval_scope",
-                 "kappa_min", "ramp", "ramp_fraction")
-
-
 @dataclass(frozen=True)
 class MethodInfo:
     """One method.
@@ -32,7 +27,6 @@ class MethodInfo:
         name: the ``method`` config value.
         summary: one line for ``--help`` and the docs.
         builder: ``module:Class`` of its :class:`~hinterval.methods.base.ContinualMethod`.
-        own_keys: config keys that only this method reads (a value given with another method has no effect).
         space: the default sweep space around a resolved preset config.
         certifies: whether its trained weight boxes give a certified (worst-case) accuracy.
     """
@@ -40,7 +34,6 @@ class MethodInfo:
     name: str
     summary: str
     builder: str
-    own_keys: Tuple[str, ...]
     space: Callable[["ExperimentConfig"], Space]
     certifies: bool = False
 
@@ -76,20 +69,20 @@ def _hyperinterval_space(cfg: "ExperimentConfig") -> Space:
 
 METHODS: Dict[str, MethodInfo] = {m.name: m for m in (
     MethodInfo("hyperinterval", "interval task embeddings, worst-case loss over the weight box (the paper's method)",
-               "hinterval.methods.hyperinterval:HyperIntervalMethod", INTERVAL_KEYS, _hyperinterval_space,
+               "hinterval.methods.hyperinterval:HyperIntervalMethod", _hyperinterval_space,
                certifies=True),
     MethodInfo("hnet", "task embeddings without intervals (hypernetwork continual learning, gamma 0)",
-               "hinterval.methods.hyperinterval:HyperIntervalMethod", (), lambda c: {**_embeddings(c), **_lr(c)}),
+               "hinterval.methods.hyperinterval:HyperIntervalMethod", lambda c: {**_embeddings(c), **_lr(c)}),
     MethodInfo("finetune", "one network trained task after task, nothing kept (the forgetting floor)",
-               "hinterval.methods.finetune:FinetuneMethod", (), _lr),
+               "hinterval.methods.finetune:FinetuneMethod", _lr),
     MethodInfo("joint", "one network trained on all tasks at once (the ceiling; not continual)",
-               "hinterval.methods.joint:JointMethod", (), _lr),
+               "hinterval.methods.joint:JointMethod", _lr),
     MethodInfo("intercontinet", "weight intervals trained directly, without a hypernetwork (InterContiNet)",
-               "hinterval.methods.intercontinet:InterContiNetMethod", ("intercontinet_radius",),
+               "hinterval.methods.intercontinet:InterContiNetMethod",
                lambda c: {"intercontinet_radius": _log(c.intercontinet_radius / 10, c.intercontinet_radius * 10), **_lr(c)},
                certifies=True),
     MethodInfo("ewc", "elastic weight consolidation (a quadratic penalty on important weights)",
-               "hinterval.methods.ewc:EWCMethod", ("ewc_lambda",),
+               "hinterval.methods.ewc:EWCMethod",
                lambda c: {"ewc_lambda": _log(c.ewc_lambda / 10, c.ewc_lambda * 10), **_lr(c)}),
 )}
 METHOD_NAMES = tuple(METHODS)
