@@ -98,7 +98,7 @@ def _trial_times(rec: Dict, reused: bool) -> Optional[Dict[str, float]]:
     }
 
 
-def _max_overlap(spans: List[Tuple[float, float]]) -> int:
+def max_overlap(spans: List[Tuple[float, float]]) -> int:
     """Most intervals open at once (the trials run side by side)."""
     events = sorted([(b, 1) for b, _ in spans] + [(e, -1) for _, e in spans], key=lambda x: (x[0], x[1]))
     cur = best = 0
@@ -155,7 +155,7 @@ def breakdown(out_dir: Path, t_start: Optional[float] = None, t_end: Optional[fl
         out[f"{g}_reused"] = sum(t["reused"] for t in ts)
         spans = [(r["started_at"], r["finished_at"]) for r in groups[g] if r.get("started_at") and r.get("finished_at")]
         if spans:  # slot-seconds no trial ran: actor start, the trainable's module imports, scheduling
-            slots = _max_overlap(spans)
+            slots = max_overlap(spans)
             out[f"{g}_slots"] = slots
             out[f"{g}_idle"] = max(0.0, slots * (max(e for _, e in spans) - min(b for b, _ in spans)) - out[f"{g}_total"])
     for k, label in (("wall", "wall time of the command"), ("driver_startup", "driver start-up: Python, Ray, Tune, until the first trial starts"),

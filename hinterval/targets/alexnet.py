@@ -42,7 +42,7 @@ class AlexNetTarget(ConvTarget):
         image_size: input side length ``S`` (square), at least 16.
         channels: widths of the five convolutions.
         hidden: widths of the hidden fully-connected layers.
-        batch_norm: batch norm after every convolution (off by default: the spec count has none).
+        batch_norm: batch norm after every convolution (off by default: the paper's parameter count has none).
         interval_mode: ``"sound"``, ``"rump"`` or ``"relaxed"`` (see :mod:`hinterval.targets.executors`).
     """
 
