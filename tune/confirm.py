@@ -124,7 +124,7 @@ def confirm_winners(spec: Mapping[str, Any], trainable: Any, metrics: Sequence[s
         tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(points_to_evaluate=points, max_concurrent=max_concurrent),
                                     num_samples=len(points), reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=spec["storage"], failure_config=tune.FailureConfig(max_failures=2),
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # as the search: 1 snapshots the experiment at every checkpoint
                                   callbacks=[recorder, CSVLoggerCallback(), JsonLoggerCallback()],  # Tune's results reads them
                                   progress_reporter=reporter, verbose=1))
     try:
