@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import platform
 import shlex
 import statistics
 import sys
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import parse_list, run_script  # noqa: E402
+from harness import code_commit, parse_list, run_script  # noqa: E402
 from hinterval.errors import UserError  # noqa: E402
 
 METHODS = ("hyperinterval", "hnet", "finetune", "joint", "intercontinet", "ewc")
@@ -220,7 +222,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command = "python benchmarks/compare.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     import torch
 
-    header = (f"# Method comparison\n\nCommand: `{command.strip()}`  \n"
+    header = (f"# Method comparison\n\nCommand: `{command.strip()}`  \nCode: commit {code_commit()}; "
+              f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; load average at the end "
+              f"{os.getloadavg()[0]:.2f}.  \n"
               f"Seeds: {', '.join(map(str, seeds))}; iters/task: {args.iters_per_task or 'preset'}; device: {args.device}; "
               f"torch {torch.__version__}; total wall time {time.perf_counter() - t0:.0f} s.  \n"
               "Cells: mean ± sample std over seeds (mean only for one seed). BWT n/a for joint (it keeps training "

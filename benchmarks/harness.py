@@ -25,6 +25,21 @@ from hinterval.runtime import configure_process
 
 
 
+def code_commit() -> str:
+    """The commit the benchmark runs (``+ changes`` when the tree differs from it), for result pages."""
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return rev + (" + uncommitted changes" if dirty else "")
+
+
 def configure_threads(threads: int) -> str:
     """Set the process up as ``hinterval train`` does for a CPU run with ``threads`` torch threads
     (:func:`hinterval.runtime.configure_process`; call before torch loads); return the OpenMP policy."""

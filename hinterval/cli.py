@@ -14,7 +14,6 @@ import contextlib
 import errno
 import json
 import re
-import shutil
 import signal
 import sys
 import threading
@@ -23,7 +22,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hinterval import metrics as M
+from hinterval import run_dir
 from hinterval.config import FIELD_SPECS, PRESET_KEYS, load_config_file, make_config
+from hinterval.console import TaskPrinter, headline, universal_line
 from hinterval.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, Stopped, TrainingDiverged, UserError, one_line
 from hinterval.runtime import ProcessConfig, configure_process, ctrl_c_deferred
 from hinterval.schema import add_flags, flagged
@@ -103,34 +104,6 @@ def _process_config(args: argparse.Namespace) -> ProcessConfig:
         return make_config()
 
 
-def _entries(out: Path) -> List[Path]:
-    """What a run directory holds besides its lock file."""
-    from hinterval.files import LOCK_NAME
-
-    return [p for p in out.iterdir() if p.name != LOCK_NAME] if out.is_dir() else []
-
-
-def _check_out_dir(out: Path, *, overwrite: bool, resume: bool) -> bool:
-    """Refuse to clobber a run: a non-empty dir needs --overwrite or --resume. Returns whether to empty it."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {str(out)!r} exists and is not a directory")
-    non_empty = bool(_entries(out))
-    if resume:
-        return False
-    if non_empty and not overwrite:
-        raise UserError(f"--out {str(out)!r} is not empty; pass --resume to continue it or --overwrite to replace it")
-    return non_empty
-
-
-def _clear(out: Path) -> None:
-    """``--overwrite``: remove the old run's files (the directory and its lock stay)."""
-    for p in _entries(out):
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        else:
-            p.unlink()
-
-
 class _Run:
     """Where a ``train`` command is, for the message an interruption prints."""
 
@@ -155,26 +128,6 @@ class _Run:
 
 
 _RUN = _Run()
-
-
-class _BoundRunDirWriter:
-    """:class:`~hinterval.callbacks.RunDirWriter` whose checkpoints carry the run directory's id."""
-
-    def __init__(self, out: Path, run_id: Optional[str]):
-        from hinterval.callbacks import RunDirWriter
-
-        self.writer, self.run_id = RunDirWriter(out), run_id
-
-    def on_fit_start(self, trainer: Any) -> None:
-        self.writer.on_fit_start(trainer)
-
-    def on_task_end(self, task_id: int, metrics: Dict[str, Any], state: Dict[str, Any]) -> None:
-        from hinterval.checkpoint import RUN_ID_KEY
-
-        self.writer.on_task_end(task_id, metrics, {**state, **({RUN_ID_KEY: self.run_id} if self.run_id else {})})
-
-    def on_train_end(self, result: Dict[str, Any]) -> None:
-        self.writer.on_train_end(result)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -209,7 +162,7 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         lock = stack.enter_context(DirectoryLock(out, "run directory"))  # the checkpoint cannot change under us now
         state, run_config = load_run(out)
         if state is None and run_config is None:
-            hint = "--overwrite to replace what is there" if _entries(out) else "without --resume to start it"
+            hint = "--overwrite to replace what is there" if run_dir.entries(out) else "without --resume to start it"
             raise UserError(f"--resume: no run in {str(out)!r} (no {RUN_CONFIG_NAME} or checkpoint); run {hint}")
         if state is None and (out / RESULT_NAME).exists():  # a finished run lost its checkpoint: do not train over it
             raise UserError(f"--resume: {str(out)!r} holds a run's {RESULT_NAME} but no {CHECKPOINT_NAME}; restore the "
@@ -221,13 +174,13 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         cfg = make_config(file_layer, **overrides)
         out = Path(args.out or f"runs/{cfg.benchmark}-{cfg.method}-{time.strftime('%Y%m%d-%H%M%S')}")
         check_writable_dir(out, "--out")  # before any work: a bad --out is exit 2, not an errno after the data loads
-        _check_out_dir(out, overwrite=args.overwrite, resume=False)
+        run_dir.check_out_dir(out, overwrite=args.overwrite, resume=False)
     _RUN.out = out
 
-    callbacks: List[Any] = [_BoundRunDirWriter(out, run_id)]  # callbacks write nothing before the first task ends
+    callbacks: List[Any] = [run_dir.BoundRunDirWriter(out, run_id)]  # callbacks write nothing before the first task ends
     if not args.no_tensorboard:
         callbacks.append(TensorBoardLogger(out / "tensorboard", cfg.to_dict()))
-    callbacks.append(_TaskPrinter(cfg.interval_scope, intervals=FIELD_SPECS["ramp"].setting.used_when(cfg)))
+    callbacks.append(TaskPrinter(cfg.interval_scope, intervals=FIELD_SPECS["ramp"].setting.used_when(cfg)))
     # data and device errors come before any write
     trainer = ContinualTrainer(cfg, callbacks=callbacks, progress=not args.no_progress)
     _RUN.trainer = trainer
@@ -242,8 +195,8 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     if lock is None:
         out.mkdir(parents=True, exist_ok=True)
         stack.enter_context(DirectoryLock(out, "run directory"))
-        if _check_out_dir(out, overwrite=args.overwrite, resume=False):  # again, now that no one else can write here
-            _clear(out)
+        if run_dir.check_out_dir(out, overwrite=args.overwrite, resume=False):  # again, now that no one else can write here
+            run_dir.clear(out)
     write_json(out / RUN_CONFIG_NAME, {**cfg.to_dict(), **({RUN_ID_KEY: run_id} if run_id else {})})
     _RUN.started = True
     unused = unused_settings(cfg, overrides)  # a flag this method/mode/target never reads: said once the run starts
@@ -258,47 +211,8 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     result = trainer.fit()
     if result.get("universal"):
         print(universal_line(result["universal"]), file=sys.stderr)
-    print(json.dumps(_headline(result)))
+    print(json.dumps(headline(result)))
     return 0
-
-
-def universal_line(uni: Dict[str, Any]) -> str:
-    """One line on the universal network: its accuracy, and the certified bound it never falls below."""
-    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
-    if uni.get("bound_avg") is not None:
-        bound = f"certified lower bound {fmt(uni['bound_avg'])} ({uni['violations']} test samples below it)"
-    else:
-        bound = f"no certified bound ({uni.get('bound_note') or 'the boxes are not sound'})"
-    return (f"universal network (one network for all tasks, hold {uni.get('hold')}): avg_acc {fmt(uni['avg_acc'])}  "
-            f"bwt {fmt(uni['bwt'])}  {bound}")
-
-
-class _TaskPrinter:
-    def __init__(self, scope: Optional[str] = None, intervals: bool = True):
-        self.scope = scope  # the interval scope the worst-case figures are certified for
-        self.intervals = intervals  # whether --gamma and --ramp mean anything to this run
-
-    def on_task_end(self, task_id: int, metrics: Dict[str, Any], state: Dict[str, Any]) -> None:
-        fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
-        universal = f"  universal {fmt(metrics[M.DIL_AVG_ACC])}" if metrics.get(M.DIL_AVG_ACC) is not None else ""
-        scope = f" (scope {self.scope})" if self.scope not in (None, "all") and metrics.get("worst_avg_acc") is not None else ""
-        print(f"task {task_id + 1}: avg_acc {fmt(metrics['avg_acc'])}  bwt {fmt(metrics['bwt'])}  "
-              f"worst_avg_acc {fmt(metrics['worst_avg_acc'])}{scope}{universal}  ({metrics['task_time_s']:.1f}s)", file=sys.stderr)
-        if metrics.get("task_collapsed"):
-            print(f"hinterval: warning: task {task_id + 1} collapsed to chance (validation accuracy "
-                  f"{metrics['task_val_acc']:.3f}); its network answers alike for every input: "
-                  + ("lower --gamma, raise --iters-per-task or keep --ramp guarded" if self.intervals
-                     else "raise --iters-per-task or change --lr"), file=sys.stderr)
-
-
-def _headline(result: Dict[str, Any]) -> Dict[str, Any]:
-    keys = ("benchmark", "method", "avg_acc", "bwt", "worst_avg_acc", "worst_bwt", "interval_scope", "tasks_done",
-            "collapsed_tasks", "wall_time_s")
-    out = {k: result.get(k) for k in keys}
-    for s in ("dil", "cil"):
-        out[f"{s}_avg_acc"] = result[s]["avg_acc"]
-    out["dil_bwt"] = result["dil"]["bwt"]
-    return out
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -320,7 +234,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     saved = {s: list(trainer.matrices[s][last]) for s in M.SCENARIOS}
     fresh = trainer.evaluate()  # replaces that row: the report below is the re-computed one
     result = trainer.result()
-    report = _headline(result)
+    report = headline(result)
     report["matches_saved"] = all(
         (a is None and b is None) or (a is not None and b is not None and abs(a - b) < 1e-6)
         for s in M.SCENARIOS for a, b in zip(saved[s], fresh[s])

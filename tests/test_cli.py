@@ -148,13 +148,13 @@ def test_an_unread_flag_with_a_bad_input_gives_only_the_error(tmp_path, capsys):
 
 
 def test_collapse_advice_names_only_flags_the_method_reads(tmp_path, capsys):
-    from hinterval.cli import _TaskPrinter
+    from hinterval.console import TaskPrinter
 
     metrics = {"avg_acc": 0.5, "bwt": 0.0, "worst_avg_acc": None, "task_time_s": 0.1, "task_collapsed": True,
                "task_val_acc": 0.5}
-    _TaskPrinter(intervals=False).on_task_end(0, metrics, {})
+    TaskPrinter(intervals=False).on_task_end(0, metrics, {})
     assert "--gamma" not in capsys.readouterr().err
-    _TaskPrinter(intervals=True).on_task_end(0, metrics, {})
+    TaskPrinter(intervals=True).on_task_end(0, metrics, {})
     assert "--gamma" in capsys.readouterr().err
 
 

@@ -26,6 +26,7 @@ from hinterval.config import make_config  # noqa: E402
 from hinterval.errors import UserError  # noqa: E402
 from tune import cluster, driver, prepare, search  # noqa: E402
 from tune import space as S  # noqa: E402
+from tune import trial_kinds as TK  # noqa: E402
 
 PY = sys.executable
 
@@ -50,16 +51,16 @@ def test_space_yaml_types_and_fixed_values():
     assert by["batch_size"] == IntDistribution(32, 128, log=True)
     assert dict(sp.fixed) == {"iters_per_task": 300}
     assert S.parse_space(sp.to_dict()) == sp  # what sweep.json stores reads back the same
-    S.validate_space(sp, {"benchmark": "split-digits"})
+    TK.validate_space(sp, {"benchmark": "split-digits"})
 
 
 def test_example_space_file_is_valid_and_contains_the_preset():
     from hinterval.config import load_config_file
 
     sp = S.parse_space(load_config_file(REPO / "tune" / "example_space.yaml"))
-    S.validate_space(sp, {"benchmark": "split-digits"})
+    TK.validate_space(sp, {"benchmark": "split-digits"})
     assert {"gamma", "beta", "embedding_dim", "hnet_hidden"} <= set(sp.names)
-    point, outside = S.preset_point(sp, make_config(benchmark="split-digits"))
+    point, outside = TK.preset_point(sp, make_config(benchmark="split-digits"))
     assert outside == [] and point["hnet_hidden"] == "100,100"
 
 
@@ -82,7 +83,7 @@ def test_invalid_space_is_a_user_error(spec, msg):
 def test_values_are_checked_against_the_config_before_any_trial():
     sp = S.parse_space({"method": ["hyperinterval", "nonsense"]})
     with pytest.raises(UserError, match="method = 'nonsense'"):
-        S.validate_space(sp, {"benchmark": "split-digits"})
+        TK.validate_space(sp, {"benchmark": "split-digits"})
 
 
 def test_flags_give_ranges_choices_or_fixed_values():
@@ -100,9 +101,9 @@ def test_flags_give_ranges_choices_or_fixed_values():
 
 def test_default_space_contains_the_preset():
     cfg = make_config(benchmark="split-digits")
-    point, outside = S.preset_point(S.default_space(cfg), cfg)
+    point, outside = TK.preset_point(S.default_space(cfg), cfg)
     assert outside == [] and point == {"gamma": cfg.gamma, "beta": cfg.beta, "embedding_dim": cfg.embedding_dim, "lr": cfg.lr}
-    point, outside = S.preset_point(S.parse_space({"gamma": {"type": "uniform", "low": 2, "high": 3}}), cfg)
+    point, outside = TK.preset_point(S.parse_space({"gamma": {"type": "uniform", "low": 2, "high": 3}}), cfg)
     assert point is None and "gamma" in outside[0]
 
 
@@ -614,7 +615,7 @@ def test_a_diverging_trial_ends_once_and_is_never_ranked(fake_cluster, tmp_path)
 
 
 def test_the_default_objective_is_certified_accuracy_where_every_trial_certifies(tmp_path):
-    from tune.spec import default_objectives, sweep_spec
+    from tune.spec import sweep_spec
 
     def resolve(*argv):
         args = search.parse_args(["--results-dir", str(tmp_path), *argv])
@@ -629,4 +630,7 @@ def test_the_default_objective_is_certified_accuracy_where_every_trial_certifies
     for bad in (["--confirm-seeds", "-1"], ["--confirm-top", "0"]):
         with pytest.raises(UserError, match=bad[0]):
             resolve(*bad)
-    assert default_objectives is not None
+    assert TK.certifies(make_config(method="intercontinet")) and not TK.certifies(make_config(gamma=0.0))
+    assert not TK.certifies(make_config(method="hnet")) and not TK.certifies(make_config(interval_mode="relaxed"))
+    space = S.parse_space({"gamma": {"type": "uniform", "low": 0.0, "high": 1.0}})
+    assert TK.default_objectives(space, {"benchmark": "split-digits"}) == ("avg_acc",)  # gamma 0 at one end

@@ -7,6 +7,8 @@ Run sweeps with ``python tune/search.py --help``; the driver ships this folder t
 Modules:
     spec: the frozen SweepSpec, resolved from the command line by one pure function.
     space: search spaces as Optuna distributions, parsed from YAML / flags / preset defaults.
+    trial_kinds: what the trials of a space will be: checked configs, the preset's point, settings no
+        trial reads, the default ranking metric.
     trainable: the Tune function trainable (one full continual run) and its ``TuneReporter`` callback.
     searcher: seeded Optuna TPE behind a ConcurrencyLimiter, told only final metrics (ASHA-safe), its
         study kept in results/<name>/optuna.db; ASHA on the first objective.

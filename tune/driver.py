@@ -17,7 +17,8 @@ from hinterval.files import resolve_path, write_json
 from tune import cluster
 from tune import space as S
 from tune.prepare import SWEEP_FILE, describe, load_saved_spec, plain_name, resolve
-from tune.spec import SweepSpec, unused_warning
+from tune.spec import SweepSpec
+from tune.trial_kinds import unused_warning
 from tune.startup import STARTUP
 from tune.summary import finish
 

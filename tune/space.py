@@ -17,14 +17,13 @@ scalars. Field kinds and which keys may be searched come from the config's decla
 """
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from hinterval.config import FIELD_SPECS, SETTING_USERS, ExperimentConfig, make_config
+from hinterval.config import FIELD_SPECS, ExperimentConfig
 from hinterval.errors import UserError
 from hinterval.methods.registry import METHODS
 from hinterval.schema import parse_bool
@@ -268,57 +267,3 @@ def tensorboard_hparams(space: SearchSpace) -> List[Any]:
         else:
             out.append(HParamDomain(k, low=d.low, high=d.high, log=d.log, description=describe(d)))
     return out
-
-
-def validate_space(space: SearchSpace, base: Mapping[str, Any]) -> None:
-    """Build a config at every range end and every choice so bad values fail now, not in trial 7."""
-    if not space.params:
-        raise UserError("search space is empty: give at least one key a range or a list of choices")
-    base = {**base, **dict(space.fixed)}
-    make_config(base)
-    for k, d in space.params:
-        probes = list(d.choices) if isinstance(d, CategoricalDistribution) else [d.low, d.high]
-        for v in probes:
-            try:
-                make_config(base, **{k: v})
-            except UserError as exc:
-                raise UserError(f"search space: {k} = {v!r} is not a valid setting: {exc}") from None
-
-
-def preset_point(space: SearchSpace, cfg: ExperimentConfig) -> Tuple[Optional[Dict[str, Any]], List[str]]:
-    """The preset's values of the searched keys, or ``None`` and the keys that fall outside the space."""
-    values = cfg.to_dict()
-    point = {k: normalise_value(k, values[k]) for k in space.names}
-    outside = [f"{k}={point[k]!r} not in {describe(d)}" for k, d in space.params if not contains(k, d, point[k])]
-    if outside:
-        return None, outside
-    for k, d in space.params:
-        if isinstance(d, IntDistribution):
-            point[k] = int(point[k])
-        elif isinstance(d, FloatDistribution):
-            point[k] = float(point[k])
-    return point, []
-
-
-#: the settings whose value decides which other settings a trial reads (see hinterval.config.SETTING_USERS)
-DECIDING = ("method", "embedding_mode", "gamma", "hnet_chunk_size", "target")
-
-
-def trial_configs(space: SearchSpace, base: Mapping[str, Any]) -> List[ExperimentConfig]:
-    """Configs that stand for every kind of trial the sweep can run: each combination of the searched
-    settings in :data:`DECIDING` (choices, and both ends of a range). Combinations that are no valid
-    config (nested mode at gamma 0) are left out."""
-    deciding = [(k, list(d.choices) if isinstance(d, CategoricalDistribution) else [d.low, d.high])
-                for k, d in space.params if k in DECIDING]
-    out: List[ExperimentConfig] = []
-    for combo in itertools.product(*(values for _, values in deciding)):
-        try:
-            out.append(make_config(base, **{k: v for (k, _), v in zip(deciding, combo)}))
-        except UserError:
-            pass
-    return out
-
-
-def unused_in_every_trial(keys: Any, configs: List[ExperimentConfig]) -> List[str]:
-    """Of ``keys``, those no trial config reads (a setting of a method the sweep never runs)."""
-    return [k for k in keys if k in SETTING_USERS and configs and not any(SETTING_USERS[k][0](c) for c in configs)]

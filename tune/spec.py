@@ -20,7 +20,6 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 from hinterval import metrics as M
 from hinterval.config import FIELD_SPECS, FIELDS
 from hinterval.errors import UserError, short
-from hinterval.methods.registry import CERTIFYING_METHODS
 
 #: metrics a sweep can maximise (``--objective``)
 OBJECTIVES = M.HEADLINE_METRICS
@@ -145,17 +144,6 @@ def parse_fixed(items: List[str]) -> Dict[str, Any]:
     return out
 
 
-def unused_warning(spec: Mapping[str, Any]) -> Optional[str]:
-    """One line naming the sweep's fixed or searched settings that no trial reads (``None`` if each is
-    read by some trial), e.g. ``--set ewc_lambda=5`` in a sweep of hyperinterval only."""
-    from hinterval.config import unused_message
-    from tune import space as S
-
-    space = S.parse_space(spec["space"])
-    unused = S.unused_in_every_trial([*space.names, *spec["base"]], S.trial_configs(space, spec["base"]))
-    return f"warning: {unused_message(unused, 'in any trial of this sweep')}" if unused else None
-
-
 def _absolute(path: str, cwd: str) -> str:
     if "://" in path:
         return path
@@ -179,6 +167,7 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
     from hinterval.config import make_config
     from hinterval.data.registry import BENCHMARK_NAMES
     from tune import space as S
+    from tune import trial_kinds as T
 
     opt = dict(vars(args))
     if args.smoke_test:
@@ -246,12 +235,12 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
     # settings no trial reads (another method's): the default space's are dropped, the user's stay and
     # are named in one warning line (unused_warning)
     given = {*flag_params, *flag_fixed, *(space_data or {})}
-    unused = S.unused_in_every_trial(space.names, S.trial_configs(space, base))
+    unused = T.unused_in_every_trial(space.names, T.trial_configs(space, base))
     space = S.SearchSpace(tuple((k, d) for k, d in space.params if k not in unused or k in given), ())
-    S.validate_space(space, base)
-    point, outside = S.preset_point(space, make_config(base))  # the trial everyone compares against
+    T.validate_space(space, base)
+    point, outside = T.preset_point(space, make_config(base))  # the trial everyone compares against
     if objectives is None:
-        objectives = list(default_objectives(make_config(base), space))
+        objectives = list(T.default_objectives(space, base))
 
     out_dir = os.path.join(results_dir, name)
     return SweepSpec(
@@ -262,31 +251,3 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
         num_samples=opt["num_samples"], max_concurrent=opt["max_concurrent"], seed=args.seed, cpus_per_trial=cpus,
         gpus_per_trial=0.0 if args.smoke_test else gpus, tensorboard=not args.no_tensorboard,
         smoke_test=bool(args.smoke_test))
-
-
-def default_objectives(base: Any, space: Any) -> Tuple[str, ...]:
-    """The metric a sweep ranks by when ``--objective`` is not given.
-
-    ``worst_avg_acc`` (certified accuracy: every network in a task's weight box classifies the test
-    sample correctly) where every trial certifies its boxes: it is what HyperInterval trains for,
-    and on the easy benchmarks it separates trials that the task-incremental ``avg_acc`` cannot
-    (split-digits: every trial 0.99-1.00, a few of the 450 test images apart). ``avg_acc`` where some trial
-    certifies nothing (a method without boxes, relaxed intervals, gamma 0), so every trial is ranked.
-
-    Args:
-        base: the :class:`~hinterval.config.ExperimentConfig` of the fixed keys.
-        space: the :class:`tune.space.SearchSpace` (searched ``method``/``interval_mode``/``gamma``).
-    """
-    params = dict(space.params)
-
-    def values(key: str) -> List[Any]:
-        dist = params.get(key)
-        if dist is None:
-            return [getattr(base, key)]
-        choices = getattr(dist, "choices", None)
-        return list(choices) if choices is not None else [getattr(dist, "low", None)]
-
-    certifies = (all(m in CERTIFYING_METHODS for m in values("method"))
-                 and all(m == "sound" for m in values("interval_mode"))
-                 and all(g is not None and float(g) > 0 for g in values("gamma")))
-    return (M.WORST_AVG_ACC,) if certifies else (M.AVG_ACC,)

@@ -86,8 +86,6 @@ METHODS: Dict[str, MethodInfo] = {m.name: m for m in (
                lambda c: {"ewc_lambda": _log(c.ewc_lambda / 10, c.ewc_lambda * 10), **_lr(c)}),
 )}
 METHOD_NAMES = tuple(METHODS)
-#: methods whose trials train weight boxes and can certify them (``worst_avg_acc``)
-CERTIFYING_METHODS = tuple(n for n, m in METHODS.items() if m.certifies)
 
 
 def build_method(cfg: "ExperimentConfig", benchmark: "Benchmark", target: "TargetNetwork") -> "ContinualMethod":

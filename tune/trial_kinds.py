@@ -1,0 +1,103 @@
+"""What the trials of a search space will be, checked before any trial runs.
+
+Each kind of trial a space can run is one combination of its :data:`DECIDING` settings at their
+choices and range ends. From those: every range end and choice must build a valid config
+(:func:`validate_space`), the preset's point in the space (:func:`preset_point`), the settings no
+trial reads (:func:`unused_warning`: named, not refused) and the metric the sweep ranks by when
+none is given (:func:`default_objectives`). No Ray.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from hinterval import metrics as M
+from hinterval.config import SETTING_USERS, ExperimentConfig, make_config, unused_message
+from hinterval.errors import UserError
+from hinterval.methods.registry import METHODS
+from tune.space import SearchSpace, contains, describe, normalise_value, parse_space
+
+#: the settings whose value decides what kind of trial runs: which other settings it reads
+#: (``hinterval.config.SETTING_USERS``) and whether it certifies its boxes
+DECIDING = ("method", "embedding_mode", "gamma", "hnet_chunk_size", "target", "interval_mode")
+
+
+def validate_space(space: SearchSpace, base: Mapping[str, Any]) -> None:
+    """Build a config at every range end and every choice so bad values fail now, not in trial 7."""
+    if not space.params:
+        raise UserError("search space is empty: give at least one key a range or a list of choices")
+    base = {**base, **dict(space.fixed)}
+    make_config(base)
+    for k, d in space.params:
+        probes = list(d.choices) if isinstance(d, CategoricalDistribution) else [d.low, d.high]
+        for v in probes:
+            try:
+                make_config(base, **{k: v})
+            except UserError as exc:
+                raise UserError(f"search space: {k} = {v!r} is not a valid setting: {exc}") from None
+
+
+def preset_point(space: SearchSpace, cfg: ExperimentConfig) -> Tuple[Optional[Dict[str, Any]], List[str]]:
+    """The preset's values of the searched keys, or ``None`` and the keys that fall outside the space."""
+    values = cfg.to_dict()
+    point = {k: normalise_value(k, values[k]) for k in space.names}
+    outside = [f"{k}={point[k]!r} not in {describe(d)}" for k, d in space.params if not contains(k, d, point[k])]
+    if outside:
+        return None, outside
+    for k, d in space.params:
+        if isinstance(d, IntDistribution):
+            point[k] = int(point[k])
+        elif isinstance(d, FloatDistribution):
+            point[k] = float(point[k])
+    return point, []
+
+
+def trial_configs(space: SearchSpace, base: Mapping[str, Any]) -> List[ExperimentConfig]:
+    """Configs that stand for every kind of trial the sweep can run: each combination of the searched
+    settings in :data:`DECIDING` (choices, and both ends of a range). Combinations that are no valid
+    config (nested mode at gamma 0) are left out."""
+    deciding = [(k, list(d.choices) if isinstance(d, CategoricalDistribution) else [d.low, d.high])
+                for k, d in space.params if k in DECIDING]
+    out: List[ExperimentConfig] = []
+    for combo in itertools.product(*(values for _, values in deciding)):
+        try:
+            out.append(make_config(base, **{k: v for (k, _), v in zip(deciding, combo)}))
+        except UserError:
+            pass
+    return out
+
+
+def unused_in_every_trial(keys: Sequence[str], configs: List[ExperimentConfig]) -> List[str]:
+    """Of ``keys``, those no trial config reads (a setting of a method the sweep never runs)."""
+    return [k for k in keys if k in SETTING_USERS and configs and not any(SETTING_USERS[k][0](c) for c in configs)]
+
+
+def unused_warning(spec: Mapping[str, Any]) -> Optional[str]:
+    """One line naming the sweep's fixed or searched settings that no trial reads (``None`` if each is
+    read by some trial), e.g. ``--set ewc_lambda=5`` in a sweep of hyperinterval only."""
+    space = parse_space(spec["space"])
+    unused = unused_in_every_trial([*space.names, *spec["base"]], trial_configs(space, spec["base"]))
+    return f"warning: {unused_message(unused, 'in any trial of this sweep')}" if unused else None
+
+
+def certifies(cfg: ExperimentConfig) -> bool:
+    """Whether a run of ``cfg`` certifies its boxes: a method with weight boxes (HyperInterval at
+    gamma > 0, InterContiNet) propagated soundly (not ``relaxed``)."""
+    boxes = METHODS[cfg.method].certifies and (cfg.method != "hyperinterval" or cfg.gamma > 0)
+    return boxes and cfg.interval_mode != "relaxed"
+
+
+def default_objectives(space: SearchSpace, base: Mapping[str, Any]) -> Tuple[str, ...]:
+    """The metric a sweep ranks by when ``--objective`` is not given.
+
+    ``worst_avg_acc`` (certified accuracy: every network in a task's weight box classifies the test
+    sample correctly) where every kind of trial :func:`certifies`: it is what HyperInterval trains
+    for, and on the easy benchmarks it separates trials that the task-incremental ``avg_acc``
+    cannot (split-digits: every trial 0.99-1.00, a few of the 450 test images apart). ``avg_acc``
+    where some trial certifies nothing (a method without boxes, relaxed intervals, gamma 0), so
+    every trial is ranked.
+    """
+    configs = trial_configs(space, base)
+    return (M.WORST_AVG_ACC,) if configs and all(certifies(c) for c in configs) else (M.AVG_ACC,)
