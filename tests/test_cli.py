@@ -147,17 +147,6 @@ def test_an_unread_flag_with_a_bad_input_gives_only_the_error(tmp_path, capsys):
     assert len(err) == 1 and "batch size must be >= 1" in err[0], err
 
 
-def test_collapse_advice_names_only_flags_the_method_reads(tmp_path, capsys):
-    from hinterval.console import TaskPrinter
-
-    metrics = {"avg_acc": 0.5, "bwt": 0.0, "worst_avg_acc": None, "task_time_s": 0.1, "task_collapsed": True,
-               "task_val_acc": 0.5}
-    TaskPrinter(intervals=False).on_task_end(0, metrics, {})
-    assert "--gamma" not in capsys.readouterr().err
-    TaskPrinter(intervals=True).on_task_end(0, metrics, {})
-    assert "--gamma" in capsys.readouterr().err
-
-
 # --- interrupted and concurrent runs (real processes) -----------------------------------------------------
 RUN = ["--num-tasks", "3", "--iters-per-task", "150", "--target-hidden", "16,16", "--hnet-hidden", "32", "--no-progress",
        "--no-tensorboard", "--device", "cpu", "--num-threads", "1", "--seed", "0"]
