@@ -89,6 +89,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from hinterval.checkpoint import load_checkpoint  # noqa: E402
+from hinterval.files import LOCK_NAME  # noqa: E402
 
 PY = sys.executable
 HINTERVAL = [PY, "-m", "hinterval"]
@@ -142,6 +143,12 @@ def same_metrics(a: dict, b: dict) -> bool:
 
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_files(run: Path) -> Dict[str, str]:
+    """Every file of a run directory with its hash, but the lock file: each command that opens the run
+    takes the lock and writes its pid there (docs/reliability.md), which changes none of the run."""
+    return {str(p.relative_to(run)): sha(p) for p in run.rglob("*") if p.is_file() and p.name != LOCK_NAME}
 
 
 def error_lines(stderr: str) -> List[str]:
@@ -304,7 +311,7 @@ class Faults:
             run = self.work / f"corrupted-{label.replace(' ', '-')}"
             shutil.copytree(self.work / "ref", run)
             (run / "checkpoint.pt").write_bytes(damage(good))
-            before = {p.name: sha(p) for p in run.iterdir() if p.is_file()}
+            before = run_files(run)
             for cmd in (["train", "--out", str(run), "--resume", "--no-progress"], ["eval", str(run)]):
                 err = io.StringIO()
                 try:
@@ -315,7 +322,7 @@ class Faults:
                 lines = error_lines(err.getvalue())
                 (self.work / f"{run.name}-{cmd[0]}.log").write_text(err.getvalue())
                 fine = (code == 2 and len(lines) == 1 and "corrupted" in lines[0] and "Traceback" not in err.getvalue()
-                        and {p.name: sha(p) for p in run.iterdir() if p.is_file()} == before)
+                        and run_files(run) == before)
                 (answers if fine else bad).append(f"{label}/{cmd[0]}")
                 if label == "bit-flipped" and cmd[0] == "train":
                     example = lines[0] if lines else err.getvalue().strip()[-200:]
@@ -468,7 +475,7 @@ class Faults:
             run = self.work / f"foreign-finished-{needle.replace(' ', '-')}"
             shutil.copytree(self.work / "ref", run)
             shutil.copy(source / "checkpoint.pt", run / "checkpoint.pt")
-            before = {str(p.relative_to(run)): sha(p) for p in run.rglob("*") if p.is_file()}
+            before = run_files(run)
             for cmd in (["train", "--out", str(run), "--resume", "--no-progress"], ["eval", str(run)]):
                 err = io.StringIO()
                 try:
@@ -477,7 +484,7 @@ class Faults:
                 except BaseException as exc:  # noqa: BLE001
                     code, _ = None, err.write(f"Traceback: {type(exc).__name__}: {exc}")
                 lines = error_lines(err.getvalue())
-                after = {str(p.relative_to(run)): sha(p) for p in run.rglob("*") if p.is_file()}
+                after = run_files(run)
                 fine = code == 2 and len(lines) == 1 and "does not belong" in lines[0] and needle in lines[0] and after == before
                 (answers if fine else bad).append(f"{label}/{cmd[0]}")
                 if cmd[0] == "train":
