@@ -207,7 +207,8 @@ def plot_importance(importance: Mapping[str, Any], path: Path) -> None:
     ax.set_xlabel("importance (share of variance across trials)")
     ax.set_title(f"hyperparameter importance, {importance['method']}, {importance['trials']} finished trials", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    # below the axes: inside, it would hide the longest bars
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(3, len(table)), frameon=False)
     fig.tight_layout()
     _save_png(fig, path)
     plt.close(fig)
