@@ -203,7 +203,7 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     if unused:
         text = unused_message(unused, f"on this run ({run_description(cfg)})", lambda k: FIELD_SPECS[k].flag)
         print(f"hinterval: warning: {text}", file=sys.stderr)
-    print(f"training {cfg.method} on {cfg.benchmark} ({len(trainer.benchmark)} tasks, device {trainer.device}) -> {out}",
+    print(f"training {cfg.method} on {cfg.benchmark} ({len(trainer.benchmark)} task{'s' if len(trainer.benchmark) != 1 else ''}, device {trainer.device}) -> {out}",
           file=sys.stderr)
     if trainer.certifies and not trainer.method.target.boxes_every_layer:
         print(f"worst_avg_acc is certified for {trainer.certificate}; it says nothing about other weights of the "

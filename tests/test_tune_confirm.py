@@ -17,6 +17,7 @@ pytest.importorskip("pandas")
 
 from tune import confirm as C  # noqa: E402
 from tune import confirmation as CF  # noqa: E402
+from tune.spec import confirm_counts  # noqa: E402
 
 
 def rec(tid, worst, avg=0.99, *, seed=0, params=None, status="COMPLETE"):
@@ -39,9 +40,9 @@ def test_plan_takes_the_best_finished_trials_and_the_next_seeds():
     assert [e["trial_id"] for e in CF.plan(recs, ["worst_avg_acc"], seeds=1, top=5)] == ["b", "a"]
     assert CF.plan(recs, ["worst_avg_acc"], seeds=0, top=1) == []
     assert CF.run_point(entry, 8) == {"gamma": 1.0, "seed": 8} and CF.run_label(entry, 8) == "confirm-b-seed8"
-    assert C.resolve_counts(None, None, smoke_test=False) == (2, 1)
-    assert C.resolve_counts(None, None, smoke_test=True) == (1, 1)
-    assert C.resolve_counts(3, 2, smoke_test=True) == (3, 2)
+    assert confirm_counts(None, None, smoke_test=False) == (2, 1)
+    assert confirm_counts(None, None, smoke_test=True) == (1, 1)
+    assert confirm_counts(3, 2, smoke_test=True) == (3, 2)
 
 
 def test_mean_and_sample_std_over_seeds():
@@ -55,6 +56,7 @@ def test_mean_and_sample_std_over_seeds():
     ((0.97, 0.96, 0.98), 0.965, True),     # 0.005 ahead, seed std 0.01: inside the noise
     ((0.97, 0.971, 0.969), 0.95, False),   # 0.02 ahead, seed std 0.001 (one sample 0.005): outside
     ((0.97, 0.97, 0.97), 0.965, True),     # seeds agree to the sample, one sample ahead: still inside
+    ((0.961, 0.90, 0.90), 0.96, False),    # the search run was lucky: 0.04 behind over the seeds, std 0.035
 ])
 def test_the_verdict_flags_a_margin_inside_the_noise(winner_seeds, runner, inside):
     search = [rec("w", winner_seeds[0], params={"gamma": 1.0}), rec("r", runner, params={"gamma": 2.0})]
@@ -68,6 +70,7 @@ def test_the_verdict_flags_a_margin_inside_the_noise(winner_seeds, runner, insid
     assert v["runner_up"] == "r" and v["margin"] == pytest.approx(sum(winner_seeds) / 3 - runner)
     assert v["noise"] >= 1 / 200 and v["inside_noise"] is inside
     assert ("INSIDE the noise" in CF.verdict_line(v)) is inside
+    assert ("trails" in CF.verdict_line(v)) is (v["margin"] < 0)
 
 
 def test_a_failed_confirmation_run_counts_as_missing():

@@ -340,6 +340,7 @@ def test_settings_no_trial_reads_are_dropped_from_the_default_space_and_named_wh
     out, err = capsys.readouterr()
     space = out.split("search space:", 1)[1].split("fixed for every trial", 1)[0]
     assert "lr" in space and not any(k in space for k in ("gamma", "beta", "embedding_dim")), space
+    assert "ewc_lambda" in space, space  # the flag picks the method's own default space, as --set method=ewc does
     assert "no effect" not in err
     assert search.main(["--dry-run", "--results-dir", str(tmp_path), "--method", "hnet", "--set", "intercontinet_radius=0.5",
                         "--gamma", "0.1:1"]) == 0
@@ -634,3 +635,32 @@ def test_the_default_objective_is_certified_accuracy_where_every_trial_certifies
     assert not TK.certifies(make_config(method="hnet")) and not TK.certifies(make_config(interval_mode="relaxed"))
     space = S.parse_space({"gamma": {"type": "uniform", "low": 0.0, "high": 1.0}})
     assert TK.default_objectives(space, {"benchmark": "split-digits"}) == ("avg_acc",)  # gamma 0 at one end
+
+
+def test_a_sweep_that_could_rank_nothing_or_changes_nothing_is_refused(tmp_path, capsys):
+    """An objective no trial reports, and a space whose every key no trial reads: one line, exit 2."""
+    base = ["--dry-run", "--results-dir", str(tmp_path)]
+    assert search.main([*base, "--method", "ewc", "--objective", "worst_avg_acc"]) == 2
+    assert "no trial of this sweep does" in capsys.readouterr().err
+    assert search.main([*base, "--objective", "dil_avg_acc"]) == 2  # the preset is non-forced: no universal network
+    assert "universal network" in capsys.readouterr().err
+    assert search.main([*base, "--embedding-mode", "nested", "--objective", "dil_avg_acc"]) == 0
+    capsys.readouterr()
+    (tmp_path / "space.yaml").write_text("ewc_lambda: {type: loguniform, low: 1, high: 100}\n")
+    assert search.main([*base, "--space", str(tmp_path / "space.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nothing this sweep searches changes its trials" in err[0], err
+
+
+def test_the_confirmation_counts_are_part_of_the_saved_sweep(tmp_path):
+    """A resumed sweep confirms as it was started: the counts live in the spec (sweep.json), and a
+    sweep.json saved before they existed resumes with the defaults."""
+    from tune.spec import CONFIRM_DEFAULT, SweepSpec, sweep_spec
+
+    args = search.parse_args(["--results-dir", str(tmp_path), "--confirm-seeds", "0"])
+    spec = sweep_spec(args, name="x", results_dir=str(tmp_path), cwd=str(tmp_path))
+    assert (spec["confirm_seeds"], spec["confirm_top"]) == (0, CONFIRM_DEFAULT[1])
+    assert SweepSpec.from_dict(json.loads(json.dumps(spec.to_dict())))["confirm_seeds"] == 0
+    old = {k: v for k, v in spec.to_dict().items() if not k.startswith("confirm_")}
+    assert SweepSpec.from_dict(old)["confirm_seeds"] == CONFIRM_DEFAULT[0]
+

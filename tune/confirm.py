@@ -10,7 +10,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Sequence
 
 from hinterval import metrics as M
 from hinterval.files import write_json
@@ -18,20 +18,7 @@ from tune.confirmation import (CONFIRM_DIR, CONFIRM_FILE, lines, load_confirmati
                                summarize)
 from tune.records import load_records, point_key
 
-#: extra training seeds per confirmed config (3 seeds counting the search's own run)
-DEFAULT_SEEDS = 2
-#: configs confirmed: the winner (its margin over the runner-up is judged against the winner's seed std);
-#: 2 also confirms the runner-up, at the cost of another wave of trials (the quick start must stay short)
-DEFAULT_TOP = 1
-#: what --smoke-test confirms (seeds, top): one extra run
-SMOKE = (1, 1)
 ATTR_PREFIX = "confirm_"
-
-
-def resolve_counts(seeds: Optional[int], top: Optional[int], *, smoke_test: bool) -> tuple:
-    """``(--confirm-seeds, --confirm-top)`` with their defaults (smaller for --smoke-test)."""
-    d_seeds, d_top = SMOKE if smoke_test else (DEFAULT_SEEDS, DEFAULT_TOP)
-    return (d_seeds if seeds is None else seeds), (d_top if top is None else top)
 
 
 def record_in_study(url: str, study_name: str, confirmation: Mapping[str, Any]) -> int:
@@ -72,15 +59,13 @@ def record_in_study(url: str, study_name: str, confirmation: Mapping[str, Any]) 
     return found
 
 
-def confirm_winners(spec: Mapping[str, Any], trainable: Any, metrics: Sequence[str], args: Any,
-                    max_concurrent: int) -> bool:
+def confirm_winners(spec: Mapping[str, Any], trainable: Any, metrics: Sequence[str], max_concurrent: int) -> bool:
     """Run the confirmation (Ray is up) and write ``confirm.json``; returns whether it was interrupted.
 
     Args:
         spec: the sweep (:class:`tune.spec.SweepSpec`).
         trainable: the sweep's Tune trainable (with its resources).
         metrics: the headline metrics TensorBoard's HParams tab lists.
-        args: the command line (``confirm_seeds``, ``confirm_top``; ``None`` = defaults).
         max_concurrent: trials at once.
     """
     from ray import tune
@@ -91,8 +76,7 @@ def confirm_winners(spec: Mapping[str, Any], trainable: Any, metrics: Sequence[s
     from tune.recorder import SweepRecorder
     from tune.searcher import STUDY_FILE, study_url
 
-    seeds, top = resolve_counts(getattr(args, "confirm_seeds", None), getattr(args, "confirm_top", None),
-                                smoke_test=bool(spec["smoke_test"]))
+    seeds, top = spec["confirm_seeds"], spec["confirm_top"]  # the sweep's own, also when it is resumed
     out = Path(spec["out_dir"])
     records = load_records(out)
     if any(r["status"] in ("PENDING", "RUNNING", "RETRYING") for r in records) or len(records) < spec["num_samples"]:

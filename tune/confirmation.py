@@ -127,7 +127,7 @@ def verdict(configs: Sequence[Dict[str, Any]], runner_up: Optional[Dict[str, Any
     margin = win["mean"] - r_mean
     return {"metric": metric, "winner": configs[0]["trial_id"], "runner_up": runner_up["trial_id"],
             "runner_up_seeds": r_n, "margin": margin, "seed_std": seed_std, "one_sample": sample, "noise": noise,
-            "inside_noise": margin <= noise + 1e-12}
+            "inside_noise": abs(margin) <= noise + 1e-12}
 
 
 def fmt_stat(stat: Optional[Mapping[str, Any]], digits: int = 4) -> str:
@@ -145,10 +145,14 @@ def verdict_line(v: Mapping[str, Any]) -> str:
     n = "its search run" if v["runner_up_seeds"] == 1 else f"{v['runner_up_seeds']} seeds"
     seed_std, sample = v.get("seed_std", v["noise"]), v.get("one_sample")
     floor = f", one test sample {sample:.4f}" if sample else ""
-    head = (f"winner {v['winner']} leads runner-up {v['runner_up']} ({n}) by {v['margin']:+.4f} {v['metric']} "
-            f"(seed std {seed_std:.4f}{floor}): ")
+    ahead = v["margin"] >= 0
+    head = (f"winner {v['winner']} {'leads' if ahead else 'trails'} runner-up {v['runner_up']} ({n}) by "
+            f"{v['margin']:+.4f} {v['metric']} (seed std {seed_std:.4f}{floor}): ")
     if v["inside_noise"]:
         return head + "INSIDE the noise, another seed could swap them (more seeds: --confirm-seeds, --confirm-top 2)"
+    if not ahead:  # over its seeds the winner falls behind: its search run was lucky
+        return head + (f"{-v['margin'] / v['noise']:.1f}x the noise, the runner-up is better over the seeds "
+                       "(confirm it too: --confirm-top 2)")
     return head + f"{v['margin'] / v['noise']:.1f}x the noise, outside it"
 
 

@@ -188,7 +188,7 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
         if not interrupted:  # the top trials again with more training seeds (tune/confirm.py)
             from tune.confirm import confirm_winners
 
-            interrupted = confirm_winners(spec, make_trainable(spec), summary_metrics(spec), args, max_concurrent)
+            interrupted = confirm_winners(spec, make_trainable(spec), summary_metrics(spec), max_concurrent)
     finally:
         if started_ray:
             ray.shutdown()

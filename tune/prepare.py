@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, List, Optional
 
-from hinterval.config import load_config_file, make_config
+from hinterval.config import FIELD_SPECS, load_config_file, make_config
 from hinterval.data.registry import check_data
 from hinterval.errors import UserError
 from hinterval.files import resolve_path
@@ -81,8 +81,11 @@ def network_lines(spec: SweepSpec) -> List[str]:
     budget = (f"{cfg.epochs_per_task:g} epochs (epochs_per_task; --iters-per-task N trains N iterations instead)"
               if cfg.epochs_per_task is not None else f"{cfg.iters_per_task} iterations")
     scope = f", box on {cfg.interval_scope} layers" if cfg.interval_scope != "all" else ""
-    return [f"network per trial: {cfg.method}, target {target} ({cfg.interval_mode} intervals{scope}), hypernetwork hidden "
-            f"{','.join(map(str, cfg.hnet_hidden))}{chunks}, embedding {cfg.embedding_mode}",
+    reads = lambda key: FIELD_SPECS[key].setting.used_when(cfg)  # noqa: E731 - what this method builds
+    intervals = f" ({cfg.interval_mode} intervals{scope})" if reads("interval_mode") else ""
+    hnet = (f", hypernetwork hidden {','.join(map(str, cfg.hnet_hidden))}{chunks}" if reads("hnet_hidden") else "")
+    embedding = f", embedding {cfg.embedding_mode}" if reads("embedding_mode") else ""
+    return [f"network per trial: {cfg.method}, target {target}{intervals}{hnet}{embedding}",
             f"training per task: {budget}, batch {cfg.batch_size}; evaluation batch {cfg.eval_batch_size}"
             + (f"; varied per trial: {', '.join(varied)}" if varied else "")]
 

@@ -117,8 +117,6 @@ def main(argv: Optional[List[str]] = None, callbacks: Sequence[Any] = ()) -> int
     (incl. a sweep directory in use), 130 interrupted (the report covers the trials so far).
     ``callbacks``: extra Ray Tune callbacks (``ray.tune.Callback``) for a new sweep, e.g. to be told of
     every result or to stop trials from Python (a resumed sweep keeps the callbacks it was started with).
-    ``callbacks``: extra Ray Tune callbacks (``ray.tune.Callback``) for a new sweep, e.g. to be told of
-    every result or to stop trials from Python (a resumed sweep keeps the callbacks it was started with).
     """
     import signal
 

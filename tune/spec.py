@@ -41,13 +41,17 @@ def _space_flag_help(key: str) -> str:
     else:
         how = "values to try, comma-separated, e.g. " + ",".join(map(str, f.setting.choices[:2] or (16, 24, 48))) + \
               " (one value fixes it)"
-    return f"{f.setting.help}: {how}"
+    return f"{f.setting.help}. To search: {how}"
 
 
 #: flag -> config key searched or fixed by it -> help (the keys declared ``sweep_flag`` in the config)
 SPACE_FLAGS = tuple((f.flag, f.name, _space_flag_help(f.name)) for f in FIELD_SPECS.values() if f.setting.sweep_flag)
 #: config keys ``--set`` may not fix: the sweep picks them per trial or has its own flag
 NOT_SETTABLE = ("device", "num_threads", "benchmark")
+#: the confirmation's (extra training seeds, configs confirmed) by default: 3 seeds counting the search's
+#: own run, the winner only (its margin is judged against its seed std; a runner-up costs another wave of
+#: trials and the quick start must stay short); and with --smoke-test: one extra run
+CONFIRM_DEFAULT, CONFIRM_SMOKE = (2, 1), (1, 1)
 #: the longest sweep name (a directory name, with room for the date-time suffix of a repeated default name)
 MAX_NAME = 100
 #: at most this many trials (and trials at once) in one sweep
@@ -67,6 +71,7 @@ class SweepSpec(Mapping):
         param_order: the searched keys' order (JSON files sort keys).
         preset_point: the preset's values of the searched keys (the first trial), or ``None`` when
             the preset lies outside the space (``preset_outside`` says why).
+        confirm_seeds, confirm_top: the confirmation's extra training seeds and configs (0 seeds: none).
     """
 
     name: str
@@ -87,6 +92,8 @@ class SweepSpec(Mapping):
     gpus_per_trial: float
     tensorboard: bool
     smoke_test: bool
+    confirm_seeds: int = CONFIRM_DEFAULT[0]
+    confirm_top: int = CONFIRM_DEFAULT[1]
 
     def __getitem__(self, key: str) -> Any:
         if key not in _FIELDS:
@@ -111,13 +118,22 @@ class SweepSpec(Mapping):
             KeyError, TypeError, AttributeError: a field is missing or malformed.
         """
         order = tuple(data.get("param_order") or data["space"])
-        values = {k: data[k] for k in _FIELDS if k not in ("space", "param_order")}
+        values = {k: data[k] for k in _FIELDS if k not in ("space", "param_order") and k in data or k in _REQUIRED}
         values.update(space={k: data["space"][k] for k in order}, param_order=order,
                       objectives=tuple(data["objectives"]), preset_outside=tuple(data.get("preset_outside") or ()))
         return cls(**values)
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(SweepSpec))
+#: fields a stored spec must have (the others have defaults: sweeps saved before they existed resume)
+_REQUIRED = tuple(f.name for f in dataclasses.fields(SweepSpec)
+                  if f.default is dataclasses.MISSING and f.name not in ("space", "param_order"))
+
+
+def confirm_counts(seeds: Optional[int], top: Optional[int], *, smoke_test: bool) -> Tuple[int, int]:
+    """``(--confirm-seeds, --confirm-top)`` with their defaults (smaller for --smoke-test)."""
+    d_seeds, d_top = CONFIRM_SMOKE if smoke_test else CONFIRM_DEFAULT
+    return (d_seeds if seeds is None else seeds), (d_top if top is None else top)
 
 
 def parse_fixed(items: List[str]) -> Dict[str, Any]:
@@ -164,7 +180,7 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
     Raises:
         UserError: any bad value, with the flag it came from.
     """
-    from hinterval.config import make_config
+    from hinterval.config import make_config, unused_message
     from hinterval.data.registry import BENCHMARK_NAMES
     from tune import space as S
     from tune import trial_kinds as T
@@ -219,7 +235,6 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
     if base.get("data_dir"):
         base["data_dir"] = _absolute(str(base["data_dir"]), cwd)  # trials run in other directories
 
-    space = S.parse_space(space_data) if space_data is not None else S.default_space(make_config(base))
     flag_params, flag_fixed = {}, {}
     for _, key, _ in SPACE_FLAGS:
         text = getattr(args, f"space_{key}")
@@ -229,6 +244,9 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
                 flag_fixed[key] = value
             else:
                 flag_params[key] = dist
+    # the default space is the one of the method/mode the trials run: `--method ewc` as `--set method=ewc`
+    space = (S.parse_space(space_data) if space_data is not None
+             else S.default_space(make_config({**base, **flag_fixed})))
     space = S.merge(space, flag_params, flag_fixed)
     base.update(dict(space.fixed))
     space = S.SearchSpace(space.params, ())
@@ -237,10 +255,18 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
     given = {*flag_params, *flag_fixed, *(space_data or {})}
     unused = T.unused_in_every_trial(space.names, T.trial_configs(space, base))
     space = S.SearchSpace(tuple((k, d) for k, d in space.params if k not in unused or k in given), ())
+    if space.params and all(k in unused for k in space.names):  # 8 trials of one config
+        raise UserError("nothing this sweep searches changes its trials: "
+                        + unused_message(space.names, "in any trial of this sweep") + "; search a setting they read")
     T.validate_space(space, base)
     point, outside = T.preset_point(space, make_config(base))  # the trial everyone compares against
     if objectives is None:
         objectives = list(T.default_objectives(space, base))
+    problem = T.objective_problem(objectives, T.trial_configs(space, base))
+    if problem:
+        raise UserError(f"--objective: {problem}")
+    confirm_seeds, confirm_top = confirm_counts(getattr(args, "confirm_seeds", None), getattr(args, "confirm_top", None),
+                                                smoke_test=bool(args.smoke_test))
 
     out_dir = os.path.join(results_dir, name)
     return SweepSpec(
@@ -250,4 +276,4 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
         preset_outside=tuple(outside), objectives=tuple(objectives), scheduler=args.scheduler,
         num_samples=opt["num_samples"], max_concurrent=opt["max_concurrent"], seed=args.seed, cpus_per_trial=cpus,
         gpus_per_trial=0.0 if args.smoke_test else gpus, tensorboard=not args.no_tensorboard,
-        smoke_test=bool(args.smoke_test))
+        smoke_test=bool(args.smoke_test), confirm_seeds=confirm_seeds, confirm_top=confirm_top)

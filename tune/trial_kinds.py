@@ -101,3 +101,20 @@ def default_objectives(space: SearchSpace, base: Mapping[str, Any]) -> Tuple[str
     """
     configs = trial_configs(space, base)
     return (M.WORST_AVG_ACC,) if configs and all(certifies(c) for c in configs) else (M.AVG_ACC,)
+
+
+def objective_problem(objectives: Sequence[str], configs: Sequence[ExperimentConfig]) -> Optional[str]:
+    """Why no trial could be ranked by ``objectives`` (``None`` if some trial reports each): the
+    certified metrics need a trial that :func:`certifies`, the universal network's a nested one."""
+    needs = {M.WORST_AVG_ACC: (certifies, "certifies its boxes (a sound interval method with gamma > 0)"),
+             M.WORST_BWT: (certifies, "certifies its boxes (a sound interval method with gamma > 0)"),
+             M.DIL_AVG_ACC: (_nested, "has a universal network (--method hyperinterval --embedding-mode nested)"),
+             M.DIL_BWT: (_nested, "has a universal network (--method hyperinterval --embedding-mode nested)")}
+    for o in objectives:
+        if o in needs and configs and not any(needs[o][0](c) for c in configs):
+            return f"{o} is reported only by a trial that {needs[o][1]}, and no trial of this sweep does"
+    return None
+
+
+def _nested(cfg: ExperimentConfig) -> bool:
+    return cfg.method == "hyperinterval" and cfg.embedding_mode == "nested"
