@@ -1,4 +1,6 @@
-"""Sweep reporting (tune/report.py) and the driver-side recorder (tune/recorder.py), without Ray running."""
+"""Sweep reporting without Ray running: the ranking (tune/records.py), spread against noise (tune/noise.py), the
+leaderboard and plots (tune/leaderboard.py, tune/plots.py), the files written (tune/report.py), and the driver-side
+recorder (tune/recorder.py)."""
 from __future__ import annotations
 
 import json
