@@ -110,6 +110,9 @@ def new_run_id() -> str:
 def read_run_config(run_dir: str | Path) -> Optional[Dict[str, Any]]:
     """A run directory's ``config.json`` (``None`` if it has none); a damaged one is a :class:`UserError`."""
     path = Path(run_dir) / RUN_CONFIG_NAME
+    if os.path.lexists(path) and not path.is_file():  # a directory or a broken link is not "no config yet"
+        raise UserError(f"{str(path)!r} is not a file; put back this run's config.json, or start a new run "
+                        "(another --out, or --overwrite)")
     if not path.is_file():
         return None
     try:

@@ -110,6 +110,9 @@ class DirectoryLock:
             self._lock.acquire()
         except filelock.Timeout:
             raise UserError(self._busy()) from None
+        except (IsADirectoryError, NotADirectoryError, PermissionError) as exc:  # no lock file can be made there
+            raise UserError(f"{self.what} {str(self.directory)!r}: its lock file {LOCK_NAME} cannot be used "
+                            f"({exc.strerror or type(exc).__name__}); remove or fix it, or choose another one") from None
         return self
 
     def _busy(self) -> str:

@@ -664,3 +664,18 @@ def test_the_confirmation_counts_are_part_of_the_saved_sweep(tmp_path):
     old = {k: v for k, v in spec.to_dict().items() if not k.startswith("confirm_")}
     assert SweepSpec.from_dict(old)["confirm_seeds"] == CONFIRM_DEFAULT[0]
 
+
+
+def test_what_set_or_a_flag_fixes_leaves_the_default_space(tmp_path):
+    """`--set lr=0.01` fixes lr (the default space no longer searches it); `--gamma 0` fixes gamma at 0
+    (a range around 0 would be empty)."""
+    from tune.spec import sweep_spec
+
+    def resolve(*argv):
+        return sweep_spec(search.parse_args(["--results-dir", str(tmp_path), *argv]), name="x", results_dir=str(tmp_path),
+                          cwd=str(tmp_path))
+
+    spec = resolve("--set", "lr=0.01", "--set", "embedding_dim=8")
+    assert "lr" not in spec["space"] and "embedding_dim" not in spec["space"] and spec["base"]["lr"] == 0.01
+    spec = resolve("--gamma", "0")
+    assert "gamma" not in spec["space"] and spec["base"]["gamma"] == 0.0 and spec["objectives"] == ("avg_acc",)

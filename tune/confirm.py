@@ -16,7 +16,7 @@ from hinterval import metrics as M
 from hinterval.files import write_json
 from tune.confirmation import (CONFIRM_DIR, CONFIRM_FILE, lines, load_confirmation, plan, run_label, run_point,
                                summarize)
-from tune.records import load_records, point_key
+from tune.records import load_records, point_key, unfinished
 
 ATTR_PREFIX = "confirm_"
 
@@ -79,7 +79,7 @@ def confirm_winners(spec: Mapping[str, Any], trainable: Any, metrics: Sequence[s
     seeds, top = spec["confirm_seeds"], spec["confirm_top"]  # the sweep's own, also when it is resumed
     out = Path(spec["out_dir"])
     records = load_records(out)
-    if any(r["status"] in ("PENDING", "RUNNING", "RETRYING") for r in records) or len(records) < spec["num_samples"]:
+    if unfinished(records, spec["num_samples"]):
         return False  # the search itself is unfinished: confirm after --resume
     entries = plan(records, spec["objectives"], seeds=seeds, top=top)
     if not entries:
@@ -113,11 +113,15 @@ def confirm_winners(spec: Mapping[str, Any], trainable: Any, metrics: Sequence[s
                                   progress_reporter=reporter, verbose=1))
     try:
         tuner.fit()
+        stopped = False
     except KeyboardInterrupt:
-        return True
-    confirmation = summarize(entries, records, load_records(out / CONFIRM_DIR), spec["objectives"])
+        stopped = True
+    runs = load_records(out / CONFIRM_DIR)
+    confirmation = summarize(entries, records, runs, spec["objectives"])
     confirmation.update(plan=entries, complete=all(c["finished"] == len(c["seeds"]) for c in confirmation["configs"]))
-    write_json(out / CONFIRM_FILE, confirmation)
+    write_json(out / CONFIRM_FILE, confirmation)  # the report shows what finished; --resume runs it again
+    if stopped or unfinished(runs, len(points)):  # Tune stops gracefully on Ctrl-C: no exception reaches here
+        return True
     if (out / STUDY_FILE).is_file():
         try:
             record_in_study(study_url(out), spec["name"], confirmation)

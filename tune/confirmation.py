@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from hinterval import metrics as M
+from hinterval.config import SEED_LIMIT
 from tune.noise import SAMPLE_STEP, TEST_SAMPLES, sample_step
 from tune.records import is_complete, last_report, load_records, point_key, rank
 
@@ -34,12 +35,14 @@ CONFIRM_METRICS = (M.WORST_AVG_ACC, M.AVG_ACC, M.BWT, M.WORST_BWT, M.CIL_AVG_ACC
 
 def plan(records: Sequence[Dict[str, Any]], objectives: Sequence[str], *, seeds: int, top: int) -> List[Dict[str, Any]]:
     """The configs to confirm: the ``top`` best finished trials, each with ``seeds`` new training seeds."""
-    chosen = [r for r in rank(records, objectives) if is_complete(r)][: max(0, top)] if seeds > 0 else []
+    ranked = [r for r in rank(records, objectives)  # a trial without the objective (it certifies nothing) is not a winner
+              if is_complete(r) and M.is_finite_number(last_report(r).get(objectives[0]))]
+    chosen = ranked[: max(0, top)] if seeds > 0 else []
     out = []
     for r in chosen:
         base_seed = int(r["config"].get("seed", 0) or 0)
         out.append({"trial_id": r["trial_id"], "params": dict(r["params"]), "seed": base_seed,
-                    "seeds": [base_seed + k for k in range(1, seeds + 1)]})
+                    "seeds": [(base_seed + k) % SEED_LIMIT for k in range(1, seeds + 1)]})  # the largest seed wraps to 0
     return out
 
 

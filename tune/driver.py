@@ -16,7 +16,7 @@ from hinterval.files import resolve_path, write_json
 
 from tune import cluster
 from tune import space as S
-from tune.prepare import SWEEP_FILE, describe, load_saved_spec, plain_name, resolve
+from tune.prepare import SWEEP_FILE, check_flags, describe, load_saved_spec, plain_name, resolve
 from tune.spec import SweepSpec
 from tune.trial_kinds import unused_warning
 from tune.startup import STARTUP
@@ -119,9 +119,10 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
     if args.resume:
         name = args.name or plain_name(args)
         out_dir = resolve_path(args.results_dir, "--results-dir") / name
+        check_flags(args, name)  # bad values are refused on --resume too, though the saved settings are used
         spec = load_saved_spec(out_dir)
-        print(f"resuming sweep {name!r} with its saved settings ({out_dir / SWEEP_FILE}); "
-              "search/resource flags given now are ignored", file=sys.stderr)
+        print(f"search.py: resuming sweep {name!r} with its saved settings ({out_dir / SWEEP_FILE}); "
+              "search, confirmation and resource flags given now are ignored", file=sys.stderr)
     else:
         spec = resolve(args)
         if spec["name"] != (args.name or plain_name(args)):

@@ -37,6 +37,13 @@ def resolve(args: argparse.Namespace) -> SweepSpec:
     return spec
 
 
+def check_flags(args: argparse.Namespace, name: str) -> None:
+    """Validate every flag as a new sweep would (:func:`tune.spec.sweep_spec`, pure), without using the
+    result: a resumed sweep keeps its saved settings, but a bad value is still bad input."""
+    sweep_spec(args, name=name, results_dir=str(resolve_path(args.results_dir, "--results-dir")), cwd=os.getcwd(),
+               space_data=load_config_file(args.space) if args.space else None)
+
+
 def plain_name(args: argparse.Namespace) -> str:
     """The benchmark's sweep name (``-smoke`` appended for --smoke-test)."""
     return args.benchmark + ("-smoke" if args.smoke_test else "")
@@ -103,6 +110,10 @@ def describe(spec: SweepSpec, *, address: Optional[str], max_concurrent: Any) ->
         lines.append("first trial (preset): " + ", ".join(f"{k}={v}" for k, v in spec["preset_point"].items()))
     else:
         lines.append("preset not evaluated first, it lies outside the space: " + "; ".join(spec["preset_outside"]))
+    seeds, top = spec["confirm_seeds"], spec["confirm_top"]
+    lines.append(f"then: the best {top} trial(s) trained again with {seeds} more training seed(s) each "
+                 f"({seeds * top} more runs; --confirm-seeds, --confirm-top)" if seeds else
+                 "then: no confirmation over more seeds (--confirm-seeds 0)")
     lines.append(f"resources per trial: {spec['cpus_per_trial']:g} CPU, {spec['gpus_per_trial']:g} GPU; "
                  f"max concurrent: {max_concurrent or 'as many as fit'}; failures retried up to 2 times per trial")
     lines.append(f"ray: {'join ' + address if address else 'start locally'}; checkpoints: {spec['storage']}")

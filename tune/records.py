@@ -62,6 +62,12 @@ def last_report(rec: Mapping[str, Any]) -> Dict[str, Any]:
     return rec["history"][-1] if rec.get("history") else {}
 
 
+def unfinished(records: Sequence[Mapping[str, Any]], expected: int) -> bool:
+    """Whether an experiment of ``expected`` trials stopped before each ended (fewer records, or one still
+    pending, running or retrying): Tune stops gracefully on Ctrl-C, so this is how an interruption shows."""
+    return len(records) < expected or any(r.get("status") in ("PENDING", "RUNNING", "RETRYING") for r in records)
+
+
 def is_complete(rec: Mapping[str, Any]) -> bool:
     """Finished every task (the only trials that are ranked)."""
     return rec.get("status") == "COMPLETE" and rec.get("num_tasks") is not None and rec["tasks_done"] >= rec["num_tasks"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -249,11 +249,12 @@ def merge(space: SearchSpace, params: Mapping[str, BaseDistribution] = (), fixed
     return SearchSpace(tuple(by_name.items()), tuple({**old_fixed, **fixed}.items()))
 
 
-def default_space(preset: ExperimentConfig) -> SearchSpace:
+def default_space(preset: ExperimentConfig, exclude: Sequence[str] = ()) -> SearchSpace:
     """The default space around a benchmark's preset: the one its method declares
     (:data:`hinterval.methods.registry.METHODS`; for HyperInterval gamma, beta and lr on log
-    ranges and the embedding size)."""
-    return parse_space(METHODS[preset.method].space(preset))
+    ranges and the embedding size), without the keys in ``exclude`` (fixed or searched otherwise:
+    a range around a fixed ``gamma: 0`` would be empty)."""
+    return parse_space({k: v for k, v in METHODS[preset.method].space(preset).items() if k not in exclude})
 
 
 def tensorboard_hparams(space: SearchSpace) -> List[Any]:

@@ -166,6 +166,29 @@ def _absolute(path: str, cwd: str) -> str:
     return os.path.normpath(os.path.join(cwd, os.path.expanduser(path)))
 
 
+def _check_run_flags(opt: Mapping[str, Any]) -> None:
+    """The bounds of the sweep's run flags (trial counts, resources, seeds), each a one-line :class:`UserError`."""
+    for flag, val, lo in (("--num-samples", opt["num_samples"], 1), ("--max-concurrent", opt["max_concurrent"], 0),
+                          ("--confirm-seeds", opt.get("confirm_seeds"), 0),
+                          ("--confirm-top", opt.get("confirm_top"), 1)):
+        if val is None:
+            continue
+        if not lo <= val <= MAX_SAMPLES:
+            raise UserError(f"{flag} must be between {lo} and {MAX_SAMPLES:,}, got {val}"[:200])
+    cpus, gpus = opt["cpus_per_trial"], opt["gpus_per_trial"]
+    if cpus <= 0 or gpus < 0:
+        raise UserError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus:g}, {gpus:g}")
+    for flag, val in (("--cpus-per-trial", cpus), ("--gpus-per-trial", gpus)):
+        if not (math.isfinite(val) and val <= 100_000 and (val == int(val) or (val < 1 and abs(val * 1e4 - round(val * 1e4)) < 1e-6))):
+            raise UserError(f"{flag} {val:g}: Ray takes whole numbers, or fractions below 1 in steps of 0.0001")
+    if not 0 <= opt["seed"] < 2**32:
+        raise UserError(f"--seed must be between 0 and 2^32 - 1 (the TPE sampler's seed), got {opt['seed']}")
+    if gpus > 1 and gpus != int(gpus):
+        raise UserError(f"--gpus-per-trial above 1 must be a whole number, got {gpus:g}")
+    if opt["iters_per_task"] is not None and opt["iters_per_task"] < 0:
+        raise UserError(f"--iters-per-task must be >= 1 (or 0 for the preset's value), got {opt['iters_per_task']}")
+
+
 def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: str,
                space_data: Optional[Mapping[str, Any]] = None) -> SweepSpec:
     """Validate the command line and resolve the sweep. Pure: no file is read, ``args`` is not changed.
@@ -185,11 +208,6 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
     from tune import space as S
     from tune import trial_kinds as T
 
-    opt = dict(vars(args))
-    if args.smoke_test:
-        for k, v in SMOKE.items():
-            if not (k in ("num_tasks", "iters_per_task") and opt.get(k) not in (None, v)):
-                opt[k] = v
     if args.benchmark not in BENCHMARK_NAMES:
         raise UserError(f"unknown benchmark {args.benchmark!r}; choose one of: {', '.join(BENCHMARK_NAMES)}")
     objectives: Optional[List[str]] = None  # None: default_objectives(), once the space is known
@@ -199,25 +217,17 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
         if bad or len(set(objectives)) != len(objectives):
             raise UserError(f"--objective: {', '.join(bad) or 'repeated metric'} is not allowed; use metrics from "
                             f"{', '.join(OBJECTIVES)}")
-    for flag, val, lo in (("--num-samples", opt["num_samples"], 1), ("--max-concurrent", opt["max_concurrent"], 0),
-                          ("--confirm-seeds", getattr(args, "confirm_seeds", None), 0),
-                          ("--confirm-top", getattr(args, "confirm_top", None), 1)):
-        if val is None:
-            continue
-        if not lo <= val <= MAX_SAMPLES:
-            raise UserError(f"{flag} must be between {lo} and {MAX_SAMPLES:,}, got {val}"[:200])
+    _check_run_flags(vars(args))  # what the user gave, also where --smoke-test replaces it below
+    opt = dict(vars(args))
+    if args.smoke_test:
+        for k, v in SMOKE.items():
+            if not (k in ("num_tasks", "iters_per_task") and opt.get(k) not in (None, v)):
+                opt[k] = v
+    _check_run_flags(opt)
     cpus, gpus = opt["cpus_per_trial"], opt["gpus_per_trial"]
-    if cpus <= 0 or gpus < 0:
-        raise UserError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus:g}, {gpus:g}")
-    for flag, val in (("--cpus-per-trial", cpus), ("--gpus-per-trial", gpus)):
-        if not (math.isfinite(val) and val <= 100_000 and (val == int(val) or (val < 1 and abs(val * 1e4 - round(val * 1e4)) < 1e-6))):
-            raise UserError(f"{flag} {val:g}: Ray takes whole numbers, or fractions below 1 in steps of 0.0001")
-    if not 0 <= args.seed < 2**32:
-        raise UserError(f"--seed must be between 0 and 2^32 - 1 (the TPE sampler's seed), got {args.seed}")
-    if gpus > 1 and gpus != int(gpus):
-        raise UserError(f"--gpus-per-trial above 1 must be a whole number, got {gpus:g}")
-    if opt["iters_per_task"] is not None and opt["iters_per_task"] < 0:
-        raise UserError(f"--iters-per-task must be >= 1 (or 0 for the preset's value), got {opt['iters_per_task']}")
+    if opt.get("confirm_top") is not None and opt["confirm_top"] > opt["num_samples"]:
+        raise UserError(f"--confirm-top {opt['confirm_top']} is more than the {opt['num_samples']} trials of the sweep "
+                        "(--num-samples)")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or len(name) > MAX_NAME:
         raise UserError(f"--name {short(name, 60)}: use letters, digits, '.', '_' and '-' only (at most {MAX_NAME} "
                         "characters), starting with a letter or digit")
@@ -244,9 +254,18 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
                 flag_fixed[key] = value
             else:
                 flag_params[key] = dist
-    # the default space is the one of the method/mode the trials run: `--method ewc` as `--set method=ewc`
+    twice = sorted(k for k in set(fixed) & {*flag_params, *flag_fixed} if flag_fixed.get(k, object()) != fixed[k])
+    if twice:  # `--set gamma=2 --gamma 0.1:1`: which one did the user mean?
+        k = twice[0]
+        raise UserError(f"--set {k}=... and --{k.replace('_', '-')} both give {k}, differently; keep one of them")
+    # the default space is the one of the method/mode the trials run (`--method ewc` as `--set method=ewc`),
+    # without what --set or a flag fixes
     space = (S.parse_space(space_data) if space_data is not None
-             else S.default_space(make_config({**base, **flag_fixed})))
+             else S.default_space(make_config({**base, **flag_fixed}), exclude=(*fixed, *flag_fixed)))
+    searched_and_set = sorted(set(fixed) & set(space.names))
+    if searched_and_set:  # a --space file searches what --set fixes
+        k = searched_and_set[0]
+        raise UserError(f"--set {k}=... fixes {k}, which the --space file searches; keep one of them")
     space = S.merge(space, flag_params, flag_fixed)
     base.update(dict(space.fixed))
     space = S.SearchSpace(space.params, ())

@@ -7,7 +7,7 @@ from typing import Any, Dict
 from hinterval import metrics as M
 
 from tune import space as S
-from tune.records import load_records
+from tune.records import load_records, unfinished
 from tune.report import write_report
 from tune.searcher import STUDY_FILE, close_orphans, study_url
 from tune.spec import SweepSpec
@@ -16,9 +16,9 @@ from tune.spec import SweepSpec
 def finish(spec: SweepSpec, *, wall_s: float, running: bool = False) -> Dict[str, Any]:
     """Write the report files and print where they are (``running``: trials may still resume)."""
     records = load_records(spec["out_dir"])
-    unfinished = len(records) < spec["num_samples"] or any(r["status"] in ("PENDING", "RUNNING", "RETRYING") for r in records)
+    stopped = unfinished(records, spec["num_samples"])
     has_study = (Path(spec["out_dir"]) / STUDY_FILE).is_file()
-    if has_study and not (running or unfinished):
+    if has_study and not (running or stopped):
         close_orphans(study_url(spec["out_dir"]), spec["name"])
     names = S.parse_space(spec["space"]).names
     summary = write_report(spec["out_dir"], records, name=spec["name"], params=names, objectives=spec["objectives"],
@@ -42,7 +42,7 @@ def finish(spec: SweepSpec, *, wall_s: float, running: bool = False) -> Dict[str
     for r in records:
         if r["status"] in ("ERROR", "DIVERGED"):
             print(f"trial {r['trial_id']} {r['status'].lower()} after {r['tasks_done']} task(s): {r.get('error')}")
-    if unfinished:
+    if stopped:
         print(f"not all trials finished; continue with: python tune/search.py --name {spec['name']} --resume"
               + (f" --results-dir {Path(spec['out_dir']).parent}" if Path(spec["out_dir"]).parent != Path("results").resolve() else ""))
     out = spec["out_dir"]
@@ -54,4 +54,4 @@ def finish(spec: SweepSpec, *, wall_s: float, running: bool = False) -> Dict[str
     if best is not None:
         print(f"train the best config: hinterval train --config {out}/best_config.yaml")
     summary.pop("frame", None)
-    return {**summary, "spec": spec, "records": records, "wall_s": wall_s, "unfinished": unfinished}
+    return {**summary, "spec": spec, "records": records, "wall_s": wall_s, "unfinished": stopped}
