@@ -6,6 +6,7 @@ Run sweeps with ``python tune/search.py --help``; the driver ships this folder t
 
 Modules:
     spec: the frozen SweepSpec, resolved from the command line by one pure function.
+    flags: the sweep's command-line values checked (search flags, --set, run-flag bounds).
     space: search spaces as Optuna distributions, parsed from YAML / flags / preset defaults.
     trial_kinds: what the trials of a space will be: checked configs, the preset's point, settings no
         trial reads, the default ranking metric.

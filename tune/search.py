@@ -37,7 +37,8 @@ if __name__ == "__main__" and not __package__:
 from hinterval.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, UserError, one_line  # noqa: E402
 from hinterval.runtime import ctrl_c_deferred  # noqa: E402
 
-from tune.spec import OBJECTIVES, SPACE_FLAGS  # noqa: E402
+from tune.flags import SPACE_FLAGS  # noqa: E402
+from tune.spec import OBJECTIVES  # noqa: E402
 from tune.startup import SweepStartup  # noqa: E402
 
 STORAGE_ENV = "HINTERVAL_SWEEP_STORAGE"
