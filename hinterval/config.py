@@ -83,6 +83,8 @@ _CHUNKED = dict(used_when=lambda c: c.method in _HNET_METHODS and c.hnet_chunk_s
 _EWC = dict(used_when=lambda c: c.method == "ewc", used_with="--method ewc")
 _INTERCONTINET = dict(used_when=lambda c: c.method == "intercontinet", used_with="--method intercontinet")
 _MLP = dict(used_when=lambda c: c.target == "mlp", used_with="--target mlp")
+_BY_ITERATIONS = dict(used_when=lambda c: c.epochs_per_task is None,
+                      used_with="runs without epochs_per_task (given together, epochs_per_task wins)")
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ class ExperimentConfig:
     batch_size: int = setting(64, "training batch size", _OPT, minimum=1, sweep="int", hparam=True)
     iters_per_task: int = setting(1000, "training iterations per task; replaces an epochs_per_task of the preset or "
                                   "--config file (the CNN presets train by epochs)", _OPT, label="iterations per task",
-                                  minimum=1, sweep="int", hparam=True)
+                                  minimum=1, sweep="int", hparam=True, **_BY_ITERATIONS)
     epochs_per_task: Optional[float] = setting(None, "epochs per task (wins over iters_per_task given with it)", _OPT,
                                                minimum=0, exclusive_minimum=True, maximum=MAX_EPOCHS,
                                                default_text="none (iters_per_task counts)", sweep="uniform")

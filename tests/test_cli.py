@@ -122,6 +122,7 @@ SMALL = ["--iters-per-task", "2", "--num-tasks", "1", "--hnet-hidden", "8", "--e
     (["--method", "ewc", "--ramp", "fixed", "--interval-scope", "head"], ["--ramp", "--interval-scope"], "interval methods"),
     (["--method", "finetune", "--beta", "0.5"], ["--beta"], "--method hyperinterval or hnet"),
     (["--chunk-embedding-dim", "4"], ["--chunk-embedding-dim"], "--hnet-chunk-size > 0"),
+    (["--epochs-per-task", "0.01"], ["--iters-per-task"], "epochs_per_task wins"),  # SMALL gives --iters-per-task
 ])
 def test_a_flag_the_run_never_reads_is_named_in_one_warning(args, flags, needs, tmp_path, capsys):
     """The rule: contradicting flags are refused (exit 2, tests/test_bad_inputs.py); a flag that the
