@@ -17,6 +17,7 @@ pytest.importorskip("pandas")
 
 from tune import confirm as C  # noqa: E402
 from tune import confirmation as CF  # noqa: E402
+from tune.records import point_key  # noqa: E402
 from tune.spec import confirm_counts  # noqa: E402
 
 
@@ -125,3 +126,24 @@ def test_the_report_shows_the_confirmation_from_the_records(tmp_path):
     search2 = [rec("w", 0.97), rec("r", 0.96, params={"gamma": 2.0}), rec("n", 0.99, params={"gamma": 3.0})]
     assert write_report(tmp_path, search2, name="s", params=["gamma"], objectives=["worst_avg_acc"],
                         plots=False)["confirmation"] is None
+
+
+def test_a_resumed_confirmation_keeps_its_finished_runs(tmp_path):
+    """After an interruption only the unfinished runs train again; their stale records and TensorBoard
+    runs go. A confirmation of another plan starts from nothing."""
+    from hinterval.files import write_json
+
+    search = [rec("w", 0.97, params={"gamma": 1.0}), rec("r", 0.95, params={"gamma": 2.0})]
+    [entry] = CF.plan(search, ["worst_avg_acc"], seeds=2, top=1)
+    points = [CF.run_point(entry, s) for s in entry["seeds"]]
+    labels = {point_key(p): CF.run_label(entry, s) for p, s in zip(points, entry["seeds"])}
+    done = confirm_rec("x1", entry, 1, 0.96)
+    running = {**confirm_rec("x2", entry, 2, 0.98), "status": "RUNNING", "tasks_done": 1}
+    for r in (done, running):
+        write_json(tmp_path / CF.CONFIRM_DIR / "trials" / f"{r['trial_id']}.json", r)
+        (tmp_path / "tensorboard" / labels[point_key(r["params"])]).mkdir(parents=True)
+    assert C._runs_left(tmp_path, points, labels, same_plan=True) == [points[1]]
+    assert sorted(p.name for p in (tmp_path / CF.CONFIRM_DIR / "trials").iterdir()) == ["x1.json"]
+    assert sorted(p.name for p in (tmp_path / "tensorboard").iterdir()) == [labels[point_key(points[0])]]
+    assert C._runs_left(tmp_path, points, labels, same_plan=False) == points
+    assert not (tmp_path / CF.CONFIRM_DIR).exists()

@@ -16,7 +16,7 @@ from hinterval import metrics as M
 from hinterval.files import write_json
 from tune.confirmation import (CONFIRM_DIR, CONFIRM_FILE, lines, load_confirmation, plan, run_label, run_point,
                                summarize)
-from tune.records import load_records, point_key, unfinished
+from tune.records import is_complete, load_records, point_key, unfinished
 
 ATTR_PREFIX = "confirm_"
 
@@ -59,6 +59,25 @@ def record_in_study(url: str, study_name: str, confirmation: Mapping[str, Any]) 
     return found
 
 
+def _runs_left(out: Path, points: Sequence[Dict[str, Any]], labels: Mapping[str, str], *, same_plan: bool) -> list:
+    """The confirmation runs still to train. A confirmation of the same plan that was interrupted keeps
+    its finished runs (their records and TensorBoard runs); the others' traces go, so each run is
+    recorded once. Another plan (the search ranked differently) starts from nothing."""
+    runs_dir = out / CONFIRM_DIR
+    if not same_plan:
+        shutil.rmtree(runs_dir, ignore_errors=True)
+    finished = set()
+    for rec in load_records(runs_dir):
+        if is_complete(rec):
+            finished.add(point_key(rec["params"]))
+        else:
+            (runs_dir / "trials" / f"{rec['trial_id']}.json").unlink(missing_ok=True)
+    todo = [p for p in points if point_key(p) not in finished]
+    for p in todo:
+        shutil.rmtree(out / "tensorboard" / labels[point_key(p)], ignore_errors=True)
+    return todo
+
+
 def confirm_winners(spec: Mapping[str, Any], trainable: Any, metrics: Sequence[str], max_concurrent: int) -> bool:
     """Run the confirmation (Ray is up) and write ``confirm.json``; returns whether it was interrupted.
 
@@ -90,9 +109,9 @@ def confirm_winners(spec: Mapping[str, Any], trainable: Any, metrics: Sequence[s
     points = [run_point(e, s) for e in entries for s in e["seeds"]]
     labels = {point_key(run_point(e, s)): run_label(e, s) for e in entries for s in e["seeds"]}
     name = spec["name"] + "-" + CONFIRM_DIR
-    if "://" not in spec["storage"]:  # an interrupted confirmation starts again
+    if "://" not in spec["storage"]:  # Tune's state of an interrupted confirmation: a new experiment runs what is left
         shutil.rmtree(Path(spec["storage"]) / name, ignore_errors=True)
-    shutil.rmtree(out / CONFIRM_DIR, ignore_errors=True)
+    todo = _runs_left(out, points, labels, same_plan=bool(done) and done.get("plan") == entries)
     space = S.parse_space(spec["space"])
     hparams = list(S.tensorboard_hparams(space))
     # the search's HParams columns (preset included, False here), so TensorBoard shows both kinds of run in one table
@@ -105,14 +124,15 @@ def confirm_winners(spec: Mapping[str, Any], trainable: Any, metrics: Sequence[s
     tuner = tune.Tuner(
         trainable,
         param_space={k: None for k in points[0]},  # every key a point sets must exist; the points fill them in
-        tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(points_to_evaluate=points, max_concurrent=max_concurrent),
-                                    num_samples=len(points), reuse_actors=True),
+        tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(points_to_evaluate=todo, max_concurrent=max_concurrent),
+                                    num_samples=len(todo), reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=spec["storage"], failure_config=tune.FailureConfig(max_failures=2),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # as the search: 1 snapshots the experiment at every checkpoint
                                   callbacks=[recorder, CSVLoggerCallback(), JsonLoggerCallback()],  # Tune's results reads them
                                   progress_reporter=reporter, verbose=1))
     try:
-        tuner.fit()
+        if todo:
+            tuner.fit()
         stopped = False
     except KeyboardInterrupt:
         stopped = True
