@@ -543,7 +543,8 @@ class Faults:
         codes["overwrite"] = third.returncode
         refused = {k: [ln for ln in texts[k].splitlines() if ln.startswith("search.py: ")] for k in losers + ["overwrite"]}
         refused_ok = all(codes[k] == 2 and len(refused[k]) == 1 and "Traceback" not in texts[k]
-                         and ("in use by process" in refused[k][0] or "already holds a sweep" in refused[k][0])
+                         # "in use by process N", or "by another process" when the holder has not yet written its pid
+                         and ("is in use by" in refused[k][0] or "already holds a sweep" in refused[k][0])
                          for k in refused)
         spec = json.loads((out / SWEEP_FILE_NAME).read_text()) if (out / SWEEP_FILE_NAME).is_file() else {}
         recs = load_records(out)

@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -116,10 +117,15 @@ class DirectoryLock:
         return self
 
     def _busy(self) -> str:
-        try:
-            holder = self.path.read_text(errors="replace")[:32].strip()
-        except OSError:
-            holder = ""
+        holder = ""
+        for _ in range(10):  # the holder writes its pid right after it locks: give it a moment
+            try:
+                holder = self.path.read_text(errors="replace")[:32].strip()
+            except OSError:
+                holder = ""
+            if holder.isdigit():
+                break
+            time.sleep(0.02)
         who = f"process {holder}" if holder.isdigit() else "another process"
         return f"{self.what} {str(self.directory)!r} is in use by {who}; wait for it to finish, or choose another one"
 

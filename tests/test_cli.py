@@ -198,7 +198,7 @@ def test_two_runs_into_one_out_at_once_one_runs_the_other_is_refused(tmp_path):
     assert codes == [0, 2], results
     refused = next(err for code, err in results if code == 2)
     lines = [ln for ln in refused.splitlines() if ln.strip()]
-    assert len(lines) == 1 and ("is in use by process" in lines[0] or "is not empty" in lines[0]), refused
+    assert len(lines) == 1 and ("is in use by" in lines[0] or "is not empty" in lines[0]), refused
     winner = next(i for i, (code, _) in enumerate(results) if code == 0)
     saved = json.loads((out / "config.json").read_text())
     assert saved["seed"] == (1, 2)[winner]  # the directory holds the winner's run only
