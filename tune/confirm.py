@@ -138,7 +138,6 @@ def confirm_winners(spec: Mapping[str, Any], trainable: Any, metrics: Sequence[s
         stopped = True
     runs = load_records(out / CONFIRM_DIR)
     confirmation = summarize(entries, records, runs, spec["objectives"])
-    confirmation.update(plan=entries, complete=all(c["finished"] == len(c["seeds"]) for c in confirmation["configs"]))
     write_json(out / CONFIRM_FILE, confirmation)  # the report shows what finished; --resume runs it again
     if stopped or unfinished(runs, len(points)):  # Tune stops gracefully on Ctrl-C: no exception reaches here
         return True

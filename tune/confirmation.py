@@ -74,7 +74,8 @@ def mean_std(values: Sequence[float]) -> Dict[str, Optional[float]]:
 def summarize(entries: Sequence[Dict[str, Any]], search_records: Sequence[Dict[str, Any]],
               confirm_records: Sequence[Dict[str, Any]], objectives: Sequence[str]) -> Dict[str, Any]:
     """Per confirmed config its runs (the search's and the confirmation's), mean ± std per metric, and
-    the verdict on the winner's margin over the runner-up (``objectives[0]``)."""
+    the verdict on the winner's margin over the runner-up (``objectives[0]``); with the plan, and
+    whether every planned run finished (``complete``)."""
     by_id = {r["trial_id"]: r for r in search_records}
     by_point = {point_key(r["params"]): r for r in confirm_records}
     configs = []
@@ -101,7 +102,8 @@ def summarize(entries: Sequence[Dict[str, Any]], search_records: Sequence[Dict[s
     lasts = [last_report(r) for r in [*search_records, *confirm_records]]
     sample = sample_step([h.get(SAMPLE_STEP) for h in lasts], [h.get(TEST_SAMPLES) for h in lasts])
     return {"objective": objectives[0], "configs": configs, "one_sample": sample,
-            "verdict": verdict(configs, ranked[1] if len(ranked) > 1 else None, objectives[0], sample=sample)}
+            "verdict": verdict(configs, ranked[1] if len(ranked) > 1 else None, objectives[0], sample=sample),
+            "plan": list(entries), "complete": all(c["finished"] == len(c["seeds"]) for c in configs)}
 
 
 def verdict(configs: Sequence[Dict[str, Any]], runner_up: Optional[Dict[str, Any]], metric: str,
@@ -182,7 +184,6 @@ def current(out_dir: str | Path, records: Sequence[Dict[str, Any]], objectives: 
     confirmation = summarize(saved["plan"], records, load_records(Path(out_dir) / CONFIRM_DIR), objectives)
     if not confirmation["configs"]:
         return None
-    confirmation.update(plan=saved["plan"], complete=all(c["finished"] == len(c["seeds"]) for c in confirmation["configs"]))
     return confirmation
 
 
