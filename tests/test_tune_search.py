@@ -634,7 +634,7 @@ def test_the_default_objective_is_certified_accuracy_where_every_trial_certifies
     assert TK.certifies(make_config(method="intercontinet")) and not TK.certifies(make_config(gamma=0.0))
     assert not TK.certifies(make_config(method="hnet")) and not TK.certifies(make_config(interval_mode="relaxed"))
     space = S.parse_space({"gamma": {"type": "uniform", "low": 0.0, "high": 1.0}})
-    assert TK.default_objectives(space, {"benchmark": "split-digits"}) == ("avg_acc",)  # gamma 0 at one end
+    assert TK.default_objectives(TK.trial_configs(space, {"benchmark": "split-digits"})) == ("avg_acc",)  # gamma 0 at one end
 
 
 def test_a_sweep_that_could_rank_nothing_or_changes_nothing_is_refused(tmp_path, capsys):

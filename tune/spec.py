@@ -205,9 +205,10 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
                         + unused_message(space.names, "in any trial of this sweep") + "; search a setting they read")
     T.validate_space(space, base)
     point, outside = T.preset_point(space, make_config(base))  # the trial everyone compares against
+    kinds = T.trial_configs(space, base)
     if objectives is None:
-        objectives = list(T.default_objectives(space, base))
-    problem = T.objective_problem(objectives, T.trial_configs(space, base))
+        objectives = list(T.default_objectives(kinds))
+    problem = T.objective_problem(objectives, kinds)
     if problem:
         raise UserError(f"--objective: {problem}")
     confirm_seeds, confirm_top = confirm_counts(getattr(args, "confirm_seeds", None), getattr(args, "confirm_top", None),

@@ -89,8 +89,8 @@ def certifies(cfg: ExperimentConfig) -> bool:
     return boxes and cfg.interval_mode != "relaxed"
 
 
-def default_objectives(space: SearchSpace, base: Mapping[str, Any]) -> Tuple[str, ...]:
-    """The metric a sweep ranks by when ``--objective`` is not given.
+def default_objectives(configs: Sequence[ExperimentConfig]) -> Tuple[str, ...]:
+    """The metric a sweep ranks by when ``--objective`` is not given, from its :func:`trial_configs`.
 
     ``worst_avg_acc`` (certified accuracy: every network in a task's weight box classifies the test
     sample correctly) where every kind of trial :func:`certifies`: it is what HyperInterval trains
@@ -99,22 +99,25 @@ def default_objectives(space: SearchSpace, base: Mapping[str, Any]) -> Tuple[str
     where some trial certifies nothing (a method without boxes, relaxed intervals, gamma 0), so
     every trial is ranked.
     """
-    configs = trial_configs(space, base)
     return (M.WORST_AVG_ACC,) if configs and all(certifies(c) for c in configs) else (M.AVG_ACC,)
 
 
 def objective_problem(objectives: Sequence[str], configs: Sequence[ExperimentConfig]) -> Optional[str]:
     """Why no trial could be ranked by ``objectives`` (``None`` if some trial reports each): the
     certified metrics need a trial that :func:`certifies`, the universal network's a nested one."""
-    needs = {M.WORST_AVG_ACC: (certifies, "certifies its boxes (a sound interval method with gamma > 0)"),
-             M.WORST_BWT: (certifies, "certifies its boxes (a sound interval method with gamma > 0)"),
-             M.DIL_AVG_ACC: (_nested, "has a universal network (--method hyperinterval --embedding-mode nested)"),
-             M.DIL_BWT: (_nested, "has a universal network (--method hyperinterval --embedding-mode nested)")}
     for o in objectives:
-        if o in needs and configs and not any(needs[o][0](c) for c in configs):
-            return f"{o} is reported only by a trial that {needs[o][1]}, and no trial of this sweep does"
+        if o in _REPORTED_BY:
+            reports, which = _REPORTED_BY[o]
+            if configs and not any(reports(c) for c in configs):
+                return f"{o} is reported only by a trial that {which}, and no trial of this sweep does"
     return None
 
 
 def _nested(cfg: ExperimentConfig) -> bool:
     return cfg.method == "hyperinterval" and cfg.embedding_mode == "nested"
+
+
+_CERTIFYING = (certifies, "certifies its boxes (a sound interval method with gamma > 0)")
+_UNIVERSAL = (_nested, "has a universal network (--method hyperinterval --embedding-mode nested)")
+#: metrics only some trials report -> (whether a trial config reports it, which trials do)
+_REPORTED_BY = {M.WORST_AVG_ACC: _CERTIFYING, M.WORST_BWT: _CERTIFYING, M.DIL_AVG_ACC: _UNIVERSAL, M.DIL_BWT: _UNIVERSAL}
