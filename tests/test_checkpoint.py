@@ -167,22 +167,15 @@ def test_sigterm_stops_a_run_with_a_message_and_resume_finishes_it(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
+    from run_signals import signal_after_first_task
 
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "hinterval", "train", "--out", str(out), "--num-tasks", "2", "--iters-per-task", "300",
            "--hnet-hidden", "16", "--target-hidden", "16", "--embedding-dim", "2", "--no-progress", "--no-tensorboard",
            "--device", "cpu", "--num-threads", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "checkpoint.pt").exists() and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    lines = [ln for ln in err.splitlines() if ln.startswith("hinterval: ")]
-    if proc.returncode == 0:
-        pytest.skip("the run finished before SIGTERM arrived (very fast machine)")
-    assert proc.returncode == 143 and len(lines) == 1 and "Traceback" not in err, err
+    code, err, lines = signal_after_first_task(proc, out, signal.SIGTERM, wait_s=120, timeout_s=60)
+    assert code == 143 and len(lines) == 1 and "Traceback" not in err, err
     assert "stopped by SIGTERM during task" in lines[0] and f"hinterval train --out {out} --resume" in lines[0]
     assert lock_is_free(out) and not list(out.glob(".*.tmp"))
     done = subprocess.run([sys.executable, "-m", "hinterval", "train", "--out", str(out), "--resume", "--no-progress",

@@ -165,21 +165,14 @@ def _hinterval(*argv: str):
 @pytest.mark.slow
 def test_ctrl_c_then_resume_gives_the_uninterrupted_metrics(tmp_path):
     import signal
-    import time
+    from run_signals import signal_after_first_task
 
     ref, run = tmp_path / "ref", tmp_path / "run"
     p = _hinterval("train", *RUN, "--out", str(ref))
     assert p.wait(timeout=300) == 0, p.stderr.read()
-    p = _hinterval("train", *RUN, "--out", str(run))
-    deadline = time.time() + 300
-    while not (run / "checkpoint.pt").exists() and p.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=120)
-    lines = [ln for ln in err.splitlines() if ln.startswith("hinterval: ")]
-    if p.returncode == 0:
-        pytest.skip("the run finished before Ctrl-C arrived (a very fast machine)")
-    assert p.returncode == 130 and len(lines) == 1 and "interrupted during task" in lines[0], err
+    code, err, lines = signal_after_first_task(_hinterval("train", *RUN, "--out", str(run)), run, signal.SIGINT,
+                                               wait_s=300, timeout_s=120)
+    assert code == 130 and len(lines) == 1 and "interrupted during task" in lines[0], err
     assert "--resume" in lines[0] and "Traceback" not in err
     p = _hinterval("train", "--out", str(run), "--resume", "--no-progress")
     _, err = p.communicate(timeout=300)
