@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional
 from hinterval import metrics as M
 from hinterval import run_dir
 from hinterval.config import FIELD_SPECS, PRESET_KEYS, load_config_file, make_config
-from hinterval.console import TaskPrinter, headline, universal_line
+from hinterval.console import TaskPrinter, headline, shared_network_line, universal_line
 from hinterval.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, Stopped, TrainingDiverged, UserError, one_line
 from hinterval.runtime import ProcessConfig, configure_process, ctrl_c_deferred
 from hinterval.schema import add_flags, flagged
@@ -211,6 +211,9 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     result = trainer.fit()
     if result.get("universal"):
         print(universal_line(result["universal"]), file=sys.stderr)
+        shared = shared_network_line(result["universal"])
+        if shared:
+            print(shared, file=sys.stderr)
     print(json.dumps(headline(result)))
     return 0
 

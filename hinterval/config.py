@@ -31,6 +31,8 @@ TARGETS = ("mlp", "resnet18", "alexnet")
 RAMP_MODES = ("guarded", "fixed")
 #: nested mode: how earlier tasks' weight boxes are kept (see :mod:`hinterval.methods.hyperinterval`)
 NESTED_HOLDS = ("penalty", "intersection")
+#: nested mode: ``learned`` centres ``sigma * cos(e_t)`` (the paper), or fixed, distinct ``corners`` of the common cube
+NESTED_CENTRES = ("learned", "corners")
 #: where a new task's embedding starts: a fresh random draw, or the previous task's embedding
 EMBEDDING_INITS = ("random", "previous")
 #: class-incremental task-inference scores (see :mod:`hinterval.evaluation`); ``auto`` picks one on validation data
@@ -81,6 +83,7 @@ _NON_FORCED = dict(used_when=lambda c: c.method == "hyperinterval" and c.embeddi
 _CHUNKED = dict(used_when=lambda c: c.method in _HNET_METHODS and c.hnet_chunk_size > 0,
                 used_with="a chunked hypernetwork (--method hyperinterval or hnet with --hnet-chunk-size > 0)")
 _EWC = dict(used_when=lambda c: c.method == "ewc", used_with="--method ewc")
+_ONE_NETWORK = dict(used_when=lambda c: c.method in ("finetune", "ewc"), used_with="--method finetune or ewc")
 _INTERCONTINET = dict(used_when=lambda c: c.method == "intercontinet", used_with="--method intercontinet")
 _MLP = dict(used_when=lambda c: c.target == "mlp", used_with="--target mlp")
 _BY_ITERATIONS = dict(used_when=lambda c: c.epochs_per_task is None,
@@ -110,10 +113,16 @@ class ExperimentConfig:
                                  hparam=True, **_HNET_ONLY)
     embedding_init: str = setting("random", "where a new task's embedding starts: a fresh random draw, or the "
                                   "previous task's embedding", _EMB, choices=EMBEDDING_INITS, sweep="choice", **_HNET_ONLY)
+    nested_centres: str = setting("learned", "nested mode: learned (sigma*cos(e), as the paper) | corners (fixed, "
+                                  "distinct corners of the common cube: tasks keep networks of their own)", _EMB,
+                                  choices=NESTED_CENTRES, sweep="choice", **_NESTED)
     nested_hold: str = setting("penalty", "nested mode: penalty (the beta regulariser keeps earlier tasks' boxes "
                                "near where they were certified) | intersection (each new weight box is clipped into "
                                "the earlier boxes: no certificate ever drops, less room for later tasks)", _EMB,
                                choices=NESTED_HOLDS, sweep="choice", **_NESTED)
+    universal_weight: float = setting(0.0, "nested mode: weight of the current task's loss on the universal "
+                                      "network (0 = nothing trains it directly)", _EMB, minimum=0, sweep="uniform",
+                                      **_NESTED)
     # Hypernetwork
     hnet_hidden: Tuple[int, ...] = setting((100, 100), "hypernetwork hidden widths", _HNET, min_items=1,
                                            sweep="choice", sweep_flag=True, hparam=True, **_HNET_ONLY)
@@ -166,6 +175,9 @@ class ExperimentConfig:
     # Baselines
     ewc_lambda: float = setting(1000.0, "EWC penalty strength (method ewc)", _BASE, label="EWC lambda", minimum=0,
                                 sweep="loguniform", **_EWC)
+    shared_head: bool = setting(False, "one output layer for every task (a single network for all tasks, reported "
+                                "as the universal network) instead of a head per task", _BASE, sweep="choice",
+                                **_ONE_NETWORK)
     intercontinet_radius: float = setting(0.01, "initial weight-interval radius (method intercontinet)", _BASE,
                                           label="InterContiNet radius", minimum=0, sweep="loguniform", **_INTERCONTINET)
     # Evaluation

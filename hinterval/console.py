@@ -19,6 +19,20 @@ def universal_line(uni: Dict[str, Any]) -> str:
             f"bwt {fmt(uni['bwt'])}  {bound}")
 
 
+#: task networks closer than this (relative Euclidean distance of their weights) are reported as one network
+SHARED_NETWORK_DISTANCE = 1e-2
+
+
+def shared_network_line(uni: Dict[str, Any]) -> Optional[str]:
+    """A warning line when the tasks' own networks coincide (nested mode trained as one network), else ``None``."""
+    dist = uni.get("network_min_distance")
+    if dist is None or dist >= SHARED_NETWORK_DISTANCE:
+        return None
+    return (f"hinterval: warning: the tasks share one network (the closest two task networks differ by {dist:.1e} of "
+            f"their size, embedding centres by {uni.get('centre_min_distance') or 0:.1e}): task-incremental accuracy "
+            "is the universal network's; see docs/inference.md")
+
+
 class TaskPrinter:
     """Trainer callback: one stderr line per finished task, and a warning when a task collapsed to chance."""
 

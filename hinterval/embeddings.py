@@ -19,7 +19,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-EMBEDDING_MODES = ("nested", "non-forced")
+from hinterval.config import EMBEDDING_MODES, NESTED_CENTRES
+
 
 
 class TaskEmbeddings(nn.Module):
@@ -31,19 +32,31 @@ class TaskEmbeddings(nn.Module):
         gamma: perturbation budget (total radius); ``0`` gives point embeddings.
         mode: ``"nested"`` or ``"non-forced"``.
         init_std: standard deviation of the centre initialisation.
+        centres: nested mode only: ``"learned"`` or fixed ``"corners"`` (see :data:`NESTED_CENTRES`).
     """
 
-    def __init__(self, *, num_tasks: int, dim: int, gamma: float, mode: str = "nested", init_std: float = 1.0):
+    def __init__(self, *, num_tasks: int, dim: int, gamma: float, mode: str = "nested", init_std: float = 1.0,
+                 centres: str = "learned"):
         super().__init__()
         if mode not in EMBEDDING_MODES:
             raise ValueError(f"embedding mode must be one of {EMBEDDING_MODES}, got {mode!r}")
+        if centres not in NESTED_CENTRES:
+            raise ValueError(f"nested centres must be one of {NESTED_CENTRES}, got {centres!r}")
         self.num_tasks, self.dim, self.gamma, self.mode = num_tasks, dim, float(gamma), mode
-        self.centres = nn.ParameterList([nn.Parameter(torch.randn(dim) * init_std) for _ in range(num_tasks)])
+        # Fixed corners: e_t in {0, pi}^d, so the centre sigma * cos(e_t) is a corner sigma * (+-1)^d of
+        # the common cube. Learned nested centres start near one another (cos is flat at 0 and pi) and
+        # measured, they drift together until every task gets the same network; corners stay as far
+        # apart as the nested geometry allows (each is still inside every other task's box).
+        self.fixed_centres = mode == "nested" and centres == "corners"
+        draw = (lambda: torch.randint(0, 2, (dim,)).float() * torch.pi) if self.fixed_centres else (
+            lambda: torch.randn(dim) * init_std)
+        self.centres = nn.ParameterList([nn.Parameter(draw(), requires_grad=not self.fixed_centres)
+                                         for _ in range(num_tasks)])
         self.logits = nn.ParameterList([nn.Parameter(torch.zeros(dim)) for _ in range(num_tasks)])
 
     def task_parameters(self, task_id: int) -> list[nn.Parameter]:
-        """The parameters trained while learning ``task_id`` (its centre and, if used, logits)."""
-        params = [self.centres[task_id]]
+        """The parameters trained while learning ``task_id`` (its centre unless fixed and, if used, logits)."""
+        params = [] if self.fixed_centres else [self.centres[task_id]]
         if self.mode == "non-forced" and self.gamma > 0:
             params.append(self.logits[task_id])
         return params
@@ -51,8 +64,9 @@ class TaskEmbeddings(nn.Module):
     @torch.no_grad()
     def start_from_previous(self, task_id: int) -> None:
         """Start task ``task_id``'s embedding as a copy of task ``task_id - 1``'s (the paper's code
-        does so in nested mode): the new task begins at the previous task's network."""
-        if task_id > 0:
+        does so in nested mode): the new task begins at the previous task's network. Fixed corners
+        stay where they are."""
+        if task_id > 0 and not self.fixed_centres:
             self.centres[task_id].copy_(self.centres[task_id - 1])
             self.logits[task_id].copy_(self.logits[task_id - 1])
 
@@ -91,3 +105,12 @@ class TaskEmbeddings(nn.Module):
         if bool((lower > upper).any()):
             return None
         return (lower + upper) / 2, lower, upper
+
+
+def pair_distance(points: Tensor, reduce: str) -> Optional[float]:
+    """The ``"mean"`` or ``"min"`` Euclidean distance between distinct rows of ``points`` ``(n, k)``;
+    ``None`` for fewer than two rows."""
+    if points.shape[0] < 2:
+        return None
+    d = torch.pdist(points.detach().double())
+    return float(d.mean() if reduce == "mean" else d.min())

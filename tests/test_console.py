@@ -29,3 +29,12 @@ def test_the_headline_keeps_the_scenarios_averages():
     result = {"benchmark": "split-digits", "avg_acc": 1.0, "dil": {"avg_acc": 0.9, "bwt": 0.0}, "cil": {"avg_acc": 0.5}}
     out = headline(result)
     assert out["dil_avg_acc"] == 0.9 and out["cil_avg_acc"] == 0.5 and out["dil_bwt"] == 0.0 and out["method"] is None
+
+
+def test_tasks_that_share_one_network_are_said_in_one_line():
+    from hinterval.console import shared_network_line
+
+    line = shared_network_line({"network_min_distance": 1e-4, "centre_min_distance": 2e-3})
+    assert line is not None and "\n" not in line and "share one network" in line
+    assert shared_network_line({"network_min_distance": 0.3, "centre_min_distance": 1.0}) is None
+    assert shared_network_line({"network_min_distance": None}) is None

@@ -49,3 +49,26 @@ def test_task_parameters_only_current_task():
 def test_bad_mode_rejected():
     with pytest.raises(ValueError):
         TaskEmbeddings(num_tasks=1, dim=2, gamma=1.0, mode="bogus")
+
+
+def test_pair_distance_of_rows():
+    from hinterval.embeddings import pair_distance
+
+    pts = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]])
+    assert pair_distance(pts, "min") == pytest.approx(1.0)
+    assert pair_distance(pts, "mean") == pytest.approx((5.0 + 1.0 + (9 + 9) ** 0.5) / 3)
+    assert pair_distance(pts[:1], "mean") is None
+
+
+def test_corner_centres_are_fixed_corners_of_the_common_cube():
+    torch.manual_seed(0)
+    emb = TaskEmbeddings(num_tasks=5, dim=8, gamma=1.0, mode="nested", centres="corners")
+    centre, radius = emb.box(range(5))
+    sigma = 1.0 / 16
+    assert torch.allclose(centre.abs(), torch.full_like(centre, sigma))
+    assert emb.task_parameters(2) == [] and not any(c.requires_grad for c in emb.centres)
+    before = centre.clone()
+    emb.start_from_previous(3)
+    assert torch.equal(emb.box(range(5))[0], before)
+    mid, lower, upper = emb.universal()
+    assert ((centre - radius <= mid) & (mid <= centre + radius)).all()

@@ -5,8 +5,8 @@ below it is a shared trunk (:class:`~hinterval.methods.heads.TrunkHeads`). With 
 (task-incremental evaluation) task ``j`` is predicted with ``trunk + head_j``; class-incremental
 evaluation picks the head by entropy like every other method. Forgetting happens in the shared
 trunk, which the next task overwrites. There is no single network for all tasks, so the DIL
-(universal) scenario is undefined (``None``) — unless the target's output layer cannot be located,
-in which case the whole network is shared and is also reported as the universal network.
+(universal) scenario is undefined (``None``) — unless ``shared_head`` is set (or the target's output
+layer cannot be located): then the whole network is shared and is also reported as the universal network.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class FinetuneMethod(ContinualMethod):
 
     def __init__(self, cfg, benchmark, target):
         super().__init__(cfg, benchmark, target)
-        self.net = TrunkHeads(target, len(benchmark))
+        self.net = TrunkHeads(target, len(benchmark), shared_head=cfg.shared_head)
 
     def trainable_parameters(self, task_id: int) -> List[nn.Parameter]:
         return self.net.task_parameters(task_id)

@@ -46,11 +46,12 @@ class TrunkHeads(nn.Module):
         num_tasks: number of heads ``T``.
         fill: initialise every entry to this constant (e.g. a log-radius) instead of drawing
             ``target.init_weights()`` (which uses torch's global RNG, seeded by the trainer).
+        shared_head: one output layer for all tasks (a domain-incremental network).
     """
 
-    def __init__(self, target: TargetNetwork, num_tasks: int, *, fill: Optional[float] = None):
+    def __init__(self, target: TargetNetwork, num_tasks: int, *, fill: Optional[float] = None, shared_head: bool = False):
         super().__init__()
-        self.num_params, self.head_numel = target.num_params, head_size(target)
+        self.num_params, self.head_numel = target.num_params, 0 if shared_head else head_size(target)
         split = self.num_params - self.head_numel
 
         def draw() -> Tensor:

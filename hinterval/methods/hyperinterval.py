@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hinterval.embeddings import TaskEmbeddings
+from hinterval.embeddings import TaskEmbeddings, pair_distance
 from hinterval.evaluation import Predictor
 from hinterval.held_box import clip_box
 from hinterval.hypernet import HnetOutput, HyperNetwork
@@ -31,7 +31,8 @@ class HyperIntervalMethod(ContinualMethod):
         self.gamma = 0.0 if point else cfg.gamma
         self.mode = "non-forced" if point else cfg.embedding_mode
         self.has_intervals = self.gamma > 0
-        self.embeddings = TaskEmbeddings(num_tasks=len(benchmark), dim=cfg.embedding_dim, gamma=self.gamma, mode=self.mode)
+        self.embeddings = TaskEmbeddings(num_tasks=len(benchmark), dim=cfg.embedding_dim, gamma=self.gamma, mode=self.mode,
+                                         centres=cfg.nested_centres)
         self.hnet = HyperNetwork(
             embedding_dim=cfg.embedding_dim,
             num_outputs=target.num_params,
@@ -48,6 +49,10 @@ class HyperIntervalMethod(ContinualMethod):
         # Stored regulariser targets: [T_middle] or, with bounds, [T_middle, T_centre, T_radius]
         # (centre/radius form: see :func:`box_regularizer`).
         self._reg_stored: List[Tensor] = []
+        # Nested mode with a universal loss: the universal network's output before the task, held
+        # like an earlier task's (see :meth:`_universal_loss`).
+        self.trains_universal = self.mode == "nested" and self.gamma > 0 and cfg.universal_weight > 0
+        self._universal_stored: Optional[Tensor] = None
 
     # --- training -------------------------------------------------------------------------
     @property
@@ -68,6 +73,10 @@ class HyperIntervalMethod(ContinualMethod):
                 if self._reg_bounds:
                     kept += [[o.centre for o in outs], [o.radius for o in outs]]
                 self._reg_stored = [torch.cat(parts) if len(parts) > 1 else parts[0].clone() for parts in kept]
+        self._universal_stored = None
+        if self.trains_universal and task_id > 0:
+            with torch.no_grad():
+                self._universal_stored = self.hnet(self._universal_point(task_id - 1), None).middle[0].clone()
 
     def _hnet_passes(self, centre: Tensor, radius: Optional[Tensor]) -> List[Tuple[slice, HnetOutput]]:
         """The hypernetwork over ``B`` embedding rows in as few passes as pay (all rows in one pass
@@ -122,7 +131,33 @@ class HyperIntervalMethod(ContinualMethod):
             reg = self._regulariser(passes, task_id)
             loss = loss + regularizer_weight(self.cfg.beta, task_id, self.cfg.reg_normalisation) * reg
             logs["reg"] = float(reg.detach())
+        if self.trains_universal:
+            uni_loss, uni_logs = self._universal_loss(task_id, x, y, task_id)
+            loss = loss + uni_loss
+            logs.update(uni_logs)
         logs["loss"] = float(loss.detach())
+        return loss, logs
+
+    def _universal_point(self, last_task: int) -> Tensor:
+        """The universal embedding of tasks ``0..last_task`` as one hypernetwork input row ``(1, d)``."""
+        uni = self.embeddings.universal(last_task + 1)
+        assert uni is not None  # nested boxes always intersect
+        return uni[0].unsqueeze(0)
+
+    def _universal_loss(self, task_id: int, x: Tensor, y: Tensor, n_prev: int) -> Tuple[Tensor, Dict[str, float]]:
+        """``universal_weight * CE(f(x; H(u)))`` on the current task, plus the hold of the universal
+        network's output from before the task (weighted like one earlier task's row of the regulariser).
+
+        Nothing else trains the universal network directly: the worst-case loss reaches it only through
+        the box bounds. Its weights still lie in every task's box, so the certified bound keeps holding.
+        """
+        w_uni = self.hnet(self._universal_point(task_id), None).middle[0]
+        ce = F.cross_entropy(self.target.forward(x, w_uni), y)
+        loss, logs = self.cfg.universal_weight * ce, {"ce_universal": float(ce.detach())}
+        if self._universal_stored is not None:
+            drift = F.mse_loss(w_uni, self._universal_stored, reduction="sum")
+            loss = loss + regularizer_weight(self.cfg.beta, n_prev, self.cfg.reg_normalisation) * drift
+            logs["reg_universal"] = float(drift.detach())
         return loss, logs
 
     def _regulariser(self, passes: List[Tuple[slice, HnetOutput]], n_prev: int) -> Tensor:
@@ -197,7 +232,19 @@ class HyperIntervalMethod(ContinualMethod):
         out = self._clipped(mid.unsqueeze(0), ((upper - lower) / 2).unsqueeze(0))
         width = 2 * self.gamma / self.embeddings.dim
         return {"hold": self.cfg.nested_hold, "embedding_share": float((upper - lower).mean() / width),
-                "weight_rel_radius": relative_radius(self.target.boxed(out.centre[0]), self.target.boxed(out.radius[0]))}
+                "weight_rel_radius": relative_radius(self.target.boxed(out.centre[0]), self.target.boxed(out.radius[0])),
+                **self.task_separation(num_seen)}
+
+    @torch.no_grad()
+    def task_separation(self, num_seen: int) -> Dict[str, Optional[float]]:
+        """How far apart the first ``num_seen`` tasks are: the mean and smallest distance between
+        their embedding centres (the hypernetwork's inputs), and the smallest distance between
+        their networks relative to the networks' size. Nested boxes all contain one another's
+        centres; tasks whose networks coincide are one network trained in sequence, not one per task."""
+        centre, _ = self.embeddings.box(range(num_seen))
+        nets = self.task_weights(range(num_seen)).middle
+        return {"centre_spread": pair_distance(centre, "mean"), "centre_min_distance": pair_distance(centre, "min"),
+                "network_min_distance": _relative(pair_distance(nets, "min"), float(nets.norm(dim=1).mean()))}
 
     @torch.inference_mode()
     def predictor(self, task_ids: Sequence[int]) -> Predictor:
@@ -212,3 +259,7 @@ def _margin_logs(worst: Tensor, y: Tensor) -> Dict[str, float]:
     other = worst.scatter(1, y[:, None], float("-inf")).max(dim=1).values
     margin = true - other
     return {"worst_margin": float(margin.median()), "acc_worst": float((margin > 0).float().mean())}
+
+
+def _relative(distance: Optional[float], size: float) -> Optional[float]:
+    return None if distance is None else distance / max(size, 1e-12)
