@@ -100,34 +100,51 @@ def download(key: str, root: Path, *, progress: bool) -> Path:
         with contextlib.suppress(DataError):
             found = locate(key, str(root))
             if waited:
-                print(f"hinterval: {src.title} is ready in {found}", file=sys.stderr)
+                print(f"{src.title} is ready in {found}", file=sys.stderr)
             return found
-        mb = src.size / 1e6
-        print(f"hinterval: downloading {src.title} ({len(src.files)} file{'s' if len(src.files) > 1 else ''}, "
-              f"{mb:,.1f} MB) into {root}", file=sys.stderr, flush=True)
-        if src.unpack:
-            _fetch_archive(src, root, progress)
-        else:
-            folder = root / src.folder
+        folder = root / src.folder if not src.unpack else root
+        if src.unpack and folder.joinpath(src.folder).exists():  # unreadable, yet there: not ours to replace
+            _refuse_folder(src, root)
+        todo = [f for f in src.files if not verified(folder / f.filename, f)]  # a file in the way: refused here
+        if todo:
+            mb = sum(f.size or 0 for f in todo) / 1e6
+            print(f"downloading {src.title} ({len(todo)} file{'s' if len(todo) > 1 else ''}, {mb:,.1f} MB) "
+                  f"into {root}", file=sys.stderr, flush=True)
             folder.mkdir(parents=True, exist_ok=True)
-            for f in src.files:
-                fetch(f, folder, progress=progress)
+        for f in todo:
+            fetch(f, folder, progress=progress)
+        if src.unpack:
+            archive = folder / src.files[0].filename
+            unpack(archive, root, src.folder)
+            archive.unlink()
         found = locate(key, str(root))  # what the loader will read: a DataError here is a bad archive
-        print(f"hinterval: {src.title} is ready in {found}", file=sys.stderr)
+        print(f"{src.title} is ready in {found}", file=sys.stderr)
         return found
 
 
-def _fetch_archive(src: DataSource, root: Path, progress: bool) -> None:
-    final = root / src.folder
-    if final.exists():  # not found by the loader, yet there: someone else's, not ours to replace
-        try:
-            locate(src.key, str(root))
-        except DataError as exc:
-            raise DataError(f"{final} exists but is not a complete {src.title} ({exc}); move it away or delete it, "
-                            "then run again") from None
-    archive = fetch(src.files[0], root, progress=progress)
-    unpack(archive, root, src.folder)
-    archive.unlink()
+def _refuse_folder(src: DataSource, root: Path) -> None:
+    try:
+        locate(src.key, str(root))
+    except DataError as exc:
+        raise DataError(f"{root / src.folder} exists but is not a complete {src.title} ({exc}); move it away or delete "
+                        "it, then run again") from None
+
+
+def verified(path: Path, f: RemoteFile) -> bool:
+    """Whether the official file is at ``path`` (``False``: nothing is).
+
+    Raises:
+        DataError: another file is there (it is never replaced).
+    """
+    from torchvision.datasets.utils import calculate_md5
+
+    if not path.exists():
+        return False
+    have = calculate_md5(path)
+    if have != f.md5:
+        raise DataError(f"{path} is there but is not the official file (MD5 {have}, expected {f.md5}); move it away "
+                        "or delete it, then run again")
+    return True
 
 
 def _host(url: str) -> str:
@@ -135,16 +152,11 @@ def _host(url: str) -> str:
 
 
 def fetch(f: RemoteFile, folder: Path, *, progress: bool) -> Path:
-    """``folder/<file>``, verified against its MD5 sum: the one there, or downloaded (resumed) from a mirror."""
+    """Download ``folder/<file>`` from its first mirror that answers (resuming a ``.part``), verified
+    against its MD5 sum; only then is it renamed to its final name."""
     from torchvision.datasets.utils import calculate_md5
 
     path = folder / f.filename
-    if path.exists():
-        have = calculate_md5(path)
-        if have == f.md5:
-            return path
-        raise DataError(f"{path} is there but is not the official file (MD5 {have}, expected {f.md5}); move it away "
-                        "or delete it, then run again")
     part = path.with_name(path.name + ".part")
     unreachable = []
     for url in f.urls:
@@ -195,7 +207,7 @@ def _download(url: str, part: Path, f: RemoteFile, progress: bool) -> Optional[s
             have = 0
         total = f.size if f.size is not None else (have + resp.length if resp.length is not None else None)
         if have:
-            print(f"hinterval: resuming {f.filename} at {have:,} bytes", file=sys.stderr)
+            print(f"resuming {f.filename} at {have:,} bytes", file=sys.stderr)
         with open(part, "ab" if have else "wb") as out, tqdm(total=total, initial=have, unit="B", unit_scale=True,
                                                                unit_divisor=1024, desc=f.filename, file=sys.stderr,
                                                                disable=not progress, mininterval=1.0) as bar:
