@@ -16,10 +16,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-TESTS = Path(__file__).resolve().parent
-for p in (REPO, TESTS):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
 
 from data_server import FixtureServer, fixture_archives  # noqa: E402
 

@@ -7,21 +7,17 @@ separate disks, on one machine. The data comes from a loopback server (``tests/d
 """
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-TESTS = Path(__file__).resolve().parent
-for p in (REPO, TESTS):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-pytest.importorskip("ray")
+pytest.importorskip("ray")  # and optuna, which tune.search needs
 pytest.importorskip("optuna")
+REPO = Path(__file__).resolve().parent.parent  # `tune` is not installed: imported from the checkout
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
 from data_fixtures import write_mnist  # noqa: E402
 from data_server import FixtureServer, fixture_archives  # noqa: E402
