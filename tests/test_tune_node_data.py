@@ -103,3 +103,26 @@ def test_the_per_node_check_finds_the_node_that_lost_its_data(nodes, tmp_path, c
     err = capfd.readouterr().err
     assert "on 1 of 2 node(s)" in err and f"data dir {dirs[lost]}" in err and f"data dir {dirs[kept]}" not in err
     assert server.requests == gets and not (tmp_path / "lost").exists()
+
+
+def test_a_local_sweep_with_download_fetches_the_data_here_before_ray_starts(tmp_path, monkeypatch, capsys):
+    from hinterval.errors import UserError
+    from tune import cluster
+
+    server = FixtureServer({k: v for k, v in fixture_archives().items() if k.startswith("mnist/")})
+    monkeypatch.setenv(TEST_SOURCES_ENV, str(server.write_sources(tmp_path / "sources.json")))
+    started = []
+
+    def connect(address):  # where Ray would start: the data must be complete by then
+        started.append(sorted(p.name for p in (tmp_path / "data" / "MNIST" / "raw").iterdir()))
+        raise UserError("stopped before Ray for this test")
+
+    monkeypatch.setattr(cluster, "connect", connect)
+    try:
+        code = search.main([*SWEEP, "--download", "--data-dir", str(tmp_path / "data"), "--results-dir",
+                            str(tmp_path / "results"), "--name", "local"])
+    finally:
+        server.close()
+    assert code == 2 and "stopped before Ray for this test" in capsys.readouterr().err
+    assert started == [sorted(n.split("/")[1] for n in MNIST)] and [server.gets(n) for n in MNIST] == [1, 1, 1, 1]
+    assert not (tmp_path / "results" / "local").exists()  # the failed start left no sweep behind

@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 
 from hinterval.data.common import default_data_dir
 from hinterval.data.sources import BENCHMARK_DATA, DATASET_KEYS, benchmarks_of, dataset_of, source
-from hinterval.errors import EXIT_INTERRUPTED, DataError
+from hinterval.errors import EXIT_INTERRUPTED, DataError, Stopped
 
 NAMES_HELP = (f"benchmark ({', '.join(BENCHMARK_DATA)}) or data set ({', '.join(DATASET_KEYS)}); "
               "several may be given")
@@ -47,10 +47,11 @@ def cmd_data(args: argparse.Namespace) -> int:
         for name in args.names:
             found = ensure_data(name, args.data_dir, progress=not args.no_progress)
             print(f"{name}: {found if found is not None else 'embedded, nothing to download'}")
-    except KeyboardInterrupt:
-        print("hinterval: interrupted; a partial download is kept as <file>.part and the same command resumes it",
+    except (KeyboardInterrupt, Stopped) as exc:
+        how = f"stopped by {exc}" if isinstance(exc, Stopped) else "interrupted"
+        print(f"hinterval: {how}; a partial download is kept as <file>.part and the same command resumes it",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exc.exit_code if isinstance(exc, Stopped) else EXIT_INTERRUPTED
     return 0
 
 
