@@ -12,7 +12,7 @@
 
 Archives (CIFAR, TinyImageNet) are unpacked into a temporary folder in the data directory and
 their top folder renamed into place in one step, so the loader's folder is complete or absent,
-never half there; the archive is then deleted. A file lock per data set and directory makes
+never half there; an archive downloaded by this run is then deleted (one that was there is kept). A file lock per data set and directory makes
 concurrent processes (trials on one node) fetch it once: the others wait, say so, and find it.
 
 MD5 sums and unpacking are torchvision's (``calculate_md5``, ``extract_archive``); the download
@@ -116,7 +116,8 @@ def download(key: str, root: Path, *, progress: bool) -> Path:
         if src.unpack:
             archive = folder / src.files[0].filename
             unpack(archive, root, src.folder)
-            archive.unlink()
+            if todo:  # downloaded now: not needed any more (an archive that was there already is kept)
+                archive.unlink()
         found = locate(key, str(root))  # what the loader will read: a DataError here is a bad archive
         print(f"{src.title} is ready in {found}", file=sys.stderr)
         return found
