@@ -6,6 +6,7 @@ Examples::
     hinterval train --benchmark permuted-digits --gamma 0.5 --beta 0.05 --out runs/pd
     hinterval train --out runs/pd --resume          # continue a killed run at its last task
     hinterval eval runs/pd                          # re-compute metrics from the saved model
+    hinterval data download split-mnist --data-dir ~/data   # fetch a benchmark's data (checksums verified)
 """
 from __future__ import annotations
 
@@ -24,8 +25,10 @@ from typing import Any, Dict, List, Optional
 from hinterval import metrics as M
 from hinterval import run_dir
 from hinterval.config import FIELD_SPECS, PRESET_KEYS, load_config_file, make_config
+from hinterval.data.commands import add_data_parser, cmd_data
 from hinterval.console import TaskPrinter, headline, shared_network_line, universal_line
-from hinterval.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, Stopped, TrainingDiverged, UserError, one_line
+from hinterval.errors import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, DownloadError, Stopped, TrainingDiverged, UserError,
+                              one_line)
 from hinterval.runtime import ProcessConfig, configure_process, ctrl_c_deferred
 from hinterval.schema import add_flags, flagged
 
@@ -66,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished task")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard event files")
+    t.add_argument("--download", action="store_true",
+                   help="fetch the benchmark's data into --data-dir first if it is missing (see `hinterval data`)")
     t.add_argument("--debug", **debug)
     add_flags(t, FIELD_SPECS, PRESET_KEYS)
 
@@ -75,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--debug", **debug)
 
     sub.add_parser("benchmarks", help="list available benchmarks")
+    add_data_parser(sub, debug)
     return p
 
 
@@ -181,6 +187,10 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     if not args.no_tensorboard:
         callbacks.append(TensorBoardLogger(out / "tensorboard", cfg.to_dict()))
     callbacks.append(TaskPrinter(cfg.interval_scope, intervals=FIELD_SPECS["ramp"].setting.used_when(cfg)))
+    if args.download:  # the data on this machine before the loader looks for it
+        from hinterval.data.download import ensure_data
+
+        ensure_data(cfg.benchmark, cfg.data_dir, progress=not args.no_progress)
     # data and device errors come before any write
     trainer = ContinualTrainer(cfg, callbacks=callbacks, progress=not args.no_progress)
     _RUN.trainer = trainer
@@ -329,7 +339,7 @@ def _main(argv: Optional[List[str]]) -> int:
             configure_process(_process_config(args))
             with ctrl_c_deferred():  # torch's import can lose a Ctrl-C (see there): taken right after it
                 import torch  # noqa: F401
-        return {"train": cmd_train, "eval": cmd_eval, "benchmarks": cmd_benchmarks}[args.command](args)
+        return {"train": cmd_train, "eval": cmd_eval, "benchmarks": cmd_benchmarks, "data": cmd_data}[args.command](args)
     except UserError as exc:
         if debug:
             raise
@@ -339,6 +349,11 @@ def _main(argv: Optional[List[str]]) -> int:
         if debug:
             raise
         print(f"hinterval: training diverged: {one_line(exc, 500)}", file=sys.stderr)
+        return EXIT_FAILED
+    except DownloadError as exc:  # an OSError whose message says in full what to do
+        if debug:
+            raise
+        print(f"hinterval: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except OSError as exc:  # e.g. disk full while saving: checkpoints are atomic, the last one is intact
         if debug:

@@ -97,8 +97,9 @@ class ExperimentConfig:
     benchmark: str = setting("split-digits", "benchmark to learn (see `hinterval benchmarks`)", _DATA,
                              choices=BENCHMARK_NAMES)
     data_dir: Optional[str] = setting(None, "directory with the benchmark's data files (not needed for the *-digits "
-                                      "benchmarks; Fashion-MNIST is found in its Debian package)", _DATA,
-                                      default_text="none", resource=True)
+                                      "benchmarks; Fashion-MNIST is found in its Debian package; `hinterval data "
+                                      "download` fetches the others)", _DATA,
+                                      default_text="none: $HINTERVAL_DATA_DIR", resource=True)
     num_tasks: Optional[int] = setting(None, "number of tasks", _DATA, minimum=1, maximum=MAX_TASKS,
                                        default_text="the benchmark's standard count")
     method: str = setting("hyperinterval", "continual-learning method (see docs/method.md)", _DATA,

@@ -3,8 +3,9 @@
 Exit codes of ``hinterval`` and ``python tune/search.py`` (see ``docs/reliability.md``):
 
 * 0 -- done (also: a resumed run that had already finished);
-* 1 -- the run failed: training diverged, an I/O error (disk full, file too large), not enough
-  memory, a Ray failure or an internal error; the last checkpoint is intact;
+* 1 -- the run failed: training diverged, an I/O error (disk full, file too large, a data
+  download that failed), not enough memory, a Ray failure or an internal error; the last
+  checkpoint is intact;
 * 2 -- bad input or a refused request (flags, config, data, output path, a directory in use);
   nothing was written or overwritten;
 * 130 -- interrupted with Ctrl-C; 143 -- stopped by SIGTERM (129: SIGHUP): finished tasks are
@@ -49,6 +50,11 @@ class UserError(Exception):
 
 class DataError(UserError):
     """Data missing or malformed: the message names the expected files and how to get them."""
+
+
+class DownloadError(OSError):
+    """A data download failed (no network, checksum mismatch, cut off): exit code 1, like other I/O
+    errors. Nothing half-written is left where the data belongs; running again resumes or restarts."""
 
 
 class TrainingDiverged(RuntimeError):

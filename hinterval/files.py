@@ -10,12 +10,14 @@ directory is written by one process at a time (:class:`DirectoryLock`, on :mod:`
 from __future__ import annotations
 
 import errno
+import contextlib
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import filelock
 
@@ -143,3 +145,25 @@ class DirectoryLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+@contextlib.contextmanager
+def waiting_lock(path: str | Path, doing: str) -> Iterator[bool]:
+    """Hold the exclusive lock file ``path``, waiting for it if another process holds it.
+
+    Why: concurrent trials on one node must download or decode a data set once; the others wait,
+    and say on stderr that they do (a silent wait looks like a hang). Yields whether this process
+    had to wait (the work is then usually done already: check again before doing it).
+    """
+    lock = filelock.FileLock(str(path), timeout=-1)
+    waited = False
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        waited = True
+        print(f"hinterval: waiting for another process {doing} (lock {path})", file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
+        yield waited
+    finally:
+        lock.release()

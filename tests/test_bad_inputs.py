@@ -90,6 +90,27 @@ def _tiny_no_wnids(tmp: Path) -> List[str]:
     return ["train", "--benchmark", "tinyimagenet", "--data-dir", str(tmp / "data"), *TINY, *_out(tmp)]
 
 
+def _foreign_idx(tmp: Path) -> List[str]:
+    raw = tmp / "d" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(b"not the official file")
+    return ["data", "download", "split-mnist", "--data-dir", str(tmp / "d"), "--no-progress"]
+
+
+def _offline(mp, tmp: Path) -> None:
+    """Every data source at a local port where nothing listens: a machine without internet."""
+    import json
+
+    from hinterval.data.sources import DATASET_KEYS, TEST_SOURCES_ENV, source
+
+    mp.delenv(TEST_SOURCES_ENV, raising=False)
+    entries = {f"{k}/{f.filename}": {"url": f"http://127.0.0.1:9/{f.filename}", "md5": f.md5, "size": f.size}
+               for k in DATASET_KEYS for f in source(k).files}
+    path = tmp.parent / f"{tmp.name}-sources.json"
+    path.write_text(json.dumps(entries))
+    mp.setenv(TEST_SOURCES_ENV, str(path))
+
+
 def _config(tmp: Path, text: str, *extra: str) -> List[str]:
     (tmp / "c.yaml").write_text(text)
     return ["train", "--config", str(tmp / "c.yaml"), *TINY, *extra, *_out(tmp)]
@@ -357,6 +378,20 @@ CASES = [
     Case("cli-idx-wrong-magic", "cli", _wrong_magic, ("not an IDX labels file", "magic number 2051, expected 2049")),
     Case("cli-cifar-wrong-keys", "cli", _cifar_wrong_keys, ("data_batch_3", "expected keys b'data'")),
     Case("cli-tinyimagenet-no-wnids", "cli", _tiny_no_wnids, ("no wnids.txt", "tiny-imagenet-200.zip")),
+    # --- hinterval data: names, data directories, files in the way, no network (exit 1)
+    Case("cli-data-unknown-name", "cli", lambda t: ["data", "download", "split_mnist", "--data-dir", str(t / "d")],
+         ("unknown benchmark or data set 'split_mnist'", "split-mnist")),
+    Case("cli-data-no-data-dir", "cli", lambda t: ["data", "download", "split-mnist"], ("pass --data-dir DIR",),
+         patch=lambda mp, t: mp.delenv("HINTERVAL_DATA_DIR", raising=False)),
+    Case("cli-data-check-missing", "cli", lambda t: (t / "empty").mkdir() or [
+        "data", "check", "split-cifar10", "--data-dir", str(t / "empty")], ("CIFAR-10 batches not found", "data download")),
+    Case("cli-data-foreign-file-in-the-way", "cli", _foreign_idx, ("is there but is not the official file", "move it away")),
+    Case("cli-data-offline", "cli", lambda t: ["data", "download", "split-cifar10", "--data-dir", str(t / "d"),
+                                               "--no-progress"],
+         ("cannot download cifar-10-python.tar.gz", "copy it to"), code=1, patch=_offline, creates=True),
+    Case("sweep-download-offline", "sweep", lambda t: ["--benchmark", "split-mnist", "--download", "--data-dir", str(t / "d"),
+                                                       "--results-dir", str(t / "results")],  # fails before Ray starts
+         ("cannot download train-images-idx3-ubyte.gz", "copy it to"), code=1, patch=_offline, creates=True),
     # --- run directories, resume
     Case("cli-non-empty-out", "cli", _non_empty_out, ("is not empty", "--resume", "--overwrite")),
     Case("cli-overwrite-keeps-old-run-on-bad-data", "cli", _overwrite_with_bad_data, ("does not exist",)),
@@ -631,12 +666,15 @@ CASES = [
 
 
 def _snapshot(root: Path) -> Dict[str, str]:
-    """Every file and directory under ``root`` with its content hash; a directory's lock file is not
-    content (it may stay after a refused command that looked at the directory)."""
+    """Every file and directory under ``root`` with its content hash; lock files (a directory's, a data
+    set's in a data directory) are not content (they may stay after a refused command that looked there)."""
     from hinterval.files import LOCK_NAME
 
+    def lock(p: Path) -> bool:
+        return p.name == LOCK_NAME or (p.name.startswith(".hinterval-") and p.name.endswith(".lock"))
+
     return {str(p.relative_to(root)): (hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file() else "dir")
-            for p in sorted(root.rglob("*")) if p.name != LOCK_NAME}
+            for p in sorted(root.rglob("*")) if not lock(p)}
 
 
 @pytest.fixture

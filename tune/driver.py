@@ -16,7 +16,8 @@ from hinterval.files import resolve_path, write_json
 
 from tune import cluster
 from tune import space as S
-from tune.prepare import SWEEP_FILE, check_flags, describe, load_saved_spec, plain_name, resolve
+from tune import node_data
+from tune.prepare import SWEEP_FILE, check_flags, check_local_data, describe, load_saved_spec, plain_name, resolve
 from tune.spec import SweepSpec
 from tune.trial_kinds import unused_warning
 from tune.startup import STARTUP
@@ -50,7 +51,8 @@ def make_trainable(spec: SweepSpec):
 
     from tune.trainable import run_trial
 
-    setup = {"base": spec["base"], "objectives": spec["objectives"], "state_root": experiment_path(spec) + "/trial_states"}
+    setup = {"base": spec["base"], "objectives": spec["objectives"], "state_root": experiment_path(spec) + "/trial_states",
+             "download": spec["download"]}
     return tune.with_resources(tune.with_parameters(run_trial, setup=setup),
                                {"cpu": spec["cpus_per_trial"], "gpu": spec["gpus_per_trial"]})
 
@@ -140,6 +142,8 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
         return {"dry_run": True, "spec": spec}
 
     STARTUP.check_writable(out_dir)
+    if spec["download"] and not args.address:  # a local sweep: fetched here once, progress shown, before Ray starts
+        check_local_data(spec, fetch=True)
     import ray
     from ray import tune
 
@@ -162,6 +166,8 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
         problem = cluster.check_resources(nodes, cpus=spec["cpus_per_trial"], gpus=spec["gpus_per_trial"])
         if problem:
             raise UserError(problem)
+        if args.address:  # trials read their data on their own nodes: checked there before the first one
+            node_data.check_before_trials(spec)
         hosts = {n.get("NodeManagerAddress") for n in ray.nodes() if n.get("Alive")}
         if len(hosts) > 1 and "://" not in spec["storage"]:
             print(f"search.py: warning: {len(hosts)} machines share this sweep but checkpoints go to the local path "

@@ -31,10 +31,19 @@ def resolve(args: argparse.Namespace) -> SweepSpec:
     results_dir = resolve_path(args.results_dir, "--results-dir")
     spec = sweep_spec(args, name=args.name or default_name(args, results_dir), results_dir=str(results_dir),
                       cwd=os.getcwd(), space_data=load_config_file(args.space) if args.space else None)
-    if not args.address:  # a local sweep: check the data here, once, instead of failing every trial
-        cfg = make_config(spec.base)
-        check_data(cfg.benchmark, num_tasks=cfg.num_tasks, data_dir=cfg.data_dir)
+    if not args.address and not spec.download:  # a local sweep: check the data here, once, instead of failing every trial
+        check_local_data(spec)
     return spec
+
+
+def check_local_data(spec: SweepSpec, *, fetch: bool = False) -> None:
+    """The sweep's data readable on this machine (fetched first with ``fetch``), or one error."""
+    cfg = make_config(spec.base)
+    if fetch:
+        from hinterval.data.download import ensure_data
+
+        ensure_data(cfg.benchmark, cfg.data_dir, progress=True)
+    check_data(cfg.benchmark, num_tasks=cfg.num_tasks, data_dir=cfg.data_dir)
 
 
 def check_flags(args: argparse.Namespace, name: str) -> None:
@@ -116,6 +125,9 @@ def describe(spec: SweepSpec, *, address: Optional[str], max_concurrent: Any) ->
                  "then: no confirmation over more seeds (--confirm-seeds 0)")
     lines.append(f"resources per trial: {spec['cpus_per_trial']:g} CPU, {spec['gpus_per_trial']:g} GPU; "
                  f"max concurrent: {max_concurrent or 'as many as fit'}; failures retried up to 2 times per trial")
+    if spec["download"]:
+        lines.append("data: fetched where it is missing (--download): " + ("by the first trial on each node" if address
+                                                                           else "here, before Ray starts"))
     lines.append(f"ray: {'join ' + address if address else 'start locally'}; checkpoints: {spec['storage']}")
     lines.append(f"results: {spec['out_dir']}")
     return "\n".join(lines)

@@ -34,7 +34,7 @@ if __name__ == "__main__" and not __package__:
     # `python tune/search.py`: make the `tune` package importable (it is not part of the install)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hinterval.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, UserError, one_line  # noqa: E402
+from hinterval.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, DownloadError, UserError, one_line  # noqa: E402
 from hinterval.runtime import ctrl_c_deferred  # noqa: E402
 
 from tune.flags import SPACE_FLAGS  # noqa: E402
@@ -70,7 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training iterations per task (default 0 = the preset's budget, e.g. 500 for split-digits; "
                    "8 split-digits trials then take ~1.5 min on 2 quiet CPU cores); smaller values make quick, "
                    "rougher sweeps")
-    g.add_argument("--data-dir", help="benchmark data directory (made absolute here; trials run in other dirs)")
+    g.add_argument("--data-dir", help="benchmark data directory (made absolute here; trials run in other dirs); default: "
+                   "$HINTERVAL_DATA_DIR of each node")
+    g.add_argument("--download", action="store_true",
+                   help="fetch the benchmark's data where it is missing: here before a local sweep, by the first trial on "
+                   "each node of a cluster (once per node; see `hinterval data`)")
     g.add_argument("--objective", default=None,
                    help=f"metric(s) to maximise, comma-separated for multi-objective (Pareto front), "
                    f"e.g. avg_acc,bwt; from {', '.join(OBJECTIVES)}; default worst_avg_acc (certified accuracy) "
@@ -140,6 +144,11 @@ def main(argv: Optional[List[str]] = None, callbacks: Sequence[Any] = ()) -> int
             raise
         print(f"search.py: error: {exc}", file=sys.stderr)
         return EXIT_USER
+    except DownloadError as exc:  # an OSError whose message says in full what to do
+        if args is not None and args.debug:
+            raise
+        print(f"search.py: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         if args is not None and args.debug:
             raise

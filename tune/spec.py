@@ -45,6 +45,7 @@ class SweepSpec(Mapping):
         preset_point: the preset's values of the searched keys (the first trial), or ``None`` when
             the preset lies outside the space (``preset_outside`` says why).
         confirm_seeds, confirm_top: the confirmation's extra training seeds and configs (0 seeds: none).
+        download: fetch the benchmark's data where it is missing (``--download``).
     """
 
     name: str
@@ -67,6 +68,7 @@ class SweepSpec(Mapping):
     smoke_test: bool
     confirm_seeds: int = CONFIRM_DEFAULT[0]
     confirm_top: int = CONFIRM_DEFAULT[1]
+    download: bool = False
 
     def __getitem__(self, key: str) -> Any:
         if key not in _FIELDS:
@@ -222,4 +224,5 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
         preset_outside=tuple(outside), objectives=tuple(objectives), scheduler=args.scheduler,
         num_samples=opt["num_samples"], max_concurrent=opt["max_concurrent"], seed=args.seed, cpus_per_trial=cpus,
         gpus_per_trial=0.0 if args.smoke_test else gpus, tensorboard=not args.no_tensorboard,
-        smoke_test=bool(args.smoke_test), confirm_seeds=confirm_seeds, confirm_top=confirm_top)
+        smoke_test=bool(args.smoke_test), confirm_seeds=confirm_seeds, confirm_top=confirm_top,
+        download=bool(getattr(args, "download", False)))

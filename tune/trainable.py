@@ -185,7 +185,8 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
     Args:
         config: the searcher's suggestion (searched keys only).
         setup: ``{"base": fixed config dict (absolute data_dir), "objectives": [...],
-            "state_root": dir or URI for :class:`TrialState`}``, bound with ``tune.with_parameters``.
+            "state_root": dir or URI for :class:`TrialState`, "download": fetch missing data first}``, bound
+            with ``tune.with_parameters``.
     """
     started = time.time()
     import ray
@@ -210,6 +211,10 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
     extra = trial_extra(node_id=ray.get_runtime_context().get_node_id(), device=device, num_threads=cpus,
                         started=started, imported=imported)
     reporter = TuneReporter(objectives=setup["objectives"], extra=extra, durable=durable)
+    if setup.get("download"):  # this node's copy: the first trial here fetches it, the others wait for it (file lock)
+        from hinterval.data.download import ensure_data
+
+        ensure_data(cfg.benchmark, cfg.data_dir, progress=False)
     trainer = ContinualTrainer(cfg, callbacks=[reporter], benchmark=cached_benchmark(cfg), progress=False)
     state = None
     checkpoint = tune.get_checkpoint()

@@ -122,7 +122,8 @@ def read_batch(path: Path, label_key: bytes) -> Tuple[np.ndarray, np.ndarray]:
 def find_root(data_dir: Optional[str], num_classes: int) -> Path:
     """The CIFAR folder: ``data_dir/<folder>`` or ``data_dir`` itself, whichever holds the batches."""
     spec = _SPECS[num_classes]
-    how = f"download {spec['url']} once, unpack it in DIR (tar xzf) and pass --data-dir DIR"
+    how = (f"run `hinterval data download cifar{num_classes} --data-dir DIR` (or download {spec['url']} once and "
+           "unpack it in DIR) and pass --data-dir DIR")
     base = require_data_dir(data_dir, f"CIFAR-{num_classes}", how)
     needed = spec["train"] + spec["test"]
     for cand in (base / spec["folder"], base):

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from hinterval.data.base import Benchmark, permuted_tasks, split_by_classes
-from hinterval.data.common import VAL_FRACTION, require_data_dir, resolve_tasks
+from hinterval.data.common import VAL_FRACTION, default_data_dir, require_data_dir, resolve_tasks
 from hinterval.errors import DataError
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
@@ -38,11 +38,11 @@ FASHION_DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 
 _GZ = ", ".join(f + ".gz" for f in FILES)
 _HOW = {
-    "mnist": f"download {_GZ} once (e.g. from https://ossci-datasets.s3.amazonaws.com/mnist/) into DIR "
-             "and pass --data-dir DIR",
+    "mnist": f"run `hinterval data download mnist --data-dir DIR` (or download {_GZ} once from "
+             "https://ossci-datasets.s3.amazonaws.com/mnist/ into DIR) and pass --data-dir DIR",
     "fashion": "install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist, files in "
-               f"{FASHION_DEFAULT_DIR}) or download {_GZ} once from "
-               "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/ into DIR and pass --data-dir DIR",
+               f"{FASHION_DEFAULT_DIR}) or run `hinterval data download fashion-mnist --data-dir DIR` and pass "
+               "--data-dir DIR",
 }
 _NAMES = {"mnist": "MNIST", "fashion": "Fashion-MNIST"}
 _SUBDIRS = {"mnist": ("MNIST/raw", "MNIST"), "fashion": ("FashionMNIST/raw", "FashionMNIST", "fashion-mnist")}
@@ -118,12 +118,17 @@ def find_idx_files(data_dir: Path, flavour: str) -> List[Path]:
                     f"{', '.join(FILES)} (each raw or .gz); {_HOW[flavour]}")
 
 
-def load_idx_arrays(data_dir: Optional[str], flavour: str) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(x_train, y_train, x_test, y_test)``: uint8 images ``(N, 1, 28, 28)`` and int64 labels."""
+def idx_files(data_dir: Optional[str], flavour: str) -> List[Path]:
+    """The four IDX files read from ``data_dir`` (or ``$HINTERVAL_DATA_DIR``; for Fashion, its Debian folder)."""
+    data_dir = default_data_dir(data_dir)
     if data_dir is None and flavour == "fashion" and Path(FASHION_DEFAULT_DIR).is_dir():
         data_dir = FASHION_DEFAULT_DIR
-    root = require_data_dir(data_dir, _NAMES[flavour], _HOW[flavour])
-    xtr_p, ytr_p, xte_p, yte_p = find_idx_files(root, flavour)
+    return find_idx_files(require_data_dir(data_dir, _NAMES[flavour], _HOW[flavour]), flavour)
+
+
+def load_idx_arrays(data_dir: Optional[str], flavour: str) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(x_train, y_train, x_test, y_test)``: uint8 images ``(N, 1, 28, 28)`` and int64 labels."""
+    xtr_p, ytr_p, xte_p, yte_p = idx_files(data_dir, flavour)
     out = []
     for xp, yp in ((xtr_p, ytr_p), (xte_p, yte_p)):
         x, y = read_idx(xp, IMAGES_MAGIC), read_idx(yp, LABELS_MAGIC)

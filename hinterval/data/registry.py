@@ -135,7 +135,9 @@ def check_data(name: str, *, num_tasks: Optional[int] = None, data_dir: Optional
     elif name == "tinyimagenet":
         from hinterval.data import tinyimagenet as ti
 
-        wnids = ti.read_wnids(ti.find_root(data_dir))
+        root = ti.find_root(data_dir)
+        wnids = ti.read_wnids(root)
+        ti.list_files(root, wnids)  # every class folder and val annotation there (names only)
         resolve_tasks(name, num_tasks, standard=min(40, len(wnids) // 5), maximum=len(wnids) // 5)
     if name in _TASKS:
         resolve_tasks(name, num_tasks, standard=_TASKS[name][0], maximum=_TASKS[name][1])

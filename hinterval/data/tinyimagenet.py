@@ -30,9 +30,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from filelock import FileLock
 
-from hinterval.files import atomic_write
+from hinterval.files import atomic_write, waiting_lock
 from hinterval.data.base import Benchmark, split_by_classes
 from hinterval.data.common import VAL_FRACTION, require_data_dir, resolve_tasks
 from hinterval.errors import DataError
@@ -42,8 +41,9 @@ CACHE_NAME = "hinterval_cache_uint8.npz"
 CACHE_FORMAT = 1
 SIDE = 64
 MEAN, STD = (0.4802, 0.4481, 0.3975), (0.2302, 0.2265, 0.2262)  # usual TinyImageNet train statistics
-HOW = ("download tiny-imagenet-200.zip from http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it "
-       "into DIR (giving DIR/tiny-imagenet-200/wnids.txt, train/, val/), then pass --data-dir DIR")
+HOW = ("run `hinterval data download tinyimagenet --data-dir DIR` (or download "
+       "http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it into DIR, giving DIR/tiny-imagenet-200/wnids.txt, "
+       "train/, val/), then pass --data-dir DIR")
 
 
 def find_root(data_dir: Optional[str]) -> Path:
@@ -183,7 +183,7 @@ def load_arrays(data_dir: Optional[str]) -> Tuple[Dict[str, np.ndarray], List[st
     path = cache_path(root)
     lock = path.with_name(path.name + ".lock")
     try:
-        with FileLock(lock):
+        with waiting_lock(lock, f"decoding TinyImageNet into {path}"):
             arrays = _read_cache(path, fp)
             if arrays is None:
                 print(f"hinterval: decoding TinyImageNet JPEGs once into {path}", file=sys.stderr)
