@@ -56,12 +56,14 @@ def _hyperinterval_space(cfg: "ExperimentConfig") -> Space:
     """gamma around the preset over the range where boxes open and certify, plus the hnet keys.
 
     Sound CNN targets open their scoped box over a narrow range only (ResNet-18 with its last 3
-    layers boxed certifies 0.96 at gamma 0.05: results/cnn/); the universal network of nested mode
-    degrades above ~3x and below ~1/10 of the nested preset's gamma (results/universal/)."""
+    layers boxed certifies 0.96 at gamma 0.05: results/cnn/). Nested mode searches near its preset
+    (results/universal/): a beta 5x the preset's kept new tasks from being learned, one 10x below let
+    them forget, and the universal loss's weight trades the universal network against the tasks' own."""
     if cfg.target != "mlp" and cfg.interval_mode != "relaxed":
         low, high = cfg.gamma / 4, cfg.gamma * 4
     elif cfg.embedding_mode == "nested":
-        low, high = cfg.gamma / 10, cfg.gamma * 3
+        return {"gamma": _log(cfg.gamma / 4, cfg.gamma * 2), **_embeddings(cfg), "beta": _log(cfg.beta / 3, cfg.beta * 3),
+                "universal_weight": {"type": "uniform", "low": 0.1, "high": 1.0}, **_lr(cfg)}
     else:
         low, high = cfg.gamma / 20, cfg.gamma * 5
     return {"gamma": _log(low, high), **_embeddings(cfg), **_lr(cfg)}
