@@ -78,6 +78,8 @@ _INTERVALS = dict(used_when=lambda c: c.method == "intercontinet" or (c.method =
                   used_with="interval methods (--method hyperinterval with --gamma > 0, or intercontinet)")
 _NESTED = dict(used_when=lambda c: c.method == "hyperinterval" and c.embedding_mode == "nested",
                used_with="--method hyperinterval --embedding-mode nested")
+_UNIVERSAL = dict(used_when=lambda c: c.method == "hyperinterval" and c.embedding_mode == "nested"
+                  and c.universal_weight > 0, used_with="--embedding-mode nested with --universal-weight > 0")
 _NON_FORCED = dict(used_when=lambda c: c.method == "hyperinterval" and c.embedding_mode == "non-forced",
                    used_with="--method hyperinterval --embedding-mode non-forced")
 _CHUNKED = dict(used_when=lambda c: c.method in _HNET_METHODS and c.hnet_chunk_size > 0,
@@ -124,6 +126,9 @@ class ExperimentConfig:
     universal_weight: float = setting(0.0, "nested mode: weight of the current task's loss on the universal "
                                       "network (0 = nothing trains it directly)", _EMB, minimum=0, sweep="uniform",
                                       **_NESTED)
+    universal_hold: float = setting(1000.0, "nested mode with a universal loss: strength of the EWC-style hold on "
+                                    "the universal network (the finished tasks' Fisher at its weights)", _EMB, minimum=0,
+                                    sweep="loguniform", **_UNIVERSAL)
     # Hypernetwork
     hnet_hidden: Tuple[int, ...] = setting((100, 100), "hypernetwork hidden widths", _HNET, min_items=1,
                                            sweep="choice", sweep_flag=True, hparam=True, **_HNET_ONLY)

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from hinterval.embeddings import TaskEmbeddings, pair_distance
 from hinterval.evaluation import Predictor
+from hinterval.fisher import consolidate, diagonal_fisher, fisher_penalty
 from hinterval.held_box import clip_box
 from hinterval.hypernet import HnetOutput, HyperNetwork
 from hinterval.intervals import relative_radius, worst_case_logits
@@ -49,10 +50,12 @@ class HyperIntervalMethod(ContinualMethod):
         # Stored regulariser targets: [T_middle] or, with bounds, [T_middle, T_centre, T_radius]
         # (centre/radius form: see :func:`box_regularizer`).
         self._reg_stored: List[Tensor] = []
-        # Nested mode with a universal loss: the universal network's output before the task, held
-        # like an earlier task's (see :meth:`_universal_loss`).
+        # Nested mode with a universal loss: the universal network is held EWC-style, by the Fisher of
+        # each finished task at the universal weights (see :meth:`_universal_loss`).
         self.trains_universal = self.mode == "nested" and self.gamma > 0 and cfg.universal_weight > 0
-        self._universal_stored: Optional[Tensor] = None
+        if self.trains_universal:
+            self.register_buffer("universal_fisher", torch.zeros(target.num_params))
+            self.register_buffer("universal_anchor", torch.zeros(target.num_params))
 
     # --- training -------------------------------------------------------------------------
     @property
@@ -73,10 +76,6 @@ class HyperIntervalMethod(ContinualMethod):
                 if self._reg_bounds:
                     kept += [[o.centre for o in outs], [o.radius for o in outs]]
                 self._reg_stored = [torch.cat(parts) if len(parts) > 1 else parts[0].clone() for parts in kept]
-        self._universal_stored = None
-        if self.trains_universal and task_id > 0:
-            with torch.no_grad():
-                self._universal_stored = self.hnet(self._universal_point(task_id - 1), None).middle[0].clone()
 
     def _hnet_passes(self, centre: Tensor, radius: Optional[Tensor]) -> List[Tuple[slice, HnetOutput]]:
         """The hypernetwork over ``B`` embedding rows in as few passes as pay (all rows in one pass
@@ -132,7 +131,7 @@ class HyperIntervalMethod(ContinualMethod):
             loss = loss + regularizer_weight(self.cfg.beta, task_id, self.cfg.reg_normalisation) * reg
             logs["reg"] = float(reg.detach())
         if self.trains_universal:
-            uni_loss, uni_logs = self._universal_loss(task_id, x, y, task_id)
+            uni_loss, uni_logs = self._universal_loss(task_id, x, y)
             loss = loss + uni_loss
             logs.update(uni_logs)
         logs["loss"] = float(loss.detach())
@@ -144,9 +143,10 @@ class HyperIntervalMethod(ContinualMethod):
         assert uni is not None  # nested boxes always intersect
         return uni[0].unsqueeze(0)
 
-    def _universal_loss(self, task_id: int, x: Tensor, y: Tensor, n_prev: int) -> Tuple[Tensor, Dict[str, float]]:
-        """``universal_weight * CE(f(x; H(u)))`` on the current task, plus the hold of the universal
-        network's output from before the task (weighted like one earlier task's row of the regulariser).
+    def _universal_loss(self, task_id: int, x: Tensor, y: Tensor) -> Tuple[Tensor, Dict[str, float]]:
+        """``universal_weight * CE(f(x; H(u)))`` on the current task, plus the EWC penalty
+        ``(universal_hold / 2) * sum(F * (H(u) - anchor)^2)`` of the finished tasks' Fisher at the
+        universal weights (:mod:`hinterval.fisher`).
 
         Nothing else trains the universal network directly: the worst-case loss reaches it only through
         the box bounds. Its weights still lie in every task's box, so the certified bound keeps holding.
@@ -154,10 +154,10 @@ class HyperIntervalMethod(ContinualMethod):
         w_uni = self.hnet(self._universal_point(task_id), None).middle[0]
         ce = F.cross_entropy(self.target.forward(x, w_uni), y)
         loss, logs = self.cfg.universal_weight * ce, {"ce_universal": float(ce.detach())}
-        if self._universal_stored is not None:
-            drift = F.mse_loss(w_uni, self._universal_stored, reduction="sum")
-            loss = loss + regularizer_weight(self.cfg.beta, n_prev, self.cfg.reg_normalisation) * drift
-            logs["reg_universal"] = float(drift.detach())
+        if task_id > 0 and self.cfg.universal_hold > 0:
+            hold = fisher_penalty(self.universal_fisher, self.universal_anchor, w_uni, self.cfg.universal_hold)
+            loss = loss + hold
+            logs["reg_universal"] = float(hold.detach())
         return loss, logs
 
     def _regulariser(self, passes: List[Tuple[slice, HnetOutput]], n_prev: int) -> Tensor:
@@ -178,8 +178,15 @@ class HyperIntervalMethod(ContinualMethod):
         return total / n_prev
 
     def end_task(self, task_id: int, *, box_scale: float = 1.0) -> None:
-        """With the intersection hold: the task's box at the radius it was trained at, clipped into
-        the earlier tasks' intersection, becomes the new intersection."""
+        """With a universal loss: the task's Fisher at the universal weights joins the universal
+        network's hold. With the intersection hold: the task's box at the radius it was trained at,
+        clipped into the earlier tasks' intersection, becomes the new intersection."""
+        if self.trains_universal and self.cfg.universal_hold > 0:
+            with torch.no_grad():
+                w_uni = self.hnet(self._universal_point(task_id), None).middle[0]
+            fisher = diagonal_fisher(lambda w, x: self.target.forward(x, w), w_uni, self.benchmark.tasks[task_id],
+                                     seed=self.cfg.seed * 1_000_003 + task_id)
+            consolidate(self.universal_fisher, self.universal_anchor, fisher, w_uni)
         if not self.holds:
             return
         with torch.no_grad():
