@@ -25,9 +25,11 @@ from hinterval import metrics as M
 from hinterval import run_dir
 from hinterval.config import FIELD_SPECS, PRESET_KEYS, load_config_file, make_config
 from hinterval.console import TaskPrinter, headline, universal_line
+from hinterval.files import open_regular
+from hinterval.strict_load import load_json
 from hinterval.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, Stopped, TrainingDiverged, UserError, one_line
 from hinterval.runtime import ProcessConfig, configure_process, ctrl_c_deferred
-from hinterval.schema import add_flags, flagged
+from hinterval.schema import add_flags, ascii_float, ascii_int, flagged
 
 class Parser(argparse.ArgumentParser):
     """``argparse`` that reads every negative number as a value: ``--gamma -inf``, ``--lr -1e-3``
@@ -36,11 +38,16 @@ class Parser(argparse.ArgumentParser):
     Why: plain ``argparse`` takes only ``-1`` and ``-0.5`` as numbers and anything else starting
     with ``-`` as an option, so ``--lr -1e-3`` was refused with "expected one argument". No option of
     these programs starts with a digit, a dot, ``inf`` or ``nan``, so nothing is lost.
+
+    ``type=int`` and ``type=float`` read ASCII numbers only (:func:`~hinterval.schema.ascii_int`):
+    Python's ``int`` also takes "١٢" and "1_000", which the config checks refuse.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = re.compile(r"^-(\.?\d|inf|nan)", re.IGNORECASE)
+        self.register("type", int, ascii_int)  # argparse looks `type=` up here; its message still says "int"
+        self.register("type", float, ascii_float)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,9 +98,12 @@ def _process_config(args: argparse.Namespace) -> ProcessConfig:
     run_dir = args.run_dir if args.command == "eval" else (args.out if args.resume else None)
     layers: List[Dict[str, Any]] = []
     with contextlib.suppress(OSError, ValueError, AttributeError, TypeError, UserError):
-        layers.append(dict(json.loads((Path(run_dir) / "config.json").read_text())) if run_dir else {})
-    with contextlib.suppress(UserError):
-        layers.append(load_config_file(args.config) if getattr(args, "config", None) else {})
+        if run_dir:
+            with open_regular(Path(run_dir) / "config.json", "run config") as f:  # a FIFO there must not block
+                layers.append(dict(load_json(f.read(1 << 20))))
+    if getattr(args, "config", None):
+        args.config_layer = _read_config_once(args.config)  # a pipe (`--config <(...)`) can be read only once
+        layers.append(args.config_layer if isinstance(args.config_layer, dict) else {})
     layers.append({"device": args.device, "num_threads": getattr(args, "num_threads", None)})
     wanted: Dict[str, Any] = {}
     for layer in layers:
@@ -102,6 +112,14 @@ def _process_config(args: argparse.Namespace) -> ProcessConfig:
         return make_config(wanted)
     except UserError:
         return make_config()
+
+
+def _read_config_once(path: str) -> Any:
+    """The ``--config`` file's keys, or the :class:`UserError` that reading it raised (reported later)."""
+    try:
+        return load_config_file(path)
+    except UserError as exc:
+        return exc
 
 
 class _Run:
@@ -147,7 +165,9 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         raise UserError("--resume and --overwrite contradict each other; pick one")
     if args.out is not None and not args.out.strip():
         raise UserError("--out is empty; give the run directory, e.g. --out runs/my-run")
-    file_layer = load_config_file(args.config) if args.config else {}
+    file_layer = getattr(args, "config_layer", None) or (_read_config_once(args.config) if args.config else {})
+    if isinstance(file_layer, UserError):  # found while the process was set up: reported now
+        raise file_layer
     overrides = _overrides(args)
     if overrides.get("data_dir"):
         overrides["data_dir"] = str(resolve_path(overrides["data_dir"], "--data-dir"))

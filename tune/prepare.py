@@ -7,7 +7,6 @@ This module does not import Ray.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from hinterval.config import FIELD_SPECS, load_config_file, make_config
 from hinterval.data.registry import check_data
 from hinterval.errors import UserError
 from hinterval.files import resolve_path
+from hinterval.strict_load import read_json_file
 
 from tune import space as S
 from tune.spec import SweepSpec, sweep_spec
@@ -68,8 +68,8 @@ def load_saved_spec(out_dir: Path) -> SweepSpec:
     if not path.is_file():
         raise UserError(f"--resume: no sweep to resume in {str(out_dir)!r} (missing {SWEEP_FILE}); start it without --resume")
     try:
-        spec = SweepSpec.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        spec = SweepSpec.from_dict(read_json_file(path, "sweep state"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UserError) as exc:
         first = (str(exc).splitlines() or [""])[0][:200]
         raise UserError(f"--resume: {path} is corrupted ({type(exc).__name__}: {first}); "
                         "restore it or start the sweep again with --overwrite") from None
