@@ -22,11 +22,9 @@ import torch
 from hinterval.config import RESOURCE_FIELDS, make_config
 from hinterval.errors import UserError, one_line, short
 from hinterval.files import atomic_write, open_regular
+from hinterval.run_dir import CHECKPOINT_NAME, RESULT_NAME, RUN_CONFIG_NAME  # noqa: F401 - imported from here too
 from hinterval.strict_load import load_json
 
-CHECKPOINT_NAME = "checkpoint.pt"
-RESULT_NAME = "result.json"
-RUN_CONFIG_NAME = "config.json"
 RUN_ID_KEY = "run_id"
 
 

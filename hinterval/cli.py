@@ -182,8 +182,11 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         lock = stack.enter_context(DirectoryLock(out, "run directory"))  # the checkpoint cannot change under us now
         state, run_config = load_run(out)
         if state is None and run_config is None:
-            hint = "--overwrite to replace what is there" if run_dir.entries(out) else "without --resume to start it"
-            raise UserError(f"--resume: no run in {str(out)!r} (no {RUN_CONFIG_NAME} or checkpoint); run {hint}")
+            if run_dir.entries(out):  # a user's files: no hint that would delete them
+                raise UserError(f"--resume: no run in {str(out)!r} (no {RUN_CONFIG_NAME} or checkpoint; it holds other "
+                                "files); start the run in another --out")
+            raise UserError(f"--resume: no run in {str(out)!r} (no {RUN_CONFIG_NAME} or checkpoint); run without --resume "
+                            "to start it")
         if state is None and (out / RESULT_NAME).exists():  # a finished run lost its checkpoint: do not train over it
             raise UserError(f"--resume: {str(out)!r} holds a run's {RESULT_NAME} but no {CHECKPOINT_NAME}; restore the "
                             "checkpoint to continue it, or start again with --overwrite")
@@ -199,7 +202,7 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
 
     callbacks: List[Any] = [run_dir.BoundRunDirWriter(out, run_id)]  # callbacks write nothing before the first task ends
     if not args.no_tensorboard:
-        callbacks.append(TensorBoardLogger(out / "tensorboard", cfg.to_dict()))
+        callbacks.append(TensorBoardLogger(out / run_dir.TENSORBOARD_DIR, cfg.to_dict()))
     callbacks.append(TaskPrinter(cfg.interval_scope, intervals=FIELD_SPECS["ramp"].setting.used_when(cfg)))
     # data and device errors come before any write
     trainer = ContinualTrainer(cfg, callbacks=callbacks, progress=not args.no_progress)

@@ -25,6 +25,8 @@ from hinterval.errors import UserError, one_line, short
 
 #: the lock file of a run or sweep directory (kept after release: it is not part of the run)
 LOCK_NAME = ".hinterval.lock"
+#: the name of the file :func:`check_writable_dir` creates and removes (left behind only by a kill)
+WRITE_PROBE_PREFIX = ".hinterval-write-test-"
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> None:
@@ -141,7 +143,7 @@ def check_writable_dir(path: str | Path, flag: str) -> None:
     if not probe.is_dir():
         raise UserError(f"{name}: {probe} is a file, not a directory" if probe != p else f"{name} exists and is not a directory")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".hinterval-write-test-", dir=probe)
+        fd, tmp = tempfile.mkstemp(prefix=WRITE_PROBE_PREFIX, dir=probe)
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
