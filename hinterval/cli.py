@@ -14,6 +14,7 @@ import contextlib
 import errno
 import json
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -79,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="re-load a saved run and re-compute its final metrics")
     e.add_argument("run_dir", help="a run directory written by `hinterval train`")
     e.add_argument("--device", default=None, help="auto | cpu | cuda (default: the run's device setting)")
+    e.add_argument("--data-dir", default=None, help="the benchmark's data directory, if it moved since the run "
+                   "(default: the run's data_dir setting)")
     e.add_argument("--debug", **debug)
 
     sub.add_parser("benchmarks", help="list available benchmarks")
@@ -114,6 +117,11 @@ def _process_config(args: argparse.Namespace) -> ProcessConfig:
         return make_config()
 
 
+def resume_command(out: Path) -> str:
+    """The command that continues the run in ``out``, shell-quoted (``--out 'my run $(x)'`` stays one word)."""
+    return shlex.join(["hinterval", "train", "--out", str(out), "--resume"])
+
+
 def _read_config_once(path: str) -> Any:
     """The ``--config`` file's keys, or the :class:`UserError` that reading it raised (reported later)."""
     try:
@@ -135,7 +143,7 @@ class _Run:
             return f"hinterval: {how} before training started; nothing was written"
         total = len(self.trainer.benchmark)
         done = self.trainer.tasks_done
-        again = f"hinterval train --out {self.out} --resume"
+        again = resume_command(self.out)
         if done >= total:
             return f"hinterval: {how} after the last task; the run in {self.out} is complete"
         if done == 0:
@@ -248,7 +256,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if state is None:
         raise UserError(f"no checkpoint at {str(run / CHECKPOINT_NAME)!r}: not a run directory of `hinterval train`, "
                         "or no task finished there yet")
-    cfg = make_config(state["config"], **({"device": args.device} if args.device else {}))
+    from hinterval.files import resolve_path
+
+    changed = {"device": args.device, "data_dir": str(resolve_path(args.data_dir, "--data-dir")) if args.data_dir else None}
+    cfg = make_config(state["config"], {k: v for k, v in changed.items() if v})  # where it runs, not what it learned
     trainer = ContinualTrainer(cfg, progress=False)
     trainer.load_state(state)
     last = trainer.tasks_done - 1
@@ -365,7 +376,7 @@ def _main(argv: Optional[List[str]]) -> int:
             raise
         hint = ""
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) and _RUN.started:
-            again = f"`hinterval train --out {_RUN.out} --resume`"
+            again = f"`{resume_command(_RUN.out)}`"
             saved = (_RUN.out / "checkpoint.pt").is_file()
             hint = (f"; the checkpoint of the last saved task is intact: free space, then continue with {again}" if saved
                     else f"; no task was saved yet: free space, then {again} starts the run again from task 1")
