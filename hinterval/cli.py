@@ -26,11 +26,11 @@ from hinterval import metrics as M
 from hinterval import run_dir
 from hinterval.config import FIELD_SPECS, PRESET_KEYS, load_config_file, make_config
 from hinterval.console import TaskPrinter, headline, universal_line
-from hinterval.files import open_regular
-from hinterval.strict_load import load_json
 from hinterval.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, Stopped, TrainingDiverged, UserError, one_line
+from hinterval.files import json_safe, open_regular
 from hinterval.runtime import ProcessConfig, configure_process, ctrl_c_deferred
 from hinterval.schema import add_flags, ascii_float, ascii_int, flagged
+from hinterval.strict_load import load_json
 
 class Parser(argparse.ArgumentParser):
     """``argparse`` that reads every negative number as a value: ``--gamma -inf``, ``--lr -1e-3``
@@ -242,7 +242,7 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     result = trainer.fit()
     if result.get("universal"):
         print(universal_line(result["universal"]), file=sys.stderr)
-    print(json.dumps(headline(result)))
+    print(json.dumps(json_safe(headline(result))))  # JSON has no NaN: an undefined metric is null
     return 0
 
 
@@ -273,7 +273,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         (a is None and b is None) or (a is not None and b is not None and abs(a - b) < 1e-6)
         for s in M.SCENARIOS for a, b in zip(saved[s], fresh[s])
     )
-    print(json.dumps(report))
+    print(json.dumps(json_safe(report)))
     return 0
 
 

@@ -77,6 +77,19 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
+def _not_regular(name: str, mode: int) -> UserError:
+    return UserError(f"{name} is {_kind(mode)}, not a regular file; give a file")
+
+
+def regular_file_stat(path: str | Path, what: str) -> os.stat_result:
+    """``os.stat(path)``, refusing anything but a regular file (:class:`UserError`); opens nothing, so a
+    FIFO among many files is found before any of them is read (see :func:`open_regular`)."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_regular(f"{what} {short(str(path))}", st.st_mode)
+    return st
+
+
 def _anonymous_pipe(fd: int) -> bool:
     """Whether ``fd`` is a pipe another program already writes to (``--config <(...)``, ``/dev/stdin``)."""
     try:
@@ -107,7 +120,7 @@ def open_regular(path: str | Path, what: str, *, pipes: bool = False) -> BinaryI
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode) and not (pipes and stat.S_ISFIFO(mode) and _anonymous_pipe(fd)):
-            raise UserError(f"{name} is {_kind(mode)}, not a regular file; give a file")
+            raise _not_regular(name, mode)
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:

@@ -34,7 +34,7 @@ import torch
 from filelock import FileLock
 
 from hinterval.console import progress_bar
-from hinterval.files import atomic_write, open_regular
+from hinterval.files import atomic_write, open_regular, regular_file_stat
 from hinterval.data.base import Benchmark, split_by_classes
 from hinterval.data.common import VAL_FRACTION, require_data_dir, resolve_tasks
 from hinterval.errors import DataError, UserError
@@ -148,7 +148,7 @@ def fingerprint(root: Path, wnids: List[str], train_files: List[Path], train_lab
         h.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
     for files, labels in ((train_files, train_labels), (val_files, val_labels)):
         for p, y in zip(files, labels):
-            st = os.stat(p)
+            st = regular_file_stat(p, "TinyImageNet image")  # a FIFO is refused before decoding starts
             h.update(f"{p.relative_to(root)}\t{y}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
     return json.dumps({"format": CACHE_FORMAT, "wnids": wnids, "n_train": len(train_files), "n_val": len(val_files),
                        "side": SIDE, "sources": h.hexdigest()}, sort_keys=True)
