@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "flags. docs/config.md lists every key.")
     t.add_argument("--config", help="YAML/JSON file of config keys (flags override it); e.g. a sweep's best_config.yaml")
     t.add_argument("--out", help="run directory (default: runs/<benchmark>-<method>-<time>)")
-    t.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
+    t.add_argument("--overwrite", action="store_true", help="replace the run in --out (a run directory only: a directory holding "
+                   "other files is refused, never emptied)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished task")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard event files")

@@ -13,6 +13,7 @@ import errno
 import json
 import math
 import os
+import re
 import stat
 import tempfile
 import time
@@ -27,6 +28,8 @@ from hinterval.errors import UserError, one_line, short
 LOCK_NAME = ".hinterval.lock"
 #: the name of the file :func:`check_writable_dir` creates and removes (left behind only by a kill)
 WRITE_PROBE_PREFIX = ".hinterval-write-test-"
+#: a pid as a lock file holds it (ASCII digits: ``str.isdigit`` also takes "²")
+_PID = re.compile(r"[0-9]{1,10}", re.ASCII)
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> None:
@@ -202,10 +205,10 @@ class DirectoryLock:
                 holder = self.path.read_text(errors="replace")[:32].strip()
             except OSError:
                 holder = ""
-            if holder.isdigit():
+            if _PID.fullmatch(holder):
                 break
             time.sleep(0.02)
-        who = f"process {holder}" if holder.isdigit() else "another process"
+        who = f"process {holder}" if _PID.fullmatch(holder) else "another process"
         return f"{self.what} {str(self.directory)!r} is in use by {who}; wait for it to finish, or choose another one"
 
     @property
