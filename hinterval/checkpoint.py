@@ -22,7 +22,7 @@ import torch
 from hinterval.config import RESOURCE_FIELDS, make_config
 from hinterval.errors import UserError, one_line, short
 from hinterval.files import atomic_write, open_regular
-from hinterval.run_dir import CHECKPOINT_NAME, RESULT_NAME, RUN_CONFIG_NAME  # noqa: F401 - imported from here too
+from hinterval.run_layout import CHECKPOINT_NAME, RESULT_NAME, RUN_CONFIG_NAME  # noqa: F401 - imported from here too
 from hinterval.strict_load import load_json
 
 RUN_ID_KEY = "run_id"

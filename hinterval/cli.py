@@ -168,6 +168,7 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     from hinterval.checkpoint import CHECKPOINT_NAME, RESULT_NAME, RUN_CONFIG_NAME, RUN_ID_KEY, load_run, new_run_id
     from hinterval.config import run_description, unused_message, unused_settings
     from hinterval.files import DirectoryLock, check_writable_dir, resolve_path, write_json
+    from hinterval.run_layout import TENSORBOARD_DIR
     from hinterval.trainer import ContinualTrainer
 
     if args.resume and args.overwrite:
@@ -211,7 +212,7 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
 
     callbacks: List[Any] = [run_dir.BoundRunDirWriter(out, run_id)]  # callbacks write nothing before the first task ends
     if not args.no_tensorboard:
-        callbacks.append(TensorBoardLogger(out / run_dir.TENSORBOARD_DIR, cfg.to_dict()))
+        callbacks.append(TensorBoardLogger(out / TENSORBOARD_DIR, cfg.to_dict()))
     callbacks.append(TaskPrinter(cfg.interval_scope, intervals=FIELD_SPECS["ramp"].setting.used_when(cfg)))
     # data and device errors come before any write
     trainer = ContinualTrainer(cfg, callbacks=callbacks, progress=not args.no_progress)

@@ -28,6 +28,15 @@ from hinterval.errors import UserError, one_line, short
 LOCK_NAME = ".hinterval.lock"
 #: the name of the file :func:`check_writable_dir` creates and removes (left behind only by a kill)
 WRITE_PROBE_PREFIX = ".hinterval-write-test-"
+
+
+def transient(name: str) -> bool:
+    """Whether a directory entry is one of this package's passing files: a lock file, the probe of
+    :func:`check_writable_dir`, or the temporary file of an atomic write (``.NAME.XXXXXXXX.tmp``).
+    Another process sees them in a directory it is about to claim; they are not content."""
+    return name == LOCK_NAME or name.startswith(WRITE_PROBE_PREFIX) or (name.startswith(".") and name.endswith(".tmp"))
+
+
 #: a pid as a lock file holds it (ASCII digits: ``str.isdigit`` also takes "²")
 _PID = re.compile(r"[0-9]{1,10}", re.ASCII)
 

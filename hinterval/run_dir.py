@@ -9,14 +9,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hinterval.errors import UserError, short
-from hinterval.files import LOCK_NAME, WRITE_PROBE_PREFIX
-
-#: what ``hinterval train`` writes into a run directory: the files ``--overwrite`` may delete
-CHECKPOINT_NAME = "checkpoint.pt"
-RESULT_NAME = "result.json"
-RUN_CONFIG_NAME = "config.json"
-TENSORBOARD_DIR = "tensorboard"
-RUN_ENTRIES = (RUN_CONFIG_NAME, CHECKPOINT_NAME, RESULT_NAME, TENSORBOARD_DIR)
+from hinterval.files import LOCK_NAME, transient
+from hinterval.run_layout import CHECKPOINT_NAME, RUN_CONFIG_NAME, RUN_ENTRIES
 
 
 def entries(out: Path) -> List[Path]:
@@ -25,9 +19,8 @@ def entries(out: Path) -> List[Path]:
 
 
 def _ours(name: str) -> bool:
-    """A name ``hinterval train`` writes: a run file, or the temporary file of an interrupted write of one."""
-    return (name in RUN_ENTRIES or name.startswith(WRITE_PROBE_PREFIX)
-            or any(name.startswith(f".{n}.") and name.endswith(".tmp") for n in RUN_ENTRIES))
+    """A name ``hinterval train`` writes: a run file, or a passing file (a write in progress or interrupted)."""
+    return name in RUN_ENTRIES or transient(name)
 
 
 def strangers(out: Path) -> List[str]:
@@ -54,7 +47,7 @@ def check_out_dir(out: Path, *, overwrite: bool, resume: bool) -> bool:
     run (a user's files) is never emptied. Returns whether to empty it."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {str(out)!r} exists and is not a directory")
-    if resume or not entries(out):
+    if resume or all(transient(p.name) for p in entries(out)):  # another process's write in progress is not content
         return False
     if not is_run(out):
         raise UserError(not_a_run(out))

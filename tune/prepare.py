@@ -15,7 +15,7 @@ from typing import Any, List, Optional
 from hinterval.config import FIELD_SPECS, load_config_file, make_config
 from hinterval.data.registry import check_data
 from hinterval.errors import UserError, short
-from hinterval.files import LOCK_NAME, resolve_path
+from hinterval.files import resolve_path, transient
 from hinterval.strict_load import read_json_file
 
 from tune import space as S
@@ -67,7 +67,7 @@ def check_sweep_dir(out_dir: Path, name: str, *, resume: bool, overwrite: bool) 
     """Refuse a results directory that is not empty, unless it holds a sweep and --resume or --overwrite
     asks for it. A directory without ``sweep.json`` (a user's files) is never a sweep: --overwrite, which
     deletes what is there, is refused for it too."""
-    found = sorted(p.name for p in out_dir.iterdir() if p.name != LOCK_NAME) if out_dir.is_dir() else []
+    found = sorted(p.name for p in out_dir.iterdir() if not transient(p.name)) if out_dir.is_dir() else []
     if resume or not found:
         return
     if not (out_dir / SWEEP_FILE).is_file():
@@ -82,7 +82,7 @@ def check_sweep_dir(out_dir: Path, name: str, *, resume: bool, overwrite: bool) 
 def load_saved_spec(out_dir: Path) -> SweepSpec:
     path = out_dir / SWEEP_FILE
     if not path.is_file():
-        other = out_dir.is_dir() and any(p.name != LOCK_NAME for p in out_dir.iterdir())
+        other = out_dir.is_dir() and not all(transient(p.name) for p in out_dir.iterdir())
         raise UserError(f"--resume: no sweep to resume in {str(out_dir)!r} (missing {SWEEP_FILE}); "
                         + ("it holds other files: start the sweep with another --name" if other else "start it without --resume"))
     try:
