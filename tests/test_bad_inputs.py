@@ -785,7 +785,7 @@ CASES.extend([
     Case("sweep-iters-flag-and-set", "sweep", lambda t: _sweep(t, "--iters-per-task", "5", "--set", "iters_per_task=6"),
          ("--iters-per-task and --set give iters_per_task twice",)),
     Case("sweep-space-fixes-what-set-fixes", "sweep", lambda t: [*_space(t, "gamma: 0.5\n"), "--set", "gamma=0.7"],
-         ("the --space file and the command line give gamma twice",)),
+         ("the --space file and --set give gamma twice",)),
     Case("sweep-resume-sweep-json-key-twice", "sweep", lambda t: _sweep_dir(t, '{"name": "old", "name": "new"}'),
          ("sweep.json is corrupted", "given twice")),
     # --- inputs that block: FIFOs, devices and sockets are refused before they are read ----------------

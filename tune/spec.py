@@ -203,7 +203,7 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
     # without what --set or a flag fixes
     space = (S.parse_space(space_data) if space_data is not None
              else S.default_space(make_config({**base, **flag_fixed}), exclude=(*fixed, *flag_fixed)))
-    _refuse_twice(dict(space.fixed), {**fixed, **flag_fixed}, "the --space file", "the command line")  # `gamma: 1`, --set gamma=2
+    _refuse_twice(dict(space.fixed), fixed, "the --space file", "--set")  # `gamma: 1` and --set gamma=2 (flags edit a space)
     searched_and_set = sorted(set(fixed) & set(space.names))
     if searched_and_set:  # a --space file searches what --set fixes
         k = searched_and_set[0]
