@@ -175,8 +175,9 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         raise UserError("--resume and --overwrite contradict each other; pick one")
     if args.out is not None and not args.out.strip():
         raise UserError("--out is empty; give the run directory, e.g. --out runs/my-run")
-    file_layer = getattr(args, "config_layer", None) or (_read_config_once(args.config) if args.config else {})
-    if isinstance(file_layer, UserError):  # found while the process was set up: reported now
+    file_layer = (args.config_layer if hasattr(args, "config_layer")  # read once, while the process was set up
+                  else _read_config_once(args.config) if args.config else {})
+    if isinstance(file_layer, UserError):  # reported now, in its turn
         raise file_layer
     overrides = _overrides(args)
     if overrides.get("data_dir"):
