@@ -54,6 +54,16 @@ killed-trial-worker
 nan-loss-sweep
     in the same sweep (``--lr 0.001,1e30``) the lr=1e30 trial ends DIVERGED with the message, is not
     retried, and the other trials finish.
+overwrite-foreign-directory
+    ``hinterval train --overwrite`` and ``search.py --overwrite`` on directories holding a user's files:
+    exit code 2 and one line, every file unchanged; ``--overwrite`` of a real run directory still replaces it.
+blocking-inputs
+    a named pipe with no writer as ``--config`` and ``--space``, ``/dev/zero`` as ``--config``, and a run
+    directory whose ``config.json`` is a named pipe (``train --resume``, ``eval``): each answered with exit
+    code 2 and one line within seconds, never a hang.
+nan-metric-train
+    a metric that comes out NaN (patched in a child process): written to ``result.json`` as ``null`` at
+    every task end, and the run finishes with exit code 0.
 
 Bad inputs: ``tests/test_bad_inputs.py`` (flags, config and space files, data directories, run
 directories, resumes) is run with pytest; K of its L cases answered with exit code 2 and one line.
@@ -577,6 +587,94 @@ class Faults:
         return Outcome(ok, f"exit {p.returncode}, stderr lines {len(lines)} ({lines[-1][:80] if lines else ''!r}...), "
                            f"left behind: files {kept}, Ray processes {len(left)}")
 
+    # --- overwrite-foreign-directory ------------------------------------------------------------------------------
+    def overwrite_foreign(self) -> Outcome:
+        """``--overwrite`` on directories holding a user's files (a run's and a sweep's): refused, nothing deleted;
+        on a real run directory it still replaces the run."""
+        parts, good = [], True
+        user = self.work / "users-files"
+        (user / "photos").mkdir(parents=True)
+        (user / "thesis.tex").write_text("keep me")
+        (user / "photos" / "a.jpg").write_bytes(b"\xff\xd8 keep me")
+        sweeps = self.work / "users-results"
+        (sweeps / "mine").mkdir(parents=True)
+        (sweeps / "mine" / "notes.md").write_text("keep me")
+        before = {d: run_files(d) for d in (user, sweeps)}
+        for label, cmd, out in (
+                ("train", HINTERVAL + ["train", *TINY, "--iters-per-task", 5, "--out", user, "--overwrite"], user),
+                ("sweep", SEARCH + ["--results-dir", sweeps, "--name", "mine", "--overwrite", "--smoke-test"], sweeps)):
+            proc = sh(cmd, self.work / f"overwrite-foreign-{label}.log", timeout=300)
+            lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+            kept = run_files(out) == before[out]
+            ok = proc.returncode == 2 and len(lines) == 1 and "never deletes other files" in lines[0] and kept
+            good &= ok
+            parts.append(f"{label}: exit {proc.returncode}, {len(lines)} line(s), user's files "
+                         f"{'unchanged' if kept else 'CHANGED'}")
+        run = self.work / "overwrite-real-run"
+        first = sh(HINTERVAL + ["train", *TINY, "--iters-per-task", 5, "--out", run], self.work / "overwrite-run-1.log")
+        again = sh(HINTERVAL + ["train", *TINY, "--iters-per-task", 5, "--out", run, "--overwrite"], self.work / "overwrite-run-2.log")
+        replaced = first.returncode == 0 and again.returncode == 0 and (run / "result.json").is_file()
+        good &= replaced
+        parts.append(f"a real run directory: --overwrite {'replaced it (exit 0)' if replaced else f'FAILED (exit {again.returncode})'}")
+        return Outcome(good, "; ".join(parts))
+
+    # --- blocking-inputs -------------------------------------------------------------------------------------
+    def blocking_inputs(self) -> Outcome:
+        """A named pipe (no writer) and a device where a file is read: one line and exit 2 at once, never a hang."""
+        fifo = self.work / "config.fifo"
+        os.mkfifo(fifo)
+        run = self.work / "fifo-run"
+        shutil.copytree(self.reference_dir(), run)
+        (run / "config.json").unlink()
+        os.mkfifo(run / "config.json")
+        cases = {"train --config FIFO": HINTERVAL + ["train", *TINY, "--config", fifo, "--out", self.work / "fifo-out"],
+                 "train --config /dev/zero": HINTERVAL + ["train", *TINY, "--config", "/dev/zero", "--out", self.work / "fifo-out"],
+                 "search.py --space FIFO": SEARCH + ["--space", fifo, "--dry-run", "--results-dir", self.work / "fifo-results"],
+                 "train --resume (config.json a FIFO)": HINTERVAL + ["train", "--out", run, "--resume", "--no-progress"],
+                 "eval (config.json a FIFO)": HINTERVAL + ["eval", run]}
+        parts, good = [], True
+        for label, cmd in cases.items():
+            t = time.time()
+            try:
+                proc = sh(cmd, self.work / f"blocking-{len(parts)}.log", timeout=60)
+                code, lines = proc.returncode, [ln for ln in proc.stderr.splitlines() if ln.strip()]
+            except subprocess.TimeoutExpired:
+                code, lines = "timeout", []
+            ok = code == 2 and len(lines) == 1
+            good &= ok
+            parts.append(f"{label}: exit {code} in {time.time() - t:.0f} s" + ("" if ok else f" ({lines[-1:]!r})"))
+        return Outcome(good, "; ".join(parts))
+
+    def reference_dir(self) -> Path:
+        self.reference()
+        return self.work / "ref"
+
+    # --- nan-metric-train ------------------------------------------------------------------------------------
+    def nan_metric(self) -> Outcome:
+        """A metric that comes out NaN (the universal network's embedding share, patched in a child) is saved as
+        null: every task's ``result.json`` is written and the run finishes (it failed at every task end)."""
+        out = self.work / "nan-metric"
+        code = (
+            "import sys\n"
+            "from hinterval.methods import hyperinterval as H\n"
+            "real = H.HyperIntervalMethod.universal_size\n"
+            "def nan_share(self, n):\n"
+            "    got = real(self, n)\n"
+            "    return None if got is None else {**got, 'embedding_share': float('nan')}\n"
+            "H.HyperIntervalMethod.universal_size = nan_share\n"
+            "from hinterval.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+        proc = sh([PY, "-c", code, "train", *TINY, "--iters-per-task", 5, "--embedding-mode", "nested", "--out", out],
+                  self.work / "nan-metric.log", timeout=600)
+        try:
+            res = result_of(out)
+        except Exception as exc:  # noqa: BLE001
+            res = {"error": str(exc)}
+        share = (res.get("universal") or {}).get("embedding_share", "missing")
+        ok = proc.returncode == 0 and res.get("complete") is True and share is None
+        return Outcome(ok, f"exit {proc.returncode}; result.json complete={res.get('complete')}, "
+                           f"universal.embedding_share={share!r} (NaN written as null)")
+
     # --- bad inputs -------------------------------------------------------------------------------
     def bad_inputs(self) -> tuple:
         xml = self.work / "bad_inputs.xml"
@@ -591,7 +689,8 @@ class Faults:
 #: every fault, in the order they run; the sweep-level faults come last (they take longest)
 FAULTS = ("killed-train", "corrupted-checkpoint", "disk-full-checkpoint", "nan-loss-train", "disk-full-tensorboard",
           "foreign-checkpoint", "sigterm-during-run", "sigint-at-start-up", "sweep-refused-after-ray-start",
-          "two-sweeps-one-name", "killed-sweep-driver", "killed-trial-worker", "nan-loss-sweep")
+          "two-sweeps-one-name", "killed-sweep-driver", "killed-trial-worker", "nan-loss-sweep",
+          "overwrite-foreign-directory", "blocking-inputs", "nan-metric-train")
 BAD_INPUTS = "bad-inputs"
 
 
@@ -635,7 +734,9 @@ def main(argv: Optional[List[str]] = None) -> int:
               "disk-full-tensorboard": f.disk_full_tensorboard, "foreign-checkpoint": f.foreign_checkpoint,
               "sigterm-during-run": f.sigterm, "sigint-at-start-up": f.sigint_at_start_up,
               "sweep-refused-after-ray-start": f.sweep_refused_after_ray_start,
-              "two-sweeps-one-name": f.concurrent_sweeps, "killed-sweep-driver": f.killed_sweep}
+              "two-sweeps-one-name": f.concurrent_sweeps, "killed-sweep-driver": f.killed_sweep,
+              "overwrite-foreign-directory": f.overwrite_foreign, "blocking-inputs": f.blocking_inputs,
+              "nan-metric-train": f.nan_metric}
     for name, fn in single.items():
         attempt([name], lambda fn=fn, name=name: {name: fn()})
     attempt(["killed-trial-worker", "nan-loss-sweep"], f.worker_kill_and_nan_sweep)

@@ -11,7 +11,6 @@ directory's ``config.json`` (one copied in from another run) is refused.
 """
 from __future__ import annotations
 
-import json
 import os
 import uuid
 import zipfile
@@ -22,11 +21,10 @@ import torch
 
 from hinterval.config import RESOURCE_FIELDS, make_config
 from hinterval.errors import UserError, one_line, short
-from hinterval.files import atomic_write
+from hinterval.files import atomic_write, open_regular
+from hinterval.run_layout import CHECKPOINT_NAME, RESULT_NAME, RUN_CONFIG_NAME  # noqa: F401 - imported from here too
+from hinterval.strict_load import load_json
 
-CHECKPOINT_NAME = "checkpoint.pt"
-RESULT_NAME = "result.json"
-RUN_CONFIG_NAME = "config.json"
 RUN_ID_KEY = "run_id"
 
 
@@ -116,7 +114,8 @@ def read_run_config(run_dir: str | Path) -> Optional[Dict[str, Any]]:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_bytes()[: 1 << 20])
+        with open_regular(path, "run config") as f:
+            data = load_json(f.read(1 << 20))
     except (OSError, ValueError) as exc:
         raise UserError(f"{str(path)!r} is damaged ({one_line(exc, 120)}); restore it, or start a new run") from None
     if not isinstance(data, dict):

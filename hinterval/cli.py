@@ -15,6 +15,7 @@ import contextlib
 import errno
 import json
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -29,8 +30,10 @@ from hinterval.data.commands import add_data_parser, cmd_data
 from hinterval.console import TaskPrinter, headline, shared_network_line, universal_line
 from hinterval.errors import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER, DownloadError, Stopped, TrainingDiverged, UserError,
                               one_line)
+from hinterval.files import json_safe, open_regular
 from hinterval.runtime import ProcessConfig, configure_process, ctrl_c_deferred
-from hinterval.schema import add_flags, flagged
+from hinterval.schema import add_flags, ascii_float, ascii_int, flagged
+from hinterval.strict_load import load_json
 
 class Parser(argparse.ArgumentParser):
     """``argparse`` that reads every negative number as a value: ``--gamma -inf``, ``--lr -1e-3``
@@ -39,11 +42,16 @@ class Parser(argparse.ArgumentParser):
     Why: plain ``argparse`` takes only ``-1`` and ``-0.5`` as numbers and anything else starting
     with ``-`` as an option, so ``--lr -1e-3`` was refused with "expected one argument". No option of
     these programs starts with a digit, a dot, ``inf`` or ``nan``, so nothing is lost.
+
+    ``type=int`` and ``type=float`` read ASCII numbers only (:func:`~hinterval.schema.ascii_int`):
+    Python's ``int`` also takes "١٢" and "1_000", which the config checks refuse.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = re.compile(r"^-(\.?\d|inf|nan)", re.IGNORECASE)
+        self.register("type", int, ascii_int)  # argparse looks `type=` up here; its message still says "int"
+        self.register("type", float, ascii_float)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "flags. docs/config.md lists every key.")
     t.add_argument("--config", help="YAML/JSON file of config keys (flags override it); e.g. a sweep's best_config.yaml")
     t.add_argument("--out", help="run directory (default: runs/<benchmark>-<method>-<time>)")
-    t.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out")
+    t.add_argument("--overwrite", action="store_true", help="replace the run in --out (a run directory only: a directory holding "
+                   "other files is refused, never emptied)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished task")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard event files")
@@ -77,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="re-load a saved run and re-compute its final metrics")
     e.add_argument("run_dir", help="a run directory written by `hinterval train`")
     e.add_argument("--device", default=None, help="auto | cpu | cuda (default: the run's device setting)")
+    e.add_argument("--data-dir", default=None, help="the benchmark's data directory, if it moved since the run "
+                   "(default: the run's data_dir setting)")
     e.add_argument("--debug", **debug)
 
     sub.add_parser("benchmarks", help="list available benchmarks")
@@ -97,9 +108,12 @@ def _process_config(args: argparse.Namespace) -> ProcessConfig:
     run_dir = args.run_dir if args.command == "eval" else (args.out if args.resume else None)
     layers: List[Dict[str, Any]] = []
     with contextlib.suppress(OSError, ValueError, AttributeError, TypeError, UserError):
-        layers.append(dict(json.loads((Path(run_dir) / "config.json").read_text())) if run_dir else {})
-    with contextlib.suppress(UserError):
-        layers.append(load_config_file(args.config) if getattr(args, "config", None) else {})
+        if run_dir:
+            with open_regular(Path(run_dir) / "config.json", "run config") as f:  # a FIFO there must not block
+                layers.append(dict(load_json(f.read(1 << 20))))
+    if getattr(args, "config", None):
+        args.config_layer = _read_config_once(args.config)  # a pipe (`--config <(...)`) can be read only once
+        layers.append(args.config_layer if isinstance(args.config_layer, dict) else {})
     layers.append({"device": args.device, "num_threads": getattr(args, "num_threads", None)})
     wanted: Dict[str, Any] = {}
     for layer in layers:
@@ -108,6 +122,19 @@ def _process_config(args: argparse.Namespace) -> ProcessConfig:
         return make_config(wanted)
     except UserError:
         return make_config()
+
+
+def resume_command(out: Path) -> str:
+    """The command that continues the run in ``out``, shell-quoted (``--out 'my run $(x)'`` stays one word)."""
+    return shlex.join(["hinterval", "train", "--out", str(out), "--resume"])
+
+
+def _read_config_once(path: str) -> Any:
+    """The ``--config`` file's keys, or the :class:`UserError` that reading it raised (reported later)."""
+    try:
+        return load_config_file(path)
+    except UserError as exc:
+        return exc
 
 
 class _Run:
@@ -123,7 +150,7 @@ class _Run:
             return f"hinterval: {how} before training started; nothing was written"
         total = len(self.trainer.benchmark)
         done = self.trainer.tasks_done
-        again = f"hinterval train --out {self.out} --resume"
+        again = resume_command(self.out)
         if done >= total:
             return f"hinterval: {how} after the last task; the run in {self.out} is complete"
         if done == 0:
@@ -147,13 +174,17 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     from hinterval.checkpoint import CHECKPOINT_NAME, RESULT_NAME, RUN_CONFIG_NAME, RUN_ID_KEY, load_run, new_run_id
     from hinterval.config import run_description, unused_message, unused_settings
     from hinterval.files import DirectoryLock, check_writable_dir, resolve_path, write_json
+    from hinterval.run_layout import TENSORBOARD_DIR
     from hinterval.trainer import ContinualTrainer
 
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite contradict each other; pick one")
     if args.out is not None and not args.out.strip():
         raise UserError("--out is empty; give the run directory, e.g. --out runs/my-run")
-    file_layer = load_config_file(args.config) if args.config else {}
+    file_layer = (args.config_layer if hasattr(args, "config_layer")  # read once, while the process was set up
+                  else _read_config_once(args.config) if args.config else {})
+    if isinstance(file_layer, UserError):  # reported now, in its turn
+        raise file_layer
     overrides = _overrides(args)
     if overrides.get("data_dir"):
         overrides["data_dir"] = str(resolve_path(overrides["data_dir"], "--data-dir"))
@@ -168,8 +199,11 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         lock = stack.enter_context(DirectoryLock(out, "run directory"))  # the checkpoint cannot change under us now
         state, run_config = load_run(out)
         if state is None and run_config is None:
-            hint = "--overwrite to replace what is there" if run_dir.entries(out) else "without --resume to start it"
-            raise UserError(f"--resume: no run in {str(out)!r} (no {RUN_CONFIG_NAME} or checkpoint); run {hint}")
+            if run_dir.entries(out):  # a user's files: no hint that would delete them
+                raise UserError(f"--resume: no run in {str(out)!r} (no {RUN_CONFIG_NAME} or checkpoint; it holds other "
+                                "files); start the run in another --out")
+            raise UserError(f"--resume: no run in {str(out)!r} (no {RUN_CONFIG_NAME} or checkpoint); run without --resume "
+                            "to start it")
         if state is None and (out / RESULT_NAME).exists():  # a finished run lost its checkpoint: do not train over it
             raise UserError(f"--resume: {str(out)!r} holds a run's {RESULT_NAME} but no {CHECKPOINT_NAME}; restore the "
                             "checkpoint to continue it, or start again with --overwrite")
@@ -185,7 +219,7 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
 
     callbacks: List[Any] = [run_dir.BoundRunDirWriter(out, run_id)]  # callbacks write nothing before the first task ends
     if not args.no_tensorboard:
-        callbacks.append(TensorBoardLogger(out / "tensorboard", cfg.to_dict()))
+        callbacks.append(TensorBoardLogger(out / TENSORBOARD_DIR, cfg.to_dict()))
     callbacks.append(TaskPrinter(cfg.interval_scope, intervals=FIELD_SPECS["ramp"].setting.used_when(cfg)))
     if args.download:  # the data on this machine before the loader looks for it
         from hinterval.data.download import ensure_data
@@ -224,7 +258,7 @@ def _train(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         shared = shared_network_line(result["universal"])
         if shared:
             print(shared, file=sys.stderr)
-    print(json.dumps(headline(result)))
+    print(json.dumps(json_safe(headline(result))))  # JSON has no NaN: an undefined metric is null
     return 0
 
 
@@ -238,7 +272,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if state is None:
         raise UserError(f"no checkpoint at {str(run / CHECKPOINT_NAME)!r}: not a run directory of `hinterval train`, "
                         "or no task finished there yet")
-    cfg = make_config(state["config"], **({"device": args.device} if args.device else {}))
+    from hinterval.files import resolve_path
+
+    changed = {"device": args.device, "data_dir": str(resolve_path(args.data_dir, "--data-dir")) if args.data_dir else None}
+    cfg = make_config(state["config"], {k: v for k, v in changed.items() if v})  # where it runs, not what it learned
     trainer = ContinualTrainer(cfg, progress=False)
     trainer.load_state(state)
     last = trainer.tasks_done - 1
@@ -252,7 +289,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         (a is None and b is None) or (a is not None and b is not None and abs(a - b) < 1e-6)
         for s in M.SCENARIOS for a, b in zip(saved[s], fresh[s])
     )
-    print(json.dumps(report))
+    print(json.dumps(json_safe(report)))
     return 0
 
 
@@ -360,7 +397,7 @@ def _main(argv: Optional[List[str]]) -> int:
             raise
         hint = ""
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) and _RUN.started:
-            again = f"`hinterval train --out {_RUN.out} --resume`"
+            again = f"`{resume_command(_RUN.out)}`"
             saved = (_RUN.out / "checkpoint.pt").is_file()
             hint = (f"; the checkpoint of the last saved task is intact: free space, then continue with {again}" if saved
                     else f"; no task was saved yet: free space, then {again} starts the run again from task 1")

@@ -11,6 +11,7 @@ same experiment. Per-benchmark defaults live in :data:`hinterval.presets.PRESETS
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -50,6 +51,10 @@ MAX_CONFIG_VALUES = 10_000
 RUN_METADATA_KEYS = ("run_id",)
 
 
+#: ``last:K`` with K in ASCII digits (``str.isdigit`` also takes "²", which ``int`` refuses)
+_LAST_K = re.compile(r"last:([0-9]{1,6})", re.ASCII)
+
+
 def scope_depth(scope: str) -> Optional[int]:
     """How many of the last weighted layers an interval scope boxes: ``all`` -> ``None`` (every
     layer), ``head`` -> 1, ``last:K`` -> ``K``. Raises :class:`UserError` for anything else."""
@@ -58,8 +63,9 @@ def scope_depth(scope: str) -> Optional[int]:
         return None
     if text == "head":
         return 1
-    if text.startswith("last:") and text[5:].isdigit() and int(text[5:]) >= 1:
-        return int(text[5:])
+    depth = _LAST_K.fullmatch(text)
+    if depth and int(depth.group(1)) >= 1:
+        return int(depth.group(1))
     raise UserError(f"interval scope must be {INTERVAL_SCOPE_HELP}, got {short(scope)}")
 
 
@@ -306,7 +312,8 @@ def make_config(*layers: Mapping[str, Any], **overrides: Any) -> ExperimentConfi
 
 
 def load_config_file(path: str | Path) -> Dict[str, Any]:
-    """Read a YAML or JSON config file into a dict (``yaml.safe_load``: no code execution).
+    """Read a YAML or JSON config file into a dict (a ``yaml.SafeLoader``: no code execution; a key
+    given twice is refused, see :mod:`hinterval.strict_load`).
 
     Why so careful: a config file is whatever a user points at. A binary file, another encoding,
     a YAML alias bomb (a few lines that expand to millions of values), a date where a number
@@ -317,14 +324,14 @@ def load_config_file(path: str | Path) -> Dict[str, Any]:
     """
     import codecs
 
+    from hinterval.files import open_regular
+
     p = Path(path)
     where = f"config file {short(str(p))}"
     if not p.exists():
         raise UserError(f"{where} does not exist")
-    if p.is_dir():
-        raise UserError(f"{where} is a directory, not a YAML/JSON file")
     try:
-        with open(p, "rb") as f:  # pipes (`--config <(...)`) work too
+        with open_regular(p, "config file", pipes=True) as f:  # a pipe from `--config <(...)` too, never a named FIFO
             raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise UserError(f"cannot read {where}: {exc.strerror or exc}") from None
@@ -344,8 +351,12 @@ def load_config_file(path: str | Path) -> Dict[str, Any]:
                         f"line {line}): a binary file or another encoding? save it as UTF-8") from None
     import yaml
 
+    from hinterval.strict_load import DuplicateKey, load_yaml
+
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except DuplicateKey as exc:
+        raise UserError(f"{where}: {exc}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

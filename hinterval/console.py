@@ -2,10 +2,37 @@
 one-line JSON headline of a finished run."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterable, Iterator, Optional
 
 from hinterval import metrics as M
+
+#: whether progress bars are shown here (``--no-progress`` turns them off for everything a command does)
+_SHOW_PROGRESS: contextvars.ContextVar[bool] = contextvars.ContextVar("show_progress", default=True)
+
+
+@contextlib.contextmanager
+def progress_shown(enabled: bool) -> Iterator[None]:
+    """Within the block, :func:`progress_bar` shows bars only if ``enabled`` (data decoding included)."""
+    token = _SHOW_PROGRESS.set(enabled)
+    try:
+        yield
+    finally:
+        _SHOW_PROGRESS.reset(token)
+
+
+def progress_bar(iterable: Iterable[Any], desc: str, *, enabled: Optional[bool] = None, **tqdm_args: Any) -> Any:
+    """``iterable`` with a tqdm bar on stderr, or ``iterable`` itself where bars are off.
+
+    The one place a bar is made: ``enabled`` (default: :func:`progress_shown`'s setting) decides.
+    """
+    if not (_SHOW_PROGRESS.get() if enabled is None else enabled):
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, file=sys.stderr, **tqdm_args)
 
 
 def universal_line(uni: Dict[str, Any]) -> str:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import errno
 import contextlib
 import json
+import math
 import os
+import re
+import stat
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 import filelock
 
@@ -25,6 +28,19 @@ from hinterval.errors import UserError, one_line, short
 
 #: the lock file of a run or sweep directory (kept after release: it is not part of the run)
 LOCK_NAME = ".hinterval.lock"
+#: the name of the file :func:`check_writable_dir` creates and removes (left behind only by a kill)
+WRITE_PROBE_PREFIX = ".hinterval-write-test-"
+
+
+def transient(name: str) -> bool:
+    """Whether a directory entry is one of this package's passing files: a lock file, the probe of
+    :func:`check_writable_dir`, or the temporary file of an atomic write (``.NAME.XXXXXXXX.tmp``).
+    Another process sees them in a directory it is about to claim; they are not content."""
+    return name == LOCK_NAME or name.startswith(WRITE_PROBE_PREFIX) or (name.startswith(".") and name.endswith(".tmp"))
+
+
+#: a pid as a lock file holds it (ASCII digits: ``str.isdigit`` also takes "²")
+_PID = re.compile(r"[0-9]{1,10}", re.ASCII)
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> None:
@@ -46,9 +62,84 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
         raise
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None`` (JSON has no NaN).
+
+    Why: a metric that is undefined for a run (a ratio of two underflowed widths) must not stop the
+    run from saving ``result.json`` at every task end; it is written as ``null`` and read as "none".
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def write_json(path: str | Path, data: Any) -> None:
-    """Atomically write JSON (NaN-free: ``None`` stands for undefined metrics)."""
-    atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, sort_keys=True, allow_nan=False)), mode="w")
+    """Atomically write JSON; a NaN or infinite number is written as ``null`` (:func:`json_safe`)."""
+    text = json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False)
+    atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _not_regular(name: str, mode: int) -> UserError:
+    return UserError(f"{name} is {_kind(mode)}, not a regular file; give a file")
+
+
+def regular_file_stat(path: str | Path, what: str) -> os.stat_result:
+    """``os.stat(path)``, refusing anything but a regular file (:class:`UserError`); opens nothing, so a
+    FIFO among many files is found before any of them is read (see :func:`open_regular`)."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_regular(f"{what} {short(str(path))}", st.st_mode)
+    return st
+
+
+def _anonymous_pipe(fd: int) -> bool:
+    """Whether ``fd`` is a pipe another program already writes to (``--config <(...)``, ``/dev/stdin``)."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
+    except OSError:
+        return False
+
+
+def open_regular(path: str | Path, what: str, *, pipes: bool = False) -> BinaryIO:
+    """Open ``path`` for reading in binary mode if it is a regular file; otherwise raise :class:`UserError`.
+
+    Why: a named pipe (FIFO) blocks the reader until some program writes to it (forever, if none
+    does), and a device (``/dev/zero``, a terminal) never ends. Every file the tools read (config
+    and space files, checkpoints, run configs, data files) is opened here: without blocking, then
+    checked on the open descriptor (no race with a swap of the path), then switched back to
+    blocking reads. ``pipes=True`` also takes an anonymous pipe another program already writes to
+    (bash's ``<(...)`` or ``/dev/stdin`` fed by ``|``), never a named FIFO on disk.
+    """
+    name = f"{what} {short(str(path))}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except IsADirectoryError:
+        raise UserError(f"{name} is a directory, not a file") from None
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a socket (or a FIFO opened for writing without a reader)
+            raise UserError(f"{name} is a socket, not a regular file") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode) and not (pipes and stat.S_ISFIFO(mode) and _anonymous_pipe(fd)):
+            raise _not_regular(name, mode)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def resolve_path(path: str | Path, flag: str) -> Path:
@@ -79,7 +170,7 @@ def check_writable_dir(path: str | Path, flag: str) -> None:
     if not probe.is_dir():
         raise UserError(f"{name}: {probe} is a file, not a directory" if probe != p else f"{name} exists and is not a directory")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".hinterval-write-test-", dir=probe)
+        fd, tmp = tempfile.mkstemp(prefix=WRITE_PROBE_PREFIX, dir=probe)
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
@@ -125,10 +216,10 @@ class DirectoryLock:
                 holder = self.path.read_text(errors="replace")[:32].strip()
             except OSError:
                 holder = ""
-            if holder.isdigit():
+            if _PID.fullmatch(holder):
                 break
             time.sleep(0.02)
-        who = f"process {holder}" if holder.isdigit() else "another process"
+        who = f"process {holder}" if _PID.fullmatch(holder) else "another process"
         return f"{self.what} {str(self.directory)!r} is in use by {who}; wait for it to finish, or choose another one"
 
     @property

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ INT64_MAX = 2**63 - 1
 MAX_LAYERS = 100
 MAX_WIDTH = 1_000_000
 MAX_STRING = 4096
+#: the sizes a float setting may have besides 0 (see :func:`_check_magnitude`)
+MIN_MAGNITUDE, MAX_MAGNITUDE = 1e-30, 1e30
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 #: how a sweep reads ``LOW:HIGH`` for a key, and what a ``--space`` file may use
 SWEEP_KINDS = ("loguniform", "uniform", "int", "choice")
@@ -150,6 +153,8 @@ def check_value(field: Field, value: Any) -> Any:
         raise UserError(f"unknown {field.label} {short(value)}; choose one of: {', '.join(map(str, s.choices))}")
     if field.kind in ("int", "float"):
         _check_bounds(field, value)
+    if field.kind == "float":
+        _check_magnitude(field, value)
     if field.kind == "widths" and len(value) < s.min_items:
         raise UserError(f"{field.label} needs at least {s.min_items} width(s), got {short(value)}")
     if s.check is not None:
@@ -198,11 +203,29 @@ def whole_number(value: Any) -> Optional[int]:
     if isinstance(value, float):
         return int(value) if math.isfinite(value) and value.is_integer() else None
     if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return None
+        return int(value) if _INT_TEXT.fullmatch(value.strip()) else None
     return None
+
+
+#: numbers written in ASCII: ``int``/``float`` also take "١٢", "1_000" and full-width digits, and
+#: ``str.isdigit`` takes "²", which ``int`` refuses; every number a user types is read with these
+_INT_TEXT = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_FLOAT_TEXT = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", re.ASCII | re.IGNORECASE)
+
+
+def ascii_int(text: str) -> int:
+    """An integer written in ASCII digits (``argparse`` ``type=``); ``ValueError`` otherwise."""
+    if not isinstance(text, str) or not _INT_TEXT.fullmatch(text.strip()):
+        raise ValueError(f"not an integer: {text!r}")
+    return int(text)
+
+
+def ascii_float(text: str) -> float:
+    """A number written in ASCII (``1e-3``, ``-.5``, ``inf``; ``argparse`` ``type=``); ``ValueError`` otherwise."""
+    if not isinstance(text, str) or not _FLOAT_TEXT.fullmatch(text.strip()):
+        raise ValueError(f"not a number: {text!r}")
+    return float(text)
+
 
 
 def _as_int(field: Field, value: Any) -> int:
@@ -218,7 +241,7 @@ def _as_float(field: Field, value: Any) -> float:
     number: Any = value
     if isinstance(value, str):
         try:
-            number = float(value.strip())
+            number = ascii_float(value)
         except ValueError:
             number = None
     if isinstance(number, bool) or not isinstance(number, (int, float)):
@@ -263,6 +286,19 @@ def _check_bounds(field: Field, value: float) -> None:
         high = s.maximum_text or str(hi)
         raise UserError(f"config key {field.name} ({field.flag}) must be between {lo} and {high}, got {short(value)}")
     raise UserError(f"{field.label} must be {bounds_text(s)}, got {short(value)} ({field.flag})")
+
+
+def _check_magnitude(field: Field, value: float) -> None:
+    """A float setting ends up in float32 tensors, where a size below ~1e-38 is 0 and above ~3e38 infinite
+    (``--gamma 1e-300`` made a box of width 0 and a 0/0 metric): refuse sizes outside
+    [:data:`MIN_MAGNITUDE`, :data:`MAX_MAGNITUDE`], with room for what is derived from them (gamma / 2d)."""
+    if value == 0 or MIN_MAGNITUDE <= abs(value) <= MAX_MAGNITUDE:
+        return
+    s = field.setting
+    zero = "0 or " if (s.minimum is None or s.minimum < 0 or (s.minimum == 0 and not s.exclusive_minimum)) else ""
+    size = "small" if abs(value) < 1 else "large"
+    raise UserError(f"{field.label} {value:g} is too {size} for the 32-bit floats it is computed in; use {zero}a value "
+                    f"between {MIN_MAGNITUDE:g} and {MAX_MAGNITUDE:g} in size ({field.flag})")
 
 
 def bounds_text(s: Setting) -> str:

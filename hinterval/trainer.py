@@ -18,6 +18,7 @@ import torch
 from hinterval import metrics as M
 from hinterval.config import RESOURCE_FIELDS, ExperimentConfig, make_config
 from hinterval.data.base import Benchmark, Task
+from hinterval.console import progress_bar, progress_shown
 from hinterval.data.registry import load_for
 from hinterval.errors import TrainingDiverged, UserError
 from hinterval.evaluation import evaluate_tasks
@@ -124,7 +125,8 @@ class ContinualTrainer:
                  progress: bool = True):
         self.cfg, self.callbacks, self.progress = cfg, tuple(callbacks), progress
         self.device = resolve_device(cfg.device)
-        bench = benchmark or load_for(cfg)
+        with progress_shown(progress):  # decoding data (TinyImageNet) shows a bar only where training does
+            bench = benchmark or load_for(cfg)
         self.benchmark = bench.to(self.device)
         check_memory(cfg, self.benchmark, self.device)  # refuse a model that cannot fit before allocating it
         seed_everything(cfg.seed)
@@ -231,7 +233,8 @@ class ContinualTrainer:
         sampler = BatchSampler(len(task.train), cfg.batch_size, self.device)
         best_score, best_state, best_ramp = None, None, ramp.position
         step0 = sum(iterations_for(cfg, self.benchmark.tasks[j]) for j in range(t))  # global step offset
-        bar = _progress(range(n_iters), f"task {t + 1}/{len(self.benchmark)}", self.progress)
+        bar = progress_bar(range(n_iters), f"task {t + 1}/{len(self.benchmark)}", enabled=self.progress, leave=False,
+                           dynamic_ncols=True, mininterval=0.5)
         augment = None
         if task.augment:
             from hinterval.data.augment import random_flip_crop as augment
@@ -323,14 +326,6 @@ class ContinualTrainer:
         """The run's result: headline metrics, per-scenario summaries, config and provenance."""
         return self.record.result(self.cfg, self.traits, universal_size=self.method.universal_size(self.tasks_done),
                                   device=str(self.device), elapsed=self._elapsed())
-
-
-def _progress(iterable, desc: str, enabled: bool):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True, mininterval=0.5)
 
 
 def train_continual(cfg: ExperimentConfig, *, callbacks: Sequence[Any] = (), resume_state: Optional[Dict[str, Any]] = None,

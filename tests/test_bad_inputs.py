@@ -123,7 +123,7 @@ def _non_empty_out(tmp: Path) -> List[str]:
 
 
 def _overwrite_with_bad_data(tmp: Path) -> List[str]:
-    _non_empty_out(tmp)  # --overwrite may only delete the old run once the new one can start
+    _run_dir(tmp, "run")  # --overwrite may only delete the old run once the new one can start
     return ["train", "--benchmark", "split-mnist", "--data-dir", str(tmp / "missing"), *TINY, *_out(tmp), "--overwrite"]
 
 
@@ -393,7 +393,8 @@ CASES = [
                                                        "--results-dir", str(t / "results")],  # fails before Ray starts
          ("cannot download train-images-idx3-ubyte.gz", "copy it to"), code=1, patch=_offline, creates=True),
     # --- run directories, resume
-    Case("cli-non-empty-out", "cli", _non_empty_out, ("is not empty", "--resume", "--overwrite")),
+    Case("cli-non-empty-out", "cli", _non_empty_out, ("is not empty and is not a run directory", "'precious.txt'",
+                                                      "never deletes other files")),
     Case("cli-overwrite-keeps-old-run-on-bad-data", "cli", _overwrite_with_bad_data, ("does not exist",)),
     Case("cli-resume-and-overwrite", "cli", lambda t: ["train", "--resume", "--overwrite", *_out(t)], ("contradict",)),
     Case("cli-resume-different-config", "cli", _resume_other_config, ("different config", "'gamma': (1.0, 0.5)")),
@@ -502,7 +503,7 @@ CASES = [
     Case("cli-resume-damaged-config-json", "cli", lambda t: _run_dir(t, "run") and (t / "run" / "config.json").write_text("{")
          and ["train", "--resume", *_out(t), "--no-progress"], ("config.json", "damaged")),
     Case("cli-resume-not-a-run", "cli", lambda t: (t / "run").mkdir() or (t / "run" / "notes.txt").write_text("x") and
-         ["train", "--resume", *_out(t)], ("no run in", "--overwrite")),
+         ["train", "--resume", *_out(t)], ("no run in", "another --out")),
     Case("cli-resume-missing-dir", "cli", lambda t: ["train", "--resume", *_out(t)], ("does not exist",)),
     # --- sweep directories: one driver at a time ---------------------------------------------------------
     Case("sweep-directory-in-use", "sweep", _lock_sweep, ("is in use by process", str(os.getpid()))),
@@ -665,6 +666,186 @@ CASES = [
 ]
 
 
+# === overwrite, numbers at the edges, keys given twice, inputs that block, messages that mislead ===========
+# (one block: --overwrite deletes only what a run or sweep wrote; numbers are ASCII and fit float32; a key is
+# given once; no read blocks; every suggested command parses)
+def _user_dir(tmp: Path, name: str = "run", files: tuple = ("precious.txt",)) -> Path:
+    d = tmp / name
+    d.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        (d / f).mkdir() if f.endswith("/") else (d / f).write_text("keep me")
+    return d
+
+
+def _user_results(tmp: Path, name: str = "mine") -> List[str]:
+    _user_dir(tmp / "results", name, ("notes.txt", "data/"))
+    return ["--results-dir", str(tmp / "results"), "--name", name, "--dry-run"]
+
+
+def _fifo(tmp: Path, name: str) -> Path:
+    path = tmp / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+def _socket(tmp: Path, name: str) -> Path:
+    import socket
+
+    path = tmp / name
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+    return path
+
+
+def _fifo_in_run_dir(tmp: Path, command: str) -> List[str]:
+    run = _run_dir(tmp, "run")
+    (run / "config.json").unlink()
+    os.mkfifo(run / "config.json")
+    return ["train", "--resume", *_out(tmp), "--no-progress"] if command == "train" else ["eval", str(run)]
+
+
+def _fifo_idx(tmp: Path) -> List[str]:
+    root = _mnist(tmp)
+    p = root / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz"
+    p.unlink()
+    os.mkfifo(p)
+    return ["train", "--benchmark", "split-mnist", "--data-dir", str(root), *TINY, *_out(tmp)]
+
+
+def _fifo_jpeg(tmp: Path) -> List[str]:
+    root = F.write_tinyimagenet(tmp / "data", num_classes=5, n_train=1, n_val=1, grayscale=None)
+    w = sorted((root / "wnids.txt").read_text().split())[0]
+    os.mkfifo(root / "train" / w / "images" / "pipe.JPEG")
+    return ["train", "--benchmark", "tinyimagenet", "--data-dir", str(tmp / "data"), *TINY, *_out(tmp)]
+
+
+def _sweep_dir(tmp: Path, sweep_json: str) -> List[str]:
+    d = tmp / "results" / "old"
+    d.mkdir(parents=True)
+    (d / "sweep.json").write_text(sweep_json)
+    return ["--results-dir", str(tmp / "results"), "--name", "old", "--resume"]
+
+
+def _moved_data_run(tmp: Path, *extra: str) -> List[str]:
+    """A finished split-mnist run whose data directory was moved away since."""
+    from hinterval.checkpoint import CHECKPOINT_NAME, save_checkpoint
+    from hinterval.config import make_config
+    from hinterval.files import write_json
+    from hinterval.trainer import ContinualTrainer
+
+    data = _mnist(tmp)
+    cfg = make_config(benchmark="split-mnist", data_dir=str(data), iters_per_task=2, num_tasks=1, hnet_hidden="8",
+                      target_hidden="8", embedding_dim=2, device="cpu")
+    state = ContinualTrainer(cfg, progress=False).state()
+    state["tasks_done"], state["run_id"] = 1, "c" * 32
+    save_checkpoint(state, tmp / "run" / CHECKPOINT_NAME)
+    write_json(tmp / "run" / "config.json", {**cfg.to_dict(), "run_id": "c" * 32})
+    data.rename(tmp / "moved")
+    return ["eval", str(tmp / "run"), *extra]
+
+
+def _interrupted(mp, tmp: Path) -> None:
+    """Ctrl-C once the run directory holds its config (the run has started)."""
+    mp.setattr("hinterval.trainer.ContinualTrainer.fit", _raise(KeyboardInterrupt()))
+
+
+ODD_OUT = "my run $(touch pwned) `id`"
+
+CASES.extend([
+    # --- --overwrite deletes only a directory this tool made ------------------------------------------
+    Case("cli-overwrite-user-files", "cli", lambda t: _non_empty_out(t) + ["--overwrite"],
+         ("is not a run directory of hinterval", "'precious.txt'", "never deletes other files")),
+    Case("cli-overwrite-run-dir-holding-a-user-file", "cli", lambda t: _run_dir(t, "run") and
+         (t / "run" / "notes.txt").write_text("mine") and ["train", *TINY, *_out(t), "--overwrite"],
+         ("is not a run directory", "'notes.txt'")),
+    Case("cli-overwrite-user-result-json-only", "cli", lambda t: _user_dir(t, "run", ("result.json",)) and
+         ["train", *TINY, *_out(t), "--overwrite"], ("is not a run directory", "'result.json'")),
+    Case("cli-overwrite-user-folders", "cli", lambda t: _user_dir(t, "run", ("Documents/", "a.txt", "b.txt", "c.txt")) and
+         ["train", *TINY, *_out(t), "--overwrite"], ("'Documents'", "and 1 more")),
+    Case("cli-overwrite-cwd-like-dir-with-config", "cli", lambda t: _user_dir(t, "run", ("config.json", "src/")) and
+         ["train", *TINY, *_out(t), "--overwrite"], ("is not a run directory", "'src'")),
+    Case("sweep-overwrite-user-files", "sweep", lambda t: _user_results(t) + ["--overwrite"],
+         ("holds no sweep (no sweep.json", "'data', 'notes.txt'", "never deletes other files")),
+    Case("sweep-user-dir-is-not-called-a-sweep", "sweep", lambda t: _user_results(t), ("holds no sweep",)),
+    Case("sweep-resume-user-dir", "sweep", lambda t: _user_results(t) + ["--resume"],
+         ("no sweep to resume", "holds other files", "another --name")),
+    # --- numbers at the edges: ASCII digits only; float settings fit 32-bit floats -----------------------
+    Case("cli-interval-scope-superscript", "cli", lambda t: ["train", "--interval-scope", "last:\u00b2", *TINY, *_out(t)],
+         ("interval scope must be all | head", "'last:\u00b2'")),
+    Case("cli-interval-scope-arabic-indic-digit", "cli", lambda t: ["train", "--interval-scope", "last:\u0661", *TINY, *_out(t)],
+         ("interval scope must be",)),
+    Case("cli-interval-scope-fullwidth-digit", "cli", lambda t: _config(t, "interval_scope: 'last:\uff12'\n"),
+         ("interval scope must be",)),
+    Case("cli-num-tasks-arabic-indic-digit", "cli", lambda t: ["train", *TINY, "--num-tasks", "\u0661", *_out(t)],
+         ("num_tasks", "must be an integer")),
+    Case("cli-seed-with-underscore", "cli", lambda t: ["train", "--seed", "1_000", *TINY, *_out(t)], ("seed", "must be an integer")),
+    Case("cli-gamma-fullwidth-digit", "cli", lambda t: ["train", "--gamma", "\uff15", *TINY, *_out(t)], ("gamma", "must be a number")),
+    Case("cli-gamma-underflows-nested", "cli", lambda t: ["train", "--embedding-mode", "nested", "--gamma", "1e-300", *TINY, *_out(t)],
+         ("gamma 1e-300 is too small", "between 1e-30 and 1e+30")),
+    Case("cli-lr-below-float32", "cli", lambda t: ["train", "--lr", "1e-40", *TINY, *_out(t)], ("learning rate 1e-40 is too small",)),
+    Case("cli-beta-overflows-float32", "cli", lambda t: ["train", "--beta", "1e35", *TINY, *_out(t)], ("beta 1e+35 is too large",)),
+    Case("cli-config-gamma-subnormal", "cli", lambda t: _config(t, "gamma: 1.0e-320\n"), ("gamma", "too small")),
+    Case("cli-ewc-lambda-overflows", "cli", lambda t: ["train", "--method", "ewc", "--ewc-lambda", "1e38", *TINY, *_out(t)],
+         ("EWC lambda 1e+38 is too large",)),
+    Case("sweep-num-samples-arabic-indic-digits", "sweep", lambda t: _sweep(t, "--num-samples", "\u0661\u0662"),
+         ("argument --num-samples", "invalid int value"), argparse=True),
+    Case("sweep-cpus-with-underscore", "sweep", lambda t: _sweep(t, "--cpus-per-trial", "1_0"),
+         ("argument --cpus-per-trial", "invalid float value"), argparse=True),
+    Case("sweep-set-gamma-underflows", "sweep", lambda t: _sweep(t, "--set", "gamma=1e-300"), ("gamma 1e-300 is too small",)),
+    Case("sweep-embedding-dim-superscript", "sweep", lambda t: _sweep(t, "--embedding-dim", "16,\u00b2"),
+         ("--embedding-dim", "is not a valid int")),
+    Case("sweep-set-interval-scope-superscript", "sweep", lambda t: _sweep(t, "--set", "interval_scope=last:\u00b2"),
+         ("interval scope must be",)),
+    Case("sweep-space-bound-in-other-digits", "sweep", lambda t: _space(t, 'beta: {type: uniform, low: "\u0661", high: 2}\n'),
+         ("beta: low must be a number",)),
+    # --- a key given twice is refused (files, --set, flags and --set) ---------------------------------
+    Case("cli-config-key-twice", "cli", lambda t: _config(t, "gamma: 0.5\nbeta: 0.1\ngamma: 2\n"),
+         ("key 'gamma' is given twice (lines 1 and 3)",)),
+    Case("cli-config-key-twice-same-value", "cli", lambda t: _config(t, "gamma: 0.5\ngamma: 0.5\n"), ("given twice",)),
+    Case("cli-config-key-twice-quoted", "cli", lambda t: _config(t, 'gamma: 0.5\n"gamma": 2\n'), ("key 'gamma' is given twice",)),
+    Case("cli-config-key-twice-on-one-line", "cli", lambda t: _config(t, "{gamma: 0.5, gamma: 2}\n"),
+         ("key 'gamma' is given twice (line 1)",)),
+    Case("cli-config-json-key-twice", "cli", lambda t: (t / "c.json").write_text('{"lr": 0.01, "lr": 0.1}') and
+         ["train", "--config", str(t / "c.json"), *TINY, *_out(t)], ("key 'lr' is given twice",)),
+    Case("cli-resume-run-config-key-twice", "cli", lambda t: _run_dir(t, "run") and
+         (t / "run" / "config.json").write_text((t / "run" / "config.json").read_text().replace('{', '{"gamma": 7, ', 1))
+         and ["train", "--resume", *_out(t), "--no-progress"], ("config.json", "damaged", "given twice")),
+    Case("sweep-space-key-twice", "sweep", lambda t: _space(t, "gamma: {type: loguniform, low: 0.1, high: 1}\ngamma: [1, 2]\n"),
+         ("key 'gamma' is given twice (lines 1 and 2)",)),
+    Case("sweep-set-twice", "sweep", lambda t: _sweep(t, "--set", "gamma=0.5", "--set", "gamma=2"),
+         ("--set gamma is given twice, differently (0.5 and 2)",)),
+    Case("sweep-num-tasks-flag-and-set", "sweep", lambda t: _sweep(t, "--num-tasks", "2", "--set", "num_tasks=3"),
+         ("--num-tasks and --set give num_tasks twice",)),
+    Case("sweep-iters-flag-and-set", "sweep", lambda t: _sweep(t, "--iters-per-task", "5", "--set", "iters_per_task=6"),
+         ("--iters-per-task and --set give iters_per_task twice",)),
+    Case("sweep-space-fixes-what-set-fixes", "sweep", lambda t: [*_space(t, "gamma: 0.5\n"), "--set", "gamma=0.7"],
+         ("the --space file and --set give gamma twice",)),
+    Case("sweep-resume-sweep-json-key-twice", "sweep", lambda t: _sweep_dir(t, '{"name": "old", "name": "new"}'),
+         ("sweep.json is corrupted", "given twice")),
+    # --- inputs that block: FIFOs, devices and sockets are refused before they are read ----------------
+    Case("cli-config-fifo", "cli", lambda t: ["train", "--config", str(_fifo(t, "c.yaml")), *TINY, *_out(t)],
+         ("is a named pipe (FIFO), not a regular file",)),
+    Case("cli-config-character-device", "cli", lambda t: ["train", "--config", "/dev/zero", *TINY, *_out(t)],
+         ("'/dev/zero' is a character device",)),
+    Case("cli-config-socket", "cli", lambda t: ["train", "--config", str(_socket(t, "c.sock")), *TINY, *_out(t)],
+         ("is a socket",)),
+    Case("sweep-space-fifo", "sweep", lambda t: _sweep(t, "--space", str(_fifo(t, "space.yaml"))), ("named pipe",)),
+    Case("cli-resume-config-json-fifo", "cli", lambda t: _fifo_in_run_dir(t, "train"), ("config.json' is not a file",)),
+    Case("cli-eval-config-json-fifo", "cli", lambda t: _fifo_in_run_dir(t, "eval"), ("config.json' is not a file",)),
+    Case("cli-idx-file-is-a-fifo", "cli", _fifo_idx, ("IDX files not found", "train-labels-idx1-ubyte")),
+    Case("cli-tinyimagenet-image-is-a-fifo", "cli", _fifo_jpeg, ("pipe.JPEG", "named pipe")),
+    Case("sweep-resume-sweep-json-fifo", "sweep", lambda t: _fifo(t, "results/old/sweep.json") and
+         ["--results-dir", str(t / "results"), "--name", "old", "--resume"], ("no sweep to resume",)),
+    # --- messages that mislead: hints are shell-quoted, and name flags the command has ------------------
+    Case("cli-interrupted-hint-is-shell-quoted", "cli", lambda t: ["train", *TINY, "--out", str(t / ODD_OUT)],
+         ("`hinterval train --out '", "$(touch pwned) `id`' --resume`"), code=130, patch=_interrupted, creates=True),
+    Case("cli-eval-moved-data-names-its-flag", "cli", _moved_data_run, ("does not exist", "--data-dir DIR")),
+    Case("cli-eval-data-dir-missing", "cli", lambda t: _moved_data_run(t, "--data-dir", str(t / "nowhere")),
+         ("does not exist",)),
+])
+
+
 def _snapshot(root: Path) -> Dict[str, str]:
     """Every file and directory under ``root`` with its content hash; lock files (a directory's, a data
     set's in a data directory) are not content (they may stay after a refused command that looked there)."""
@@ -814,3 +995,69 @@ def test_benchmark_script_bad_input_is_one_line_and_exit_2(case, tmp_path, monke
     for needle in needles:
         assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+# --- messages that mislead: every command a message suggests parses with the real parser --------------------
+def _literal_flags(folder: Path) -> Dict[str, str]:
+    """Every ``--flag`` in the string literals (docstrings aside) of the modules under ``folder``: flag -> where."""
+    import ast
+    import re
+
+    found: Dict[str, str] = {}
+    for path in sorted(folder.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.body
+                and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+                for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", node.value):
+                    found.setdefault(flag, f"{path.relative_to(REPO)}:{node.lineno}")
+    return found
+
+
+def _options(parser) -> set:
+    import argparse
+
+    opts = set()
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public list of a parser's options
+        opts.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for sub in action.choices.values():
+                opts |= _options(sub)
+    return opts
+
+
+def test_every_flag_a_message_names_exists():
+    """A message that tells the user to pass ``--x`` names a flag that ``hinterval`` or ``search.py`` has."""
+    from tune.search import build_parser as sweep_parser
+
+    known = _options(cli.build_parser()) | _options(sweep_parser())
+    others = {"--logdir", "--key-with-dashes"}  # tensorboard's flag in a suggested command; a placeholder in the docs
+    unknown = {f: where for f, where in {**_literal_flags(REPO / "hinterval"), **_literal_flags(REPO / "tune")}.items()
+               if f not in known | others}
+    assert not unknown, f"messages name flags no parser has: {unknown}"
+
+
+def test_resume_hint_parses_back_to_the_same_run_directory(tmp_path, capsys, monkeypatch):
+    import shlex
+
+    out = tmp_path / ODD_OUT
+    _interrupted(monkeypatch, tmp_path)
+    assert cli.main(["train", *TINY, "--out", str(out)]) == 130
+    line = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("hinterval: ")][-1]
+    argv = shlex.split(line[line.index("`") + 1: line.rindex("`")])  # the command in backticks, as a shell reads it
+    assert argv[:2] == ["hinterval", "train"]
+    args = cli.build_parser().parse_args(argv[1:])
+    assert args.out == str(out) and args.resume
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_eval_takes_the_data_dir_its_error_names(tmp_path, capsys):
+    import json
+
+    assert cli.main(_moved_data_run(tmp_path)) == 2
+    assert "--data-dir" in capsys.readouterr().err
+    assert cli.main(["eval", str(tmp_path / "run"), "--data-dir", str(tmp_path / "moved")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["tasks_done"] == 1

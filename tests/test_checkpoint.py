@@ -1,6 +1,7 @@
 """Checkpoints: atomic writes survive a failing writer, corrupt or unsafe files are refused."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
 
@@ -75,10 +76,10 @@ def test_pickled_code_is_not_executed(tmp_path):
     assert marker.exists()
 
 
-def test_json_refuses_nan(tmp_path):
-    with pytest.raises(ValueError):
-        write_json(tmp_path / "r.json", {"x": float("nan")})
-    assert not (tmp_path / "r.json").exists()
+def test_json_writes_nan_as_null(tmp_path):
+    """An undefined metric never stops a run from saving its result: JSON has no NaN, so it is null."""
+    write_json(tmp_path / "r.json", {"x": float("nan"), "y": [float("inf"), 1.0]})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"x": None, "y": [None, 1.0]}
 
 
 # --- a failed write is reported as the OSError it is -------------------------------------------------

@@ -15,7 +15,7 @@ except ImportError:  # tests/ collected as a package
 
 import hinterval.data.tinyimagenet as tin
 from hinterval.data.registry import BENCHMARK_NAMES, load_benchmark
-from hinterval.errors import DataError
+from hinterval.errors import DataError, UserError
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +106,51 @@ def test_stale_cache_rebuilt(tin_dir: Path) -> None:
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(root / "train" / w / "images" / f"{w}_new.JPEG")
     bench = load_benchmark("tinyimagenet", data_dir=str(tin_dir), num_tasks=1, seed=0)
     assert len(bench.tasks[0].train) + len(bench.tasks[0].val) == 16
+
+
+def test_cache_rebuilt_when_val_labels_change(tin_dir: Path) -> None:
+    """Same file counts, other labels in val_annotations.txt: the cache must not keep the old labels."""
+    root = tin_dir / "tiny-imagenet-200"
+    _, _, path = tin.load_arrays(str(tin_dir))
+    before = tin.load_arrays(str(tin_dir))[0]["y_val"].copy()
+    ann = root / "val" / "val_annotations.txt"
+    rows = [ln.split("\t") for ln in ann.read_text().splitlines() if ln.strip()]
+    labels = [r[1] for r in rows]
+    rotated = labels[1:] + labels[:1]  # every image now names its neighbour's class
+    ann.write_text("".join("\t".join([r[0], w, *r[2:]]) + "\n" for r, w in zip(rows, rotated)))
+    after = tin.load_arrays(str(tin_dir))[0]["y_val"]
+    assert len(after) == len(before) and not np.array_equal(after, before)
+    assert np.array_equal(after, np.roll(before, -1))
+
+
+def test_cache_rebuilt_when_an_image_is_replaced(tin_dir: Path) -> None:
+    root = tin_dir / "tiny-imagenet-200"
+    first = tin.load_arrays(str(tin_dir))[0]["x_train"].copy()
+    w = sorted((root / "wnids.txt").read_text().split())[0]
+    victim = sorted((root / "train" / w / "images").iterdir())[0]
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64, 3), 7, np.uint8)).save(victim, quality=100)
+    os.utime(victim, ns=(victim.stat().st_atime_ns, victim.stat().st_mtime_ns + 10**9))
+    second = tin.load_arrays(str(tin_dir))[0]["x_train"]
+    assert not np.array_equal(first, second)
+
+
+def test_no_progress_bar_while_decoding_when_bars_are_off(tin_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    from hinterval.console import progress_shown
+
+    with progress_shown(False):
+        tin.load_arrays(str(tin_dir))
+    err = capsys.readouterr().err
+    assert "decoding TinyImageNet" in err and "decode train" not in err and "it/s" not in err
+
+
+def test_fifo_image_is_refused_not_waited_for(tin_dir: Path) -> None:
+    root = tin_dir / "tiny-imagenet-200"
+    w = sorted((root / "wnids.txt").read_text().split())[0]
+    os.mkfifo(root / "train" / w / "images" / "zz_pipe.JPEG")
+    with pytest.raises(UserError, match="named pipe"):
+        tin.load_arrays(str(tin_dir))
 
 
 def test_read_only_data_dir_uses_user_cache(tin_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -275,9 +275,31 @@ def test_existing_sweep_is_never_overwritten_without_a_flag(tmp_path, capsys):
     old = tmp_path / "split-digits" / "trials.csv"
     old.parent.mkdir()
     old.write_text("precious\n")
+    (old.parent / "sweep.json").write_text("{}")
     rc, err = _main(capsys, "--results-dir", str(tmp_path), "--name", "split-digits")
-    assert rc == 2 and "--resume" in err[0] and "--overwrite" in err[0]
+    assert rc == 2 and "already holds a sweep" in err[0] and "--resume" in err[0] and "--overwrite" in err[0]
     assert old.read_text() == "precious\n"
+
+
+def test_a_directory_without_sweep_json_is_no_sweep_and_never_emptied(tmp_path, capsys):
+    mine = tmp_path / "mine" / "notes.md"
+    mine.parent.mkdir()
+    mine.write_text("keep me\n")
+    for flags in ((), ("--overwrite",)):
+        rc, err = _main(capsys, "--results-dir", str(tmp_path), "--name", "mine", *flags)
+        assert rc == 2 and "holds no sweep" in err[0] and "already holds" not in err[0], err
+    assert mine.read_text() == "keep me\n"
+
+
+def test_another_drivers_passing_files_are_not_content(tmp_path):
+    """A lock file, a write probe or a temporary file of a sweep being set up does not make a directory 'not empty'."""
+    from tune.prepare import check_sweep_dir
+
+    d = tmp_path / "s"
+    d.mkdir()
+    for name in (".hinterval.lock", ".hinterval-write-test-abc", ".sweep.json.x1y2z3.tmp"):
+        (d / name).write_text("")
+    check_sweep_dir(d, "s", resume=False, overwrite=False)
 
 
 def test_the_spec_is_resolved_by_one_pure_function(tmp_path):

@@ -16,13 +16,14 @@ This module reads and summarises; :mod:`tune.confirm` runs the confirmation on R
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from hinterval import metrics as M
 from hinterval.config import SEED_LIMIT
+from hinterval.errors import UserError
+from hinterval.strict_load import read_json_file
 from tune.noise import SAMPLE_STEP, TEST_SAMPLES, sample_step
 from tune.records import is_complete, last_report, load_records, point_key, rank
 
@@ -191,6 +192,6 @@ def load_confirmation(out_dir: str | Path) -> Optional[Dict[str, Any]]:
     """``confirm.json`` of a sweep, or ``None`` (never confirmed, or unreadable)."""
     path = Path(out_dir) / CONFIRM_FILE
     try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError):
+        return read_json_file(path, "confirmation") if path.is_file() else None
+    except (OSError, ValueError, UserError):
         return None

@@ -17,7 +17,8 @@ from hinterval.files import resolve_path, write_json
 from tune import cluster
 from tune import space as S
 from tune import node_data
-from tune.prepare import SWEEP_FILE, check_flags, check_local_data, describe, load_saved_spec, plain_name, resolve
+from tune.prepare import (SWEEP_FILE, check_flags, check_local_data, check_sweep_dir, describe, load_saved_spec,
+                          plain_name, resolve)
 from tune.spec import SweepSpec
 from tune.trial_kinds import unused_warning
 from tune.startup import STARTUP
@@ -131,9 +132,7 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
             print(f"search.py: {Path(spec['out_dir']).parent / plain_name(args)} holds an earlier sweep; this one is "
                   f"{spec['name']!r} -> {spec['out_dir']} (--name NAME picks the name)", file=sys.stderr)
     out_dir = Path(spec["out_dir"])
-    if not args.resume and STARTUP.holds_sweep(out_dir) and not args.overwrite:
-        raise UserError(f"{out_dir} already holds a sweep named {spec['name']!r}; pass --resume to continue it, "
-                        "--overwrite to replace it, or choose another --name")
+    check_sweep_dir(out_dir, spec["name"], resume=args.resume, overwrite=args.overwrite)
     warning = unused_warning(spec)  # settings no trial reads: said with the sweep's description
     if args.dry_run:
         print(describe(spec, address=args.address, max_concurrent=spec["max_concurrent"]))

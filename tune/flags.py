@@ -8,7 +8,8 @@ import math
 from typing import Any, Dict, List, Mapping
 
 from hinterval.config import FIELD_SPECS, FIELDS
-from hinterval.errors import UserError
+from hinterval.errors import UserError, short
+from hinterval.strict_load import load_yaml
 
 
 def _space_flag_help(key: str) -> str:
@@ -52,11 +53,13 @@ def parse_fixed(items: List[str]) -> Dict[str, Any]:
         if key in NOT_SETTABLE:
             raise UserError(f"--set {key}: chosen per trial from --gpus-per-trial/--cpus-per-trial (--benchmark for the benchmark)")
         try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
+            parsed = load_yaml(value)
+        except (yaml.YAMLError, ValueError):
             raise UserError(f"--set {key}: {value[:60]!r} is not a valid value") from None
         if parsed is None:  # `--set lr=` would otherwise be silently ignored
             raise UserError(f"--set {key}= needs a value, e.g. --set {key}=VALUE")
+        if key in out and out[key] != parsed:  # the last one would silently win
+            raise UserError(f"--set {key} is given twice, differently ({short(out[key])} and {short(parsed)}); give it once")
         out[key] = parsed
     return out
 

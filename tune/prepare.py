@@ -7,7 +7,6 @@ This module does not import Ray.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -15,8 +14,9 @@ from typing import Any, List, Optional
 
 from hinterval.config import FIELD_SPECS, load_config_file, make_config
 from hinterval.data.registry import check_data
-from hinterval.errors import UserError
-from hinterval.files import resolve_path
+from hinterval.errors import UserError, short
+from hinterval.files import resolve_path, transient
+from hinterval.strict_load import read_json_file
 
 from tune import space as S
 from tune.spec import SweepSpec, sweep_spec
@@ -72,13 +72,31 @@ def default_name(args: argparse.Namespace, results_dir: Path, now: Optional[floa
     return fresh
 
 
+def check_sweep_dir(out_dir: Path, name: str, *, resume: bool, overwrite: bool) -> None:
+    """Refuse a results directory that is not empty, unless it holds a sweep and --resume or --overwrite
+    asks for it. A directory without ``sweep.json`` (a user's files) is never a sweep: --overwrite, which
+    deletes what is there, is refused for it too."""
+    found = sorted(p.name for p in out_dir.iterdir() if not transient(p.name)) if out_dir.is_dir() else []
+    if resume or not found:
+        return
+    if not (out_dir / SWEEP_FILE).is_file():
+        shown = ", ".join(short(n, 40) for n in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise UserError(f"{out_dir} is not empty and holds no sweep (no {SWEEP_FILE}; it holds {shown}); choose another "
+                        "--name or --results-dir (--overwrite replaces only a sweep, it never deletes other files)")
+    if not overwrite:
+        raise UserError(f"{out_dir} already holds a sweep named {name!r}; pass --resume to continue it, "
+                        "--overwrite to replace it, or choose another --name")
+
+
 def load_saved_spec(out_dir: Path) -> SweepSpec:
     path = out_dir / SWEEP_FILE
     if not path.is_file():
-        raise UserError(f"--resume: no sweep to resume in {str(out_dir)!r} (missing {SWEEP_FILE}); start it without --resume")
+        other = out_dir.is_dir() and not all(transient(p.name) for p in out_dir.iterdir())
+        raise UserError(f"--resume: no sweep to resume in {str(out_dir)!r} (missing {SWEEP_FILE}); "
+                        + ("it holds other files: start the sweep with another --name" if other else "start it without --resume"))
     try:
-        spec = SweepSpec.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        spec = SweepSpec.from_dict(read_json_file(path, "sweep state"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UserError) as exc:
         first = (str(exc).splitlines() or [""])[0][:200]
         raise UserError(f"--resume: {path} is corrupted ({type(exc).__name__}: {first}); "
                         "restore it or start the sweep again with --overwrite") from None

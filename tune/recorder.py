@@ -15,7 +15,6 @@ A task reported again after a resume (it had to be re-trained) is counted in ``r
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from ray.tune import Callback
 from hinterval import metrics as M
 from hinterval.callbacks import HParamDomain, TensorBoardLogger, hparams_experiment_summary
 from hinterval.files import write_json
+from hinterval.strict_load import read_json_file
 from hinterval.config import make_config
 from tune.records import load_records, point_key, same_point
 from tune.trainable import DIVERGED, REPLAYED
@@ -100,7 +100,7 @@ class SweepRecorder(Callback):
         if tid not in self._records:
             p = self._path(tid)
             if p.is_file():  # resumed sweep: continue the record written before
-                self._records[tid] = json.loads(p.read_text())
+                self._records[tid] = read_json_file(p, "trial record")
             else:
                 params = {k: v for k, v in dict(trial.config).items()}
                 try:

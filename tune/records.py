@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from hinterval import metrics as M
+from hinterval.errors import UserError
+from hinterval.strict_load import read_json_file
 
 #: after the objectives, ties are broken by these, in order: the certified accuracy, the centre
 #: network's accuracy, then forgetting
@@ -46,8 +48,8 @@ def load_records(out_dir: str | Path) -> List[Dict[str, Any]]:
     recs = []
     for p in sorted((Path(out_dir) / "trials").glob("*.json")):
         try:
-            recs.append(json.loads(p.read_text()))
-        except (OSError, json.JSONDecodeError):
+            recs.append(read_json_file(p, "trial record"))
+        except (OSError, ValueError, UserError):
             continue  # written atomically, so only foreign files land here
     return sorted(recs, key=lambda r: (r.get("started_at") or 0, r["trial_id"]))
 

@@ -9,6 +9,7 @@ enough trials finished. Every file is written atomically (temp file + rename). N
 from __future__ import annotations
 
 import functools
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -122,7 +123,7 @@ def write_report(out_dir: str | Path, records: Sequence[Dict[str, Any]], *, name
         header = (f"# Best config of sweep {name!r}: trial {best['trial_id']}, "
                   + ", ".join(f"{o} {fmt(last.get(o))}" for o in rank_keys(objectives)) + " (its search run)"
                   + "".join(f"\n# {line}" for line in confirmation_comment(confirmation, objectives))
-                  + f"\n# Train it: hinterval train --config {_shown(out / 'best_config.yaml')}"
+                  + f"\n# Train it: {shlex.join(['hinterval', 'train', '--config', str(_shown(out / 'best_config.yaml'))])}"
                   + "\n# (iters_per_task is the sweep's; raise it for a final run with --iters-per-task)\n")
         text = header + yaml.safe_dump(best_config(best), sort_keys=True)
         atomic_write(out / "best_config.yaml", lambda f: f.write(text), mode="w")

@@ -26,7 +26,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from hinterval.config import FIELD_SPECS, ExperimentConfig
 from hinterval.errors import UserError
 from hinterval.methods.registry import METHODS
-from hinterval.schema import parse_bool
+from hinterval.schema import ascii_float, ascii_int, parse_bool
 
 KINDS = ("uniform", "loguniform", "int", "choice")
 #: keys a trial may not change: they say what is run where, not how it learns (declared with ``sweep=None``)
@@ -115,7 +115,7 @@ def _number(key: str, what: str, value: Any) -> float:
     if isinstance(value, bool):
         raise UserError(f"search space: {key}: {what} must be a number, got {value!r}")
     try:
-        v = float(value)
+        v = ascii_float(value) if isinstance(value, str) else float(value)
     except (TypeError, ValueError):
         raise UserError(f"search space: {key}: {what} must be a number, got {value!r}") from None
     if not math.isfinite(v):
@@ -226,9 +226,9 @@ def parse_flag(key: str, text: str) -> Tuple[Optional[BaseDistribution], Any]:
 def _convert(key: str, fk: str, text: str) -> Any:
     try:
         if fk == "int":
-            return int(text)
+            return ascii_int(text)
         if fk == "float":
-            return float(text)
+            return ascii_float(text)
     except ValueError:
         raise UserError(f"--{key.replace('_', '-')}: {text!r} is not a valid {fk}") from None
     if fk == "bool":

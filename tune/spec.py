@@ -117,6 +117,19 @@ def _absolute(path: str, cwd: str) -> str:
     return os.path.normpath(os.path.join(cwd, os.path.expanduser(path)))
 
 
+def _refuse_twice(first: Mapping[str, Any], second: Mapping[str, Any], first_name: str, second_name: str) -> None:
+    """Refuse a key that two places of the command line fix to different values (the last would silently win)."""
+    from hinterval.config import FIELD_SPECS
+    from hinterval.schema import check_value
+
+    for k in sorted(set(first) & set(second)):
+        a, b = (check_value(FIELD_SPECS[k], v) for v in (first[k], second[k]))
+        if a != b:
+            name = first_name or f"--{k.replace('_', '-')}"
+            raise UserError(f"{name} and {second_name} give {k} twice, differently ({short(a)} and {short(b)}); "
+                            "keep one of them")
+
+
 def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: str,
                space_data: Optional[Mapping[str, Any]] = None) -> SweepSpec:
     """Validate the command line and resolve the sweep. Pure: no file is read, ``args`` is not changed.
@@ -169,7 +182,9 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
     if args.data_dir:
         base["data_dir"] = args.data_dir
     fixed = parse_fixed(args.fixed)
-    base.update(fixed)  # --set data_dir=... wins over --data-dir
+    typed = {"num_tasks": args.num_tasks, "iters_per_task": args.iters_per_task or None, "data_dir": args.data_dir}
+    _refuse_twice({k: v for k, v in typed.items() if v is not None}, fixed, "", "--set")  # --num-tasks 3 --set num_tasks=4
+    base.update(fixed)
     if base.get("data_dir"):
         base["data_dir"] = _absolute(str(base["data_dir"]), cwd)  # trials run in other directories
 
@@ -190,6 +205,7 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
     # without what --set or a flag fixes
     space = (S.parse_space(space_data) if space_data is not None
              else S.default_space(make_config({**base, **flag_fixed}), exclude=(*fixed, *flag_fixed)))
+    _refuse_twice(dict(space.fixed), fixed, "the --space file", "--set")  # `gamma: 1` and --set gamma=2 (flags edit a space)
     searched_and_set = sorted(set(fixed) & set(space.names))
     if searched_and_set:  # a --space file searches what --set fixes
         k = searched_and_set[0]

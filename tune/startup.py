@@ -11,6 +11,8 @@ from typing import Any, List, Optional
 from hinterval.errors import UserError
 from hinterval.files import LOCK_NAME, DirectoryLock, check_writable_dir
 
+from tune.prepare import check_sweep_dir
+
 
 class SweepStartup:
     """What a sweep driver sets up before its first trial, and undoes if it fails there.
@@ -36,11 +38,6 @@ class SweepStartup:
         self._buf: Any = None
 
     @staticmethod
-    def holds_sweep(out_dir: Path) -> bool:
-        """Whether ``out_dir`` holds anything besides a lock file."""
-        return out_dir.is_dir() and any(p.name != LOCK_NAME for p in out_dir.iterdir())
-
-    @staticmethod
     def check_writable(out_dir: Path) -> None:
         check_writable_dir(out_dir, "--results-dir")  # a file or a read-only place: exit 2 before Ray starts
 
@@ -51,10 +48,11 @@ class SweepStartup:
         except FileExistsError:
             created = []
         lock = DirectoryLock(out_dir, f"sweep {name!r} in").acquire()
-        if not resume and not overwrite and self.holds_sweep(out_dir):  # checked again, now under the lock
+        try:
+            check_sweep_dir(out_dir, name, resume=resume, overwrite=overwrite)  # checked again, now under the lock
+        except UserError:
             lock.release()
-            raise UserError(f"{out_dir} already holds a sweep named {name!r}; pass --resume to continue it, "
-                            "--overwrite to replace it, or choose another --name")
+            raise
         self.lock, self.out_dir, self.created, self.resume = lock, out_dir, created, resume
         import ray
 
@@ -69,7 +67,9 @@ class SweepStartup:
 
     def clear(self, out_dir: Path) -> None:
         """Before the first write of a new sweep: remove an old sweep's files (``--overwrite``), keeping the
-        directory and its lock. From here on the directory holds only what this driver writes."""
+        directory and its lock. From here on the directory holds only what this driver writes. A directory
+        that holds no sweep is refused again here, where files are deleted."""
+        check_sweep_dir(out_dir, out_dir.name, resume=False, overwrite=True)
         self.dirty = True
         for p in out_dir.iterdir():
             if p.name != LOCK_NAME:

@@ -1,6 +1,7 @@
 """After the last trial (or an interruption): the report files and the summary a user reads."""
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any, Dict
 
@@ -43,15 +44,17 @@ def finish(spec: SweepSpec, *, wall_s: float, running: bool = False) -> Dict[str
         if r["status"] in ("ERROR", "DIVERGED"):
             print(f"trial {r['trial_id']} {r['status'].lower()} after {r['tasks_done']} task(s): {r.get('error')}")
     if stopped:
-        print(f"not all trials finished; continue with: python tune/search.py --name {spec['name']} --resume"
-              + (f" --results-dir {Path(spec['out_dir']).parent}" if Path(spec["out_dir"]).parent != Path("results").resolve() else ""))
+        parent = Path(spec["out_dir"]).parent
+        where = ["--results-dir", str(parent)] if parent != Path("results").resolve() else []
+        print("not all trials finished; continue with: "
+              + shlex.join(["python", "tune/search.py", "--name", spec["name"], "--resume", *where]))
     out = spec["out_dir"]
     print(f"results: {out}/  (leaderboard.md, trials.csv{', best_config.yaml' if best else ''}, plots/)")
-    if spec["tensorboard"]:
-        print(f"compare trials: tensorboard --logdir {out}/tensorboard   (HParams tab: one row per trial)")
+    if spec["tensorboard"]:  # commands are shell-quoted: a path may hold spaces or $(...)
+        print(f"compare trials: {shlex.join(['tensorboard', '--logdir', f'{out}/tensorboard'])}   (HParams tab: one row per trial)")
     if has_study:
-        print(f"optuna study:   optuna-dashboard {study_url(out)}")
+        print(f"optuna study:   {shlex.join(['optuna-dashboard', study_url(out)])}")
     if best is not None:
-        print(f"train the best config: hinterval train --config {out}/best_config.yaml")
+        print(f"train the best config: {shlex.join(['hinterval', 'train', '--config', f'{out}/best_config.yaml'])}")
     summary.pop("frame", None)
     return {**summary, "spec": spec, "records": records, "wall_s": wall_s, "unfinished": stopped}

@@ -14,8 +14,9 @@ Some JPEGs are grayscale: they are converted to RGB. All images are 64x64. Decod
 takes minutes, so it happens once: the arrays go to ``<root>/hinterval_cache_uint8.npz``
 (written atomically: temp file + ``os.replace``, under a ``filelock`` lock so concurrent trials
 do not decode twice). If the data folder is read-only the cache goes to ``$HINTERVAL_CACHE_DIR`` or
-``~/.cache/hinterval`` instead, with a note on stderr. The cache records the wnids and file counts
-and is rebuilt when they no longer match the folder.
+``~/.cache/hinterval`` instead, with a note on stderr. The cache records what it was built from
+(:func:`fingerprint`: the label files' bytes, every image's path, label, size and time) and is
+rebuilt when any of it changed.
 """
 from __future__ import annotations
 
@@ -31,14 +32,15 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from hinterval.files import atomic_write, waiting_lock
+from hinterval.console import progress_bar
+from hinterval.files import atomic_write, open_regular, regular_file_stat, waiting_lock
 from hinterval.data.base import Benchmark, split_by_classes
 from hinterval.data.common import VAL_FRACTION, require_data_dir, resolve_tasks
-from hinterval.errors import DataError
+from hinterval.errors import DataError, UserError
 
 FOLDER = "tiny-imagenet-200"
 CACHE_NAME = "hinterval_cache_uint8.npz"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the fingerprint covers every file's size and time and the label files' bytes
 SIDE = 64
 MEAN, STD = (0.4802, 0.4481, 0.3975), (0.2302, 0.2265, 0.2262)  # usual TinyImageNet train statistics
 HOW = ("run `hinterval data download tinyimagenet --data-dir DIR` (or download "
@@ -108,8 +110,10 @@ def decode_jpeg(path: Path) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with open_regular(path, "TinyImageNet image") as f, Image.open(f) as im:  # a FIFO named *.JPEG must not block
             arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except UserError:
+        raise
     except Exception as exc:  # PIL raises several types for broken files
         raise DataError(f"TinyImageNet: cannot decode {path}: {exc}; re-extract the zip") from None
     if arr.shape != (SIDE, SIDE, 3):
@@ -118,23 +122,36 @@ def decode_jpeg(path: Path) -> np.ndarray:
 
 
 def decode_all(files: List[Path], desc: str) -> np.ndarray:
-    """Decode ``files`` into one ``(N, 3, 64, 64)`` uint8 array with a progress bar (threads: PIL
-    releases the GIL while decoding)."""
-    from tqdm.auto import tqdm
-
+    """Decode ``files`` into one ``(N, 3, 64, 64)`` uint8 array with a progress bar where bars are shown
+    (:func:`~hinterval.console.progress_shown`; threads: PIL releases the GIL while decoding)."""
     out = np.empty((len(files), 3, SIDE, SIDE), dtype=np.uint8)
     workers = min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
-        for i, arr in enumerate(tqdm(pool.map(decode_jpeg, files, chunksize=64), total=len(files), desc=desc,
-                                     mininterval=1.0, file=sys.stderr)):
+        for i, arr in enumerate(progress_bar(pool.map(decode_jpeg, files, chunksize=64), desc, total=len(files),
+                                             mininterval=1.0)):
             out[i] = arr
     return out
 
 
-def fingerprint(root: Path, wnids: List[str], n_train: int, n_val: int) -> str:
-    """What the cache must match: format, wnids and file counts (cheap, no file contents)."""
-    return json.dumps({"format": CACHE_FORMAT, "wnids": wnids, "n_train": n_train, "n_val": n_val,
-                       "side": SIDE}, sort_keys=True)
+def fingerprint(root: Path, wnids: List[str], train_files: List[Path], train_labels: List[int],
+                val_files: List[Path], val_labels: List[int]) -> str:
+    """What the cache was built from: the class list, every image's path, label, size and modification
+    time, and the bytes of ``wnids.txt`` and ``val/val_annotations.txt``.
+
+    Why so much: a cache keyed on file counts alone was reused after ``val_annotations.txt`` changed
+    (same counts, other labels), and training silently used the old labels. Stat-ing 110k files
+    costs about a second; reading them again would cost the minutes the cache saves. An image
+    replaced in place with the same size and time is not noticed (as by ``make``).
+    """
+    h = hashlib.sha256()
+    for name in ("wnids.txt", "val/val_annotations.txt"):
+        h.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    for files, labels in ((train_files, train_labels), (val_files, val_labels)):
+        for p, y in zip(files, labels):
+            st = regular_file_stat(p, "TinyImageNet image")  # a FIFO is refused before decoding starts
+            h.update(f"{p.relative_to(root)}\t{y}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return json.dumps({"format": CACHE_FORMAT, "wnids": wnids, "n_train": len(train_files), "n_val": len(val_files),
+                       "side": SIDE, "sources": h.hexdigest()}, sort_keys=True)
 
 
 def dir_writable(d: Path) -> bool:
@@ -179,7 +196,7 @@ def load_arrays(data_dir: Optional[str]) -> Tuple[Dict[str, np.ndarray], List[st
     root = find_root(data_dir)
     wnids = read_wnids(root)
     train_files, train_labels, val_files, val_labels = list_files(root, wnids)
-    fp = fingerprint(root, wnids, len(train_files), len(val_files))
+    fp = fingerprint(root, wnids, train_files, train_labels, val_files, val_labels)
     path = cache_path(root)
     lock = path.with_name(path.name + ".lock")
     try:
