@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Dict, List, Optional, Protocol, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Union
 
 import torch
 
@@ -90,6 +90,39 @@ def make_optimizer(params: Sequence[torch.nn.Parameter], lr: float) -> torch.opt
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
+def to_host(values: Mapping[str, Union[float, torch.Tensor]]) -> Dict[str, float]:
+    """``values`` as Python floats, with one device-to-host transfer for all the tensors among them.
+
+    Why one function: each transfer makes the host wait until the GPU has finished all the work
+    queued before it, so the trainer calls this only where it needs the numbers (the host syncs
+    of the step loop: ``docs/architecture.md``).
+    """
+    keys = [k for k, v in values.items() if isinstance(v, torch.Tensor)]
+    out = {k: float(v) for k, v in values.items() if not isinstance(v, torch.Tensor)}
+    if keys:
+        numbers = torch.stack([values[k].detach().reshape(()).float() for k in keys]).tolist()
+        out.update(zip(keys, numbers))
+    return out
+
+
+class DivergenceWatch:
+    """The first iteration of a task whose loss was not finite, and that loss, noted on the device
+    (no host sync); read with the step's logs wherever the trainer syncs anyway."""
+
+    def __init__(self, device: torch.device):
+        self.first = torch.full((), -1, dtype=torch.long, device=device)
+        self.loss = torch.zeros((), device=device)
+
+    def note(self, it: int, loss: torch.Tensor) -> None:
+        new = ~torch.isfinite(loss.detach()) & (self.first < 0)
+        self.first = torch.where(new, it, self.first)
+        self.loss = torch.where(new, loss.detach().float(), self.loss)
+
+    def fields(self) -> Dict[str, torch.Tensor]:
+        """Tensors to send to the host with the logs (:func:`to_host`)."""
+        return {"diverged_at": self.first, "diverged_loss": self.loss}
 
 
 class BatchSampler:
@@ -229,6 +262,7 @@ class ContinualTrainer:
         ramp = RampController(cfg.ramp if method.has_intervals else "fixed", n_iters=n_iters,
                               ramp_fraction=cfg.ramp_fraction, num_classes=self.benchmark.classes_per_task)
         sampler = BatchSampler(len(task.train), cfg.batch_size, self.device)
+        watch = DivergenceWatch(self.device)
         best_score, best_state, best_ramp = None, None, ramp.position
         step0 = sum(iterations_for(cfg, self.benchmark.tasks[j]) for j in range(t))  # global step offset
         bar = _progress(range(n_iters), f"task {t + 1}/{len(self.benchmark)}", self.progress)
@@ -240,28 +274,37 @@ class ContinualTrainer:
             x = task.inputs(task.train.x[idx])
             if augment is not None:
                 x = augment(x)
-            loss, logs = method.training_loss(t, x, task.train.y[idx], ramp.position)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss became {float(loss.detach())} at task {t + 1}/{len(self.benchmark)}, iteration {it + 1}/{n_iters}; "
-                    f"lower --lr (now {cfg.lr}) or --beta/--gamma")
+            loss, step_logs = method.training_loss(t, x, task.train.y[idx], ramp.position)
+            watch.note(it, loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            last = it == n_iters - 1
+            report, validate = it % 25 == 0, (it + 1) % cfg.val_every == 0 or last
+            # The host reads the step's numbers only where it needs them: every step for the guarded
+            # warm-up, else at the step reports and validations. A loss that stopped being finite is
+            # caught there: the run ends, so the steps taken after it do not matter.
+            logs: Dict[str, float] = {}
+            if ramp.reads_logs or report or validate:
+                logs = to_host({**step_logs, **watch.fields()})
+                bad_it, bad_loss = int(logs.pop("diverged_at")), logs.pop("diverged_loss")
+                if bad_it >= 0:
+                    raise TrainingDiverged(
+                        f"loss became {bad_loss} at task {t + 1}/{len(self.benchmark)}, iteration {bad_it + 1}/{n_iters}; "
+                        f"lower --lr (now {cfg.lr}) or --beta/--gamma")
             ramp.update(logs)
-            if it % 25 == 0:
+            if report:
                 logs["step"] = step0 + it
                 if self.progress:
                     bar.set_postfix(loss=f"{logs['loss']:.4f}")
                 for cb in self.callbacks:
                     if hasattr(cb, "on_step"):
                         cb.on_step(t, it, logs)
-            last = it == n_iters - 1
             # Model selection: states trained on the full box rank above states from before the
             # warm-up finished (those never trained their box at full gamma); among equals the
             # higher centre + worst-case validation accuracy wins, ties go to the later state. The
             # earlier states are kept as a fallback for a task whose box never reached full gamma.
-            if (it + 1) % cfg.val_every == 0 or last:
+            if validate:
                 score = (ramp.complete, self._validation_score(t))
                 if best_score is None or score >= best_score:
                     best_score, best_state, best_ramp = score, [p.detach().clone() for p in params], ramp.position

@@ -12,7 +12,7 @@ from hinterval.evaluation import Predictor
 from hinterval.held_box import clip_box
 from hinterval.hypernet import HnetOutput, HyperNetwork
 from hinterval.intervals import relative_radius, worst_case_logits
-from hinterval.methods.base import ContinualMethod, WeightBoxPredictor
+from hinterval.methods.base import ContinualMethod, StepLogs, WeightBoxPredictor
 from hinterval.schedule import kappa_and_scale, worst_case_loss
 from hinterval.regularizers import box_regularizer, output_regularizer, regularizer_weight
 
@@ -81,7 +81,7 @@ class HyperIntervalMethod(ContinualMethod):
     def trainable_parameters(self, task_id: int) -> List[nn.Parameter]:
         return [*self.embeddings.task_parameters(task_id), *self.hnet.parameters()]
 
-    def training_loss(self, task_id: int, x: Tensor, y: Tensor, ramp: float) -> Tuple[Tensor, Dict[str, float]]:
+    def training_loss(self, task_id: int, x: Tensor, y: Tensor, ramp: float) -> Tuple[Tensor, StepLogs]:
         kappa, scale = kappa_and_scale(ramp, self.cfg.kappa_min)
         use_interval = self.gamma > 0 and kappa < 1.0
         # The current task (row 0) AND all previous tasks (rows 1..t) that the regulariser needs go
@@ -109,20 +109,20 @@ class HyperIntervalMethod(ContinualMethod):
         else:
             logits_mid = self.target.forward(x, w_mid)
         ce_mid = F.cross_entropy(logits_mid, y)
-        loss, logs = kappa * ce_mid, {"ce_middle": float(ce_mid.detach()), "kappa": kappa, "radius_scale": scale,
-                                      "acc_centre": float((logits_mid.detach().argmax(1) == y).float().mean())}
+        loss, logs = kappa * ce_mid, {"ce_middle": ce_mid.detach(), "kappa": kappa, "radius_scale": scale,
+                                      "acc_centre": (logits_mid.detach().argmax(1) == y).float().mean()}
         if use_interval:
             worst = worst_case_logits(c - r, c + r, y)
             ce_worst, raw = worst_case_loss(worst, logits_mid, y, capped=self.cfg.ramp == "guarded")
             loss = loss + (1.0 - kappa) * ce_worst
-            logs["ce_worst"] = float(raw.detach())
+            logs["ce_worst"] = raw.detach()
             logs.update(_margin_logs(worst.detach(), y))
-            logs["worst_share"] = float((1.0 - kappa) * ce_worst.detach() / loss.detach().clamp_min(1e-12))
+            logs["worst_share"] = (1.0 - kappa) * ce_worst.detach() / loss.detach().clamp_min(1e-12)
         if regularise:
             reg = self._regulariser(passes, task_id)
             loss = loss + regularizer_weight(self.cfg.beta, task_id, self.cfg.reg_normalisation) * reg
-            logs["reg"] = float(reg.detach())
-        logs["loss"] = float(loss.detach())
+            logs["reg"] = reg.detach()
+        logs["loss"] = loss.detach()
         return loss, logs
 
     def _regulariser(self, passes: List[Tuple[slice, HnetOutput]], n_prev: int) -> Tensor:
@@ -205,10 +205,10 @@ class HyperIntervalMethod(ContinualMethod):
         return WeightBoxPredictor(self.target, out.middle, out.centre, out.radius, self.universal_weights(max(task_ids) + 1))
 
 
-def _margin_logs(worst: Tensor, y: Tensor) -> Dict[str, float]:
+def _margin_logs(worst: Tensor, y: Tensor) -> Dict[str, Tensor]:
     """Certified margin of a batch: lower bound of the true logit minus the largest upper bound of
     the others (positive = every weight in the box classifies the sample correctly)."""
     true = worst.gather(1, y[:, None]).squeeze(1)
     other = worst.scatter(1, y[:, None], float("-inf")).max(dim=1).values
     margin = true - other
-    return {"worst_margin": float(margin.median()), "acc_worst": float((margin > 0).float().mean())}
+    return {"worst_margin": margin.median(), "acc_worst": (margin > 0).float().mean()}
