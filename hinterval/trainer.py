@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Union
+from typing import Any, Dict, List, Optional, Protocol, Sequence
 
 import torch
 
 from hinterval import metrics as M
+from hinterval import transfer
 from hinterval.config import RESOURCE_FIELDS, ExperimentConfig, make_config
 from hinterval.data.base import Benchmark, Task
 from hinterval.data.registry import load_for
@@ -92,21 +93,6 @@ def make_optimizer(params: Sequence[torch.nn.Parameter], lr: float) -> torch.opt
         return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
-def to_host(values: Mapping[str, Union[float, torch.Tensor]]) -> Dict[str, float]:
-    """``values`` as Python floats, with one device-to-host transfer for all the tensors among them.
-
-    Why one function: each transfer makes the host wait until the GPU has finished all the work
-    queued before it, so the trainer calls this only where it needs the numbers (the host syncs
-    of the step loop: ``docs/architecture.md``).
-    """
-    keys = [k for k, v in values.items() if isinstance(v, torch.Tensor)]
-    out = {k: float(v) for k, v in values.items() if not isinstance(v, torch.Tensor)}
-    if keys:
-        numbers = torch.stack([values[k].detach().reshape(()).float() for k in keys]).tolist()
-        out.update(zip(keys, numbers))
-    return out
-
-
 class DivergenceWatch:
     """The first iteration of a task whose loss was not finite, and that loss, noted on the device
     (no host sync); read with the step's logs wherever the trainer syncs anyway."""
@@ -121,7 +107,7 @@ class DivergenceWatch:
         self.loss = torch.where(new, loss.detach().float(), self.loss)
 
     def fields(self) -> Dict[str, torch.Tensor]:
-        """Tensors to send to the host with the logs (:func:`to_host`)."""
+        """Tensors to send to the host with the logs (:func:`hinterval.transfer.to_host`)."""
         return {"diverged_at": self.first, "diverged_loss": self.loss}
 
 
@@ -286,7 +272,7 @@ class ContinualTrainer:
             # caught there: the run ends, so the steps taken after it do not matter.
             logs: Dict[str, float] = {}
             if ramp.reads_logs or report or validate:
-                logs = to_host({**step_logs, **watch.fields()})
+                logs = transfer.to_host({**step_logs, **watch.fields()})
                 bad_it, bad_loss = int(logs.pop("diverged_at")), logs.pop("diverged_loss")
                 if bad_it >= 0:
                     raise TrainingDiverged(
