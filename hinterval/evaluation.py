@@ -254,7 +254,7 @@ def evaluate_tasks(
         raise ValueError(f"cil_score must be one of {CIL_SCORES}, got {cil_score!r}")
     tasks = [benchmark.tasks[i] for i in task_ids]
     device = tasks[0].train.y.device
-    class_table = torch.tensor([t.classes for t in tasks], device=device)  # (T, C)
+    class_table = torch.tensor([t.classes for t in tasks]).to(device)  # (T, C)
     T = len(tasks)
     results: Dict[str, Any] = {s: [] for s in scenarios}
     score_name, calib, val_accs = "entropy", None, {}
@@ -297,7 +297,7 @@ def evaluate_tasks(
                 pred_local = mid[pred_task, idx].argmax(-1)
                 pred_global = class_table[pred_task, pred_local]
                 correct[pos, col["cil"]] += (pred_global == class_table[pos, y]).sum()
-                confusion[pos] += torch.bincount(pred_task, minlength=T)
+                confusion[pos].index_add_(0, pred_task, torch.ones_like(pred_task))  # bincount: shape from the data
     host = transfer.to_host({"correct": correct, "violations": violations, "confusion": confusion})
     for pos, task in enumerate(tasks):
         for s in scenarios:

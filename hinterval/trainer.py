@@ -60,11 +60,17 @@ class Callback(Protocol):
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a user error."""
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a user error.
+
+    CUDA comes with its index (the current device, what a plain ``cuda`` means): tensors then
+    name one device, and the fake-CUDA tests can move data onto it without a GPU.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was requested but no CUDA GPU is available here; use --device cpu or auto")
+    if name == "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device(name)
 
 
