@@ -39,15 +39,17 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-#: (label, preset benchmark, --set of its `hinterval train` run on split-digits)
+#: the CNN presets' chunked hypernetwork (split-digits' own is unchunked: 35 GiB with AlexNet)
+CNN_HNET = ["--hnet-hidden", "100", "--hnet-chunk-size", "7000", "--embedding-dim", "48"]
+#: (label, preset benchmark, flags of its short `hinterval train` run on split-digits)
 TARGETS = [
     ("MLP, split-mnist preset", "split-mnist", []),
-    ("ResNet-18 32x32, split-cifar100 preset", "split-cifar100", ["--target", "resnet18", "--image-size", "32",
-                                                                  "--image-channels", "3"]),
-    ("ResNet-18 64x64, tinyimagenet preset", "tinyimagenet", ["--target", "resnet18", "--image-size", "64",
-                                                              "--image-channels", "3"]),
-    ("AlexNet 32x32, split-cifar10 preset", "split-cifar10", ["--target", "alexnet", "--image-size", "32",
-                                                            "--image-channels", "3"]),
+    ("ResNet-18 32x32, split-cifar100 preset", "split-cifar100",
+     ["--target", "resnet18", "--image-size", "32", "--image-channels", "3", *CNN_HNET]),
+    ("ResNet-18 64x64, tinyimagenet preset", "tinyimagenet",
+     ["--target", "resnet18", "--image-size", "64", "--image-channels", "3", *CNN_HNET]),
+    ("AlexNet 32x32, split-cifar10 preset", "split-cifar10",
+     ["--target", "alexnet", "--image-size", "32", "--image-channels", "3", *CNN_HNET]),
 ]
 #: aten operators that move or view data rather than compute: allowed on CPU tensors in a GPU step
 MOVES = ("to", "_to_copy", "copy_", "lift_fresh", "lift_fresh_copy", "detach", "alias", "_local_scalar_dense", "view",
@@ -181,7 +183,7 @@ def memory_item(device: str, quick: bool) -> Dict[str, Any]:
         else:
             print(f"  {label}: {row['num_tasks']} tasks, last task trained and all evaluated in {row['wall_s']:.1f} s "
                   "(memory figures need a GPU)", flush=True)
-        out["presets"].append(dict(target=label, **row))
+        out["presets"].append(dict(label=label, **row))
     return out
 
 
@@ -196,9 +198,11 @@ def _run(cmd: List[str], log: Path, timeout: float) -> None:
 
 def train_item(device: str, quick: bool, work: Path) -> List[Dict[str, Any]]:
     """One short real ``hinterval train`` per target on split-digits; its result must name the device."""
-    iters = 10 if quick else 100
+    iters = 3 if quick else 100
     rows = []
     for label, _, flags in TARGETS:
+        if quick:  # a CNN's interval step takes seconds on a CPU
+            flags = [*flags, "--batch-size", "16"]
         name = label.split(",")[0].replace(" ", "-").lower()
         out = work / f"train-{name}"
         cmd = [sys.executable, "-m", "hinterval", "train", "--benchmark", "split-digits", "--num-tasks", "2",
@@ -224,7 +228,7 @@ def sweep_item(device: str, quick: bool, work: Path) -> Dict[str, Any]:
     """A 2-trial sweep sharing one GPU (``--gpus-per-trial 0.5``); every trial must report the device."""
     gpus = "0.5" if device == "cuda" else "0"
     cmd = [sys.executable, "tune/search.py", "--benchmark", "split-digits", "--num-samples", "2", "--num-tasks", "2",
-           "--iters-per-task", "10" if quick else "100", "--confirm-seeds", "0", "--gpus-per-trial", gpus,
+           "--iters-per-task", "3" if quick else "100", "--confirm-seeds", "0", "--gpus-per-trial", gpus,
            "--cpus-per-trial", "1", "--results-dir", str(work / "sweeps"), "--name", "gpu-check", "--overwrite",
            "--no-tensorboard"]
     t0 = time.perf_counter()

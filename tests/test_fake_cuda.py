@@ -17,8 +17,8 @@ Two things cannot run on fake CUDA tensors on a machine without a GPU, and the t
   ``TaskCalibration.from_samples`` selects samples with boolean masks (data-dependent shapes),
   so the calibrated CIL scores are checked from a calibration built of device tensors.
 
-Sizes: the preset networks at their real shapes (nothing is allocated or computed), a few
-samples per task.
+Sizes: the preset CNNs at their real shapes (nothing is allocated or computed), a small MLP, a
+few samples per task.
 """
 from __future__ import annotations
 
@@ -267,6 +267,20 @@ def test_every_method_trains_and_predicts_on_the_device(fake_cuda, method, mode,
 
 def test_every_method_covers_the_targets_it_is_checked_on() -> None:
     assert {m for m, _ in METHOD_CASES} == set(METHOD_NAMES)
+
+
+def test_guarded_warm_up_checks_stay_on_the_device(fake_cuda) -> None:
+    """The capped worst-case loss picks its branch on the device; the warm-up reads the step's
+    logs through the one transfer."""
+    from hinterval.schedule import RampController, worst_case_loss
+
+    worst, mid = torch.randn(4, 3, device=CUDA), torch.randn(4, 3, device=CUDA)
+    y = torch.zeros(4, dtype=torch.long, device=CUDA)
+    loss, raw = worst_case_loss(worst, mid, y, capped=True)
+    assert on_device(loss) and on_device(raw)
+    ramp = RampController("guarded", n_iters=10, ramp_fraction=0.5, num_classes=3)
+    assert ramp.reads_logs
+    ramp.update(transfer.to_host({"acc_centre": torch.ones((), device=CUDA), "ce_worst": raw, "ce_middle": raw}))
 
 
 # --- evaluation -----------------------------------------------------------------------------------
