@@ -180,6 +180,17 @@ def test_data_moves_to_the_device_once_and_batches_stay_there(fake_cuda, side) -
             assert on_device(random_flip_crop(x))
 
 
+def test_grey_digits_padded_resized_and_repeated_to_rgb_on_the_device(fake_cuda) -> None:
+    """split-digits as CNN input (``--image-size 64 --image-channels 3``): pad, resize, repeat."""
+    bench = image_benchmark(1, 2, 8)
+    task = bench.tasks[0]
+    task.train.x = task.train.x[:, :1]  # grey 8x8
+    task.pad_to, task.resize_to, task.channels = 32, 64, 3
+    task = bench.to(CUDA).tasks[0]
+    x = task.inputs(task.train.x)
+    assert on_device(x) and x.shape == (4, 3, 64, 64)
+
+
 def test_permuted_inputs_stay_on_the_device(fake_cuda) -> None:
     bench = image_benchmark(1, 2, None)
     task = bench.tasks[0]
@@ -339,11 +350,21 @@ def test_full_runs_on_a_fake_device(fake_meta, method, mode) -> None:
     the guarded warm-up, validation, model selection, evaluation in every scenario and the
     checkpoint state, on fake tensors of the ``meta`` device (which, unlike fake CUDA, runs the
     backward pass here); every tensor the host reads comes from the device."""
-    trainer = ContinualTrainer(config("mlp", "split-mnist", method=method, embedding_mode=mode),
+    seen: Dict[str, list] = {"step": [], "task_end": []}
+
+    class Recorder:
+        def on_step(self, task_id: int, step: int, logs: Dict[str, float]) -> None:
+            seen["step"].append(logs)
+
+        def on_task_end(self, task_id: int, metrics: Dict[str, Any], state: Dict[str, Any]) -> None:
+            seen["task_end"].append(state)
+
+    trainer = ContinualTrainer(config("mlp", "split-mnist", method=method, embedding_mode=mode), callbacks=[Recorder()],
                                benchmark=image_benchmark(2, 2, None), progress=False)
     result = trainer.fit()
     state = trainer.state()
-    assert result["tasks_done"] == 2
+    assert result["tasks_done"] == 2 and len(seen["task_end"]) == 2
+    assert seen["step"] and all(isinstance(v, (int, float)) for logs in seen["step"] for v in logs.values())
     assert all(t.device.type == "cpu" for t in tensors_of(state["model"]))  # checkpoints load anywhere
 
 
