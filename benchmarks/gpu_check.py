@@ -11,7 +11,8 @@ check with ``GPU CHECK FAILED at step <name>`` and exit status 1:
    (``hnet``: the same hypernetwork and target without intervals) and the plain network
    (``finetune``). Images/s of each and the interval/point cost ratio; on CUDA the CNN interval
    step once more with ``torch.backends.cudnn.benchmark`` on. Then three steps of the interval
-   run under :class:`CpuOpWatch`: on CUDA any operator computing on CPU tensors fails the step.
+   run (and the task's validation and evaluation) under :class:`CpuOpWatch`: on CUDA any operator
+   computing on CPU tensors fails the step; CUDA's sync debug mode counts the host syncs there.
 2. ``memory`` -- peak GPU memory of one sweep trial per preset (``benchmarks/trial_memory.py``:
    the data set's real size on the device, the last task's steps and the full evaluation after it)
    and the largest ``--gpus-per-trial`` of the form 1/k that fits.
@@ -32,6 +33,7 @@ import json
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -138,15 +140,22 @@ def step_item(device: str, quick: bool) -> List[Dict[str, Any]]:
         torch.backends.cudnn.benchmark = False
         watch_cfg = base.replace(method="hyperinterval", iters_per_task=3, val_every=3)
         trainer = ContinualTrainer(watch_cfg, benchmark=bench, progress=False)
-        with CpuOpWatch() as watch:
+        if device == "cuda":  # every call that makes the host wait for the GPU warns (counted, not failed)
+            torch.cuda.set_sync_debug_mode("warn")
+        with warnings.catch_warnings(record=True) as caught, CpuOpWatch() as watch:
+            warnings.simplefilter("always")
             trainer.fit()
+        if device == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
+        syncs = sum("synchroniz" in str(w.message) for w in caught) if device == "cuda" else None
         row = dict(target=label, preset=preset, batch_size=base.batch_size, input_shape=list(shape),
                    timing="best 25-step window" if windows else f"whole {iters}-step run / {iters} (rehearsal)",
                    interval_mode=base.interval_mode, interval_scope=base.interval_scope,
                    target_weights=int(trainer.method.target.num_params),
                    **{f"{k}_s_per_step": v for k, v in sec.items()},
                    **{f"{k}_images_per_s": base.batch_size / v for k, v in sec.items()},
-                   interval_point_ratio=sec["interval"] / sec["point"], cpu_ops=dict(watch.found))
+                   interval_point_ratio=sec["interval"] / sec["point"], cpu_ops=dict(watch.found),
+                   host_syncs_3_steps_validation_evaluation=syncs)
         print(f"  {label}: batch {base.batch_size}, {base.interval_mode} {base.interval_scope}: interval "
               f"{row['interval_images_per_s']:,.0f} images/s, point {row['point_images_per_s']:,.0f}, plain "
               f"{row['plain_images_per_s']:,.0f}; interval/point cost {row['interval_point_ratio']:.2f}x"
