@@ -19,6 +19,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from hinterval import transfer
 from hinterval.config import EMBEDDING_MODES, NESTED_CENTRES
 
 
@@ -98,12 +99,18 @@ class TaskEmbeddings(nn.Module):
             ``(midpoint, lower, upper)`` of the intersection (each ``(d,)``), or ``None`` when the
             boxes do not intersect (possible only in ``non-forced`` mode).
         """
+        mid, lower, upper = self.intersection(num_seen)
+        if transfer.to_host({"empty": (lower > upper).any()})["empty"]:  # a host sync, once per evaluation
+            return None
+        return mid, lower, upper
+
+    def intersection(self, num_seen: Optional[int] = None) -> Tuple[Tensor, Tensor, Tensor]:
+        """``(midpoint, lower, upper)`` of the first ``num_seen`` boxes' per-coordinate overlap, unchecked
+        (``lower > upper`` somewhere when they do not intersect; nested boxes always do)."""
         n = self.num_tasks if num_seen is None else num_seen
         c, r = self.box(range(n))
         lower = (c - r).max(dim=0).values
         upper = (c + r).min(dim=0).values
-        if bool((lower > upper).any()):
-            return None
         return (lower + upper) / 2, lower, upper
 
 

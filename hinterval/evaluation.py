@@ -43,7 +43,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from hinterval import config
+from hinterval import config, transfer
 from hinterval.data.base import Benchmark
 from hinterval.intervals import worst_case_logits
 
@@ -254,55 +254,58 @@ def evaluate_tasks(
         raise ValueError(f"cil_score must be one of {CIL_SCORES}, got {cil_score!r}")
     tasks = [benchmark.tasks[i] for i in task_ids]
     device = tasks[0].train.y.device
-    class_table = torch.tensor([t.classes for t in tasks], device=device)  # (T, C)
+    class_table = torch.tensor([t.classes for t in tasks]).to(device)  # (T, C)
     T = len(tasks)
     results: Dict[str, Any] = {s: [] for s in scenarios}
     score_name, calib, val_accs = "entropy", None, {}
     confusion = torch.zeros(T, T, dtype=torch.long, device=device)
-    violations = 0
+    # counts stay on the device (correct answers per task and scenario, in this order): one transfer at the end
+    correct = torch.zeros(T, len(scenarios), dtype=torch.long, device=device)
+    col = {s: i for i, s in enumerate(scenarios)}
+    defined = {s: True for s in scenarios}
+    violations = torch.zeros((), dtype=torch.long, device=device)
     if "cil" in scenarios:
         score_name, calib, val_accs = choose_cil_score(predictor, benchmark, task_ids, score=cil_score,
                                                        alpha=cil_alpha, batch_size=batch_size)
     need_bounds = "worst" in scenarios or ("cil" in scenarios and score_name in INTERVAL_SCORES)
     for pos, task in enumerate(tasks):
-        data = task.split(split)
-        correct = {s: 0 for s in scenarios}
-        defined = {s: True for s in scenarios}
         for _, x, y in _batches(benchmark, [task_ids[pos]], split, batch_size):
             mid = predictor.logits(x)  # (T, N, C)
             bnds = predictor.bounds(x) if need_bounds else None
             certified = None
             if "til" in scenarios:
-                correct["til"] += int((mid[pos].argmax(-1) == y).sum())
+                correct[pos, col["til"]] += (mid[pos].argmax(-1) == y).sum()
             if "worst" in scenarios:
                 if bnds is None:
                     defined["worst"] = False
                 else:
                     certified = worst_case_logits(bnds[0][pos], bnds[1][pos], y).argmax(-1) == y
-                    correct["worst"] += int(certified.sum())
+                    correct[pos, col["worst"]] += certified.sum()
             if "dil" in scenarios:
                 uni = predictor.universal(x)
                 if uni is None:
                     defined["dil"] = False
                 else:
                     right = uni.argmax(-1) == y
-                    correct["dil"] += int(right.sum())
+                    correct[pos, col["dil"]] += right.sum()
                     if certified is not None:  # the universal network lies in every task's box
-                        violations += int((certified & ~right).sum())
+                        violations += (certified & ~right).sum()
             if "cil" in scenarios:
                 scores = task_inference_scores(mid, bnds, cil_alpha, name=score_name, calibration=calib)  # (T, N)
                 pred_task = scores.argmin(0)  # (N,)
                 idx = torch.arange(len(y), device=device)
                 pred_local = mid[pred_task, idx].argmax(-1)
                 pred_global = class_table[pred_task, pred_local]
-                correct["cil"] += int((pred_global == class_table[pos, y]).sum())
-                confusion[pos] += torch.bincount(pred_task, minlength=T)
+                correct[pos, col["cil"]] += (pred_global == class_table[pos, y]).sum()
+                confusion[pos].index_add_(0, pred_task, torch.ones_like(pred_task))  # bincount: shape from the data
+    host = transfer.to_host({"correct": correct, "violations": violations, "confusion": confusion})
+    for pos, task in enumerate(tasks):
         for s in scenarios:
-            results[s].append(correct[s] / len(data) if defined[s] else None)
+            results[s].append(host["correct"][pos][col[s]] / len(task.split(split)) if defined[s] else None)
     if "dil" in scenarios and "worst" in scenarios:
-        results["dil_violations"] = violations
+        results["dil_violations"] = int(host["violations"])
     if "cil" in scenarios:
-        rows = confusion.tolist()
+        rows = [[int(v) for v in r] for r in host["confusion"]]
         results["cil_details"] = {
             "score": score_name,
             "val_task_acc": val_accs,

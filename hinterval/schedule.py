@@ -73,6 +73,12 @@ class RampController:
         self._it = 0
 
     @property
+    def reads_logs(self) -> bool:
+        """Whether :meth:`update` reads the step's logs (the guarded warm-up, while it ramps): the
+        trainer then moves them to the host every step."""
+        return self.mode == "guarded" and self.ramp_iters > 0
+
+    @property
     def complete(self) -> bool:
         """Whether the task trains the full box now."""
         return self.position >= 1.0
@@ -121,6 +127,6 @@ def worst_case_loss(worst_logits: torch.Tensor, middle_logits: torch.Tensor, y: 
         return raw, raw
     limit = 2 * VACUOUS * math.log(max(2, worst_logits.shape[-1]))
     ce_mid = F.cross_entropy(middle_logits, y)
-    if float(raw.detach() - ce_mid.detach()) > limit:
-        return ce_mid + limit, raw
-    return raw, raw
+    # chosen on the device: a Python `if` on the losses would make the GPU wait for them every step
+    vacuous = (raw.detach() - ce_mid.detach()) > limit
+    return torch.where(vacuous, ce_mid + limit, raw), raw

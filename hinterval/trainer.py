@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Protocol, Sequence
 import torch
 
 from hinterval import metrics as M
+from hinterval import transfer
 from hinterval.config import RESOURCE_FIELDS, ExperimentConfig, make_config
 from hinterval.data.base import Benchmark, Task
 from hinterval.console import progress_bar, progress_shown
@@ -60,11 +61,17 @@ class Callback(Protocol):
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a user error."""
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a user error.
+
+    CUDA comes with its index (the current device, what a plain ``cuda`` means): tensors then
+    name one device, and the fake-CUDA tests can move data onto it without a GPU.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was requested but no CUDA GPU is available here; use --device cpu or auto")
+    if name == "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device(name)
 
 
@@ -91,6 +98,24 @@ def make_optimizer(params: Sequence[torch.nn.Parameter], lr: float) -> torch.opt
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
+class DivergenceWatch:
+    """The first iteration of a task whose loss was not finite, and that loss, noted on the device
+    (no host sync); read with the step's logs wherever the trainer syncs anyway."""
+
+    def __init__(self, device: torch.device):
+        self.first = torch.full((), -1, dtype=torch.long, device=device)
+        self.loss = torch.zeros((), device=device)
+
+    def note(self, it: int, loss: torch.Tensor) -> None:
+        new = ~torch.isfinite(loss.detach()) & (self.first < 0)
+        self.first = torch.where(new, it, self.first)
+        self.loss = torch.where(new, loss.detach().float(), self.loss)
+
+    def fields(self) -> Dict[str, torch.Tensor]:
+        """Tensors to send to the host with the logs (:func:`hinterval.transfer.to_host`)."""
+        return {"diverged_at": self.first, "diverged_loss": self.loss}
 
 
 class BatchSampler:
@@ -231,6 +256,7 @@ class ContinualTrainer:
         ramp = RampController(cfg.ramp if method.has_intervals else "fixed", n_iters=n_iters,
                               ramp_fraction=cfg.ramp_fraction, num_classes=self.benchmark.classes_per_task)
         sampler = BatchSampler(len(task.train), cfg.batch_size, self.device)
+        watch = DivergenceWatch(self.device)
         best_score, best_state, best_ramp = None, None, ramp.position
         step0 = sum(iterations_for(cfg, self.benchmark.tasks[j]) for j in range(t))  # global step offset
         bar = progress_bar(range(n_iters), f"task {t + 1}/{len(self.benchmark)}", enabled=self.progress, leave=False,
@@ -243,28 +269,37 @@ class ContinualTrainer:
             x = task.inputs(task.train.x[idx])
             if augment is not None:
                 x = augment(x)
-            loss, logs = method.training_loss(t, x, task.train.y[idx], ramp.position)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss became {float(loss.detach())} at task {t + 1}/{len(self.benchmark)}, iteration {it + 1}/{n_iters}; "
-                    f"lower --lr (now {cfg.lr}) or --beta/--gamma")
+            loss, step_logs = method.training_loss(t, x, task.train.y[idx], ramp.position)
+            watch.note(it, loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            last = it == n_iters - 1
+            report, validate = it % 25 == 0, (it + 1) % cfg.val_every == 0 or last
+            # The host reads the step's numbers only where it needs them: every step for the guarded
+            # warm-up, else at the step reports and validations. A loss that stopped being finite is
+            # caught there: the run ends, so the steps taken after it do not matter.
+            logs: Dict[str, float] = {}
+            if ramp.reads_logs or report or validate:
+                logs = transfer.to_host({**step_logs, **watch.fields()})
+                bad_it, bad_loss = int(logs.pop("diverged_at")), logs.pop("diverged_loss")
+                if bad_it >= 0:
+                    raise TrainingDiverged(
+                        f"loss became {bad_loss} at task {t + 1}/{len(self.benchmark)}, iteration {bad_it + 1}/{n_iters}; "
+                        f"lower --lr (now {cfg.lr}) or --beta/--gamma")
             ramp.update(logs)
-            if it % 25 == 0:
+            if report:
                 logs["step"] = step0 + it
                 if self.progress:
                     bar.set_postfix(loss=f"{logs['loss']:.4f}")
                 for cb in self.callbacks:
                     if hasattr(cb, "on_step"):
                         cb.on_step(t, it, logs)
-            last = it == n_iters - 1
             # Model selection: states trained on the full box rank above states from before the
             # warm-up finished (those never trained their box at full gamma); among equals the
             # higher centre + worst-case validation accuracy wins, ties go to the later state. The
             # earlier states are kept as a fallback for a task whose box never reached full gamma.
-            if (it + 1) % cfg.val_every == 0 or last:
+            if validate:
                 score = (ramp.complete, self._validation_score(t))
                 if best_score is None or score >= best_score:
                     best_score, best_state, best_ramp = score, [p.detach().clone() for p in params], ramp.position

@@ -74,9 +74,9 @@ class Task:
                                                 align_corners=False)
         if self.channels is not None and x.shape[1] != self.channels:
             x = x.expand(-1, self.channels, -1, -1)  # grey -> RGB: the same values in every channel
-        if self.mean is not None:
-            shape = (1, -1) + (1,) * (x.dim() - 2)
-            x = (x - x.new_tensor(self.mean).view(shape)) / x.new_tensor(self.std).view(shape)
+        if self.mean is not None:  # channel by channel with Python numbers: a tensor made from them would be
+            # copied to the GPU every batch, and each such copy waits for the GPU's queued work
+            x = torch.cat([(x[:, c : c + 1] - m) / s for c, (m, s) in enumerate(zip(self.mean, self.std))], 1)
         if self.flatten:
             x = x.reshape(x.shape[0], -1)
         if self.perm is not None:

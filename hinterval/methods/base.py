@@ -6,7 +6,7 @@ training loop for HyperInterval and every baseline.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +15,12 @@ from hinterval.config import ExperimentConfig
 from hinterval.data.base import Benchmark
 from hinterval.evaluation import Predictor
 from hinterval.targets.base import TargetNetwork
+
+
+#: a training step's logs by name: Python numbers, or 0-dim tensors left on the step's device (the
+#: trainer moves them to the host in one transfer, and only where it needs them: a GPU waits for
+#: every such transfer)
+StepLogs = Dict[str, Union[float, Tensor]]
 
 
 class ContinualMethod(nn.Module):
@@ -43,8 +49,8 @@ class ContinualMethod(nn.Module):
         """Parameters the optimiser updates while training ``task_id``."""
         return [p for p in self.parameters() if p.requires_grad]
 
-    def training_loss(self, task_id: int, x: Tensor, y: Tensor, ramp: float) -> Tuple[Tensor, Dict[str, float]]:
-        """Loss on one batch and scalar logs.
+    def training_loss(self, task_id: int, x: Tensor, y: Tensor, ramp: float) -> Tuple[Tensor, StepLogs]:
+        """Loss on one batch and scalar logs (detached 0-dim tensors stay on the device: :data:`StepLogs`).
 
         ``ramp`` in [0, 1] is the task's warm-up position (:mod:`hinterval.schedule`): interval
         methods weigh the worst-case loss and scale the box by it; the others ignore it. Logs

@@ -10,14 +10,14 @@ layer cannot be located): then the whole network is shared and is also reported 
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hinterval.evaluation import Predictor
-from hinterval.methods.base import ContinualMethod, WeightBoxPredictor
+from hinterval.methods.base import ContinualMethod, StepLogs, WeightBoxPredictor
 from hinterval.methods.heads import TrunkHeads
 
 
@@ -35,14 +35,14 @@ class FinetuneMethod(ContinualMethod):
         """Extra loss term on the weights (none here; EWC overrides it)."""
         return None
 
-    def training_loss(self, task_id: int, x: Tensor, y: Tensor, ramp: float) -> Tuple[Tensor, Dict[str, float]]:
+    def training_loss(self, task_id: int, x: Tensor, y: Tensor, ramp: float) -> Tuple[Tensor, StepLogs]:
         ce = F.cross_entropy(self.target.forward(x, self.net.weights(task_id)), y)
-        loss, logs = ce, {"ce_middle": float(ce.detach())}
+        loss, logs = ce, {"ce_middle": ce.detach()}
         pen = self.penalty(task_id)
         if pen is not None:
             loss = loss + pen
-            logs["penalty"] = float(pen.detach())
-        logs["loss"] = float(loss.detach())
+            logs["penalty"] = pen.detach()
+        logs["loss"] = loss.detach()
         return loss, logs
 
     @torch.inference_mode()

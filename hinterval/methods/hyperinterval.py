@@ -13,7 +13,7 @@ from hinterval.fisher import consolidate, diagonal_fisher, fisher_penalty
 from hinterval.held_box import clip_box
 from hinterval.hypernet import HnetOutput, HyperNetwork
 from hinterval.intervals import relative_radius, worst_case_logits
-from hinterval.methods.base import ContinualMethod, WeightBoxPredictor
+from hinterval.methods.base import ContinualMethod, StepLogs, WeightBoxPredictor
 from hinterval.schedule import kappa_and_scale, worst_case_loss
 from hinterval.regularizers import box_regularizer, output_regularizer, regularizer_weight
 
@@ -89,7 +89,7 @@ class HyperIntervalMethod(ContinualMethod):
     def trainable_parameters(self, task_id: int) -> List[nn.Parameter]:
         return [*self.embeddings.task_parameters(task_id), *self.hnet.parameters()]
 
-    def training_loss(self, task_id: int, x: Tensor, y: Tensor, ramp: float) -> Tuple[Tensor, Dict[str, float]]:
+    def training_loss(self, task_id: int, x: Tensor, y: Tensor, ramp: float) -> Tuple[Tensor, StepLogs]:
         kappa, scale = kappa_and_scale(ramp, self.cfg.kappa_min)
         use_interval = self.gamma > 0 and kappa < 1.0
         # The current task (row 0) AND all previous tasks (rows 1..t) that the regulariser needs go
@@ -117,33 +117,32 @@ class HyperIntervalMethod(ContinualMethod):
         else:
             logits_mid = self.target.forward(x, w_mid)
         ce_mid = F.cross_entropy(logits_mid, y)
-        loss, logs = kappa * ce_mid, {"ce_middle": float(ce_mid.detach()), "kappa": kappa, "radius_scale": scale,
-                                      "acc_centre": float((logits_mid.detach().argmax(1) == y).float().mean())}
+        loss, logs = kappa * ce_mid, {"ce_middle": ce_mid.detach(), "kappa": kappa, "radius_scale": scale,
+                                      "acc_centre": (logits_mid.detach().argmax(1) == y).float().mean()}
         if use_interval:
             worst = worst_case_logits(c - r, c + r, y)
             ce_worst, raw = worst_case_loss(worst, logits_mid, y, capped=self.cfg.ramp == "guarded")
             loss = loss + (1.0 - kappa) * ce_worst
-            logs["ce_worst"] = float(raw.detach())
+            logs["ce_worst"] = raw.detach()
             logs.update(_margin_logs(worst.detach(), y))
-            logs["worst_share"] = float((1.0 - kappa) * ce_worst.detach() / loss.detach().clamp_min(1e-12))
+            logs["worst_share"] = (1.0 - kappa) * ce_worst.detach() / loss.detach().clamp_min(1e-12)
         if regularise:
             reg = self._regulariser(passes, task_id)
             loss = loss + regularizer_weight(self.cfg.beta, task_id, self.cfg.reg_normalisation) * reg
-            logs["reg"] = float(reg.detach())
+            logs["reg"] = reg.detach()
         if self.trains_universal:
             uni_loss, uni_logs = self._universal_loss(task_id, x, y)
             loss = loss + uni_loss
             logs.update(uni_logs)
-        logs["loss"] = float(loss.detach())
+        logs["loss"] = loss.detach()
         return loss, logs
 
     def _universal_point(self, last_task: int) -> Tensor:
-        """The universal embedding of tasks ``0..last_task`` as one hypernetwork input row ``(1, d)``."""
-        uni = self.embeddings.universal(last_task + 1)
-        assert uni is not None  # nested boxes always intersect
-        return uni[0].unsqueeze(0)
+        """The universal embedding of tasks ``0..last_task`` as one hypernetwork input row ``(1, d)``
+        (nested boxes always intersect: no emptiness check, so no host sync in the step)."""
+        return self.embeddings.intersection(last_task + 1)[0].unsqueeze(0)
 
-    def _universal_loss(self, task_id: int, x: Tensor, y: Tensor) -> Tuple[Tensor, Dict[str, float]]:
+    def _universal_loss(self, task_id: int, x: Tensor, y: Tensor) -> Tuple[Tensor, StepLogs]:
         """``universal_weight * CE(f(x; H(u)))`` on the current task, plus the EWC penalty
         ``(universal_hold / 2) * sum(F * (H(u) - anchor)^2)`` of the finished tasks' Fisher at the
         universal weights (:mod:`hinterval.fisher`).
@@ -153,11 +152,11 @@ class HyperIntervalMethod(ContinualMethod):
         """
         w_uni = self.hnet(self._universal_point(task_id), None).middle[0]
         ce = F.cross_entropy(self.target.forward(x, w_uni), y)
-        loss, logs = self.cfg.universal_weight * ce, {"ce_universal": float(ce.detach())}
+        loss, logs = self.cfg.universal_weight * ce, {"ce_universal": ce.detach()}
         if task_id > 0 and self.cfg.universal_hold > 0:
             hold = fisher_penalty(self.universal_fisher, self.universal_anchor, w_uni, self.cfg.universal_hold)
             loss = loss + hold
-            logs["reg_universal"] = float(hold.detach())
+            logs["reg_universal"] = hold.detach()
         return loss, logs
 
     def _regulariser(self, passes: List[Tuple[slice, HnetOutput]], n_prev: int) -> Tensor:
@@ -259,13 +258,13 @@ class HyperIntervalMethod(ContinualMethod):
         return WeightBoxPredictor(self.target, out.middle, out.centre, out.radius, self.universal_weights(max(task_ids) + 1))
 
 
-def _margin_logs(worst: Tensor, y: Tensor) -> Dict[str, float]:
+def _margin_logs(worst: Tensor, y: Tensor) -> Dict[str, Tensor]:
     """Certified margin of a batch: lower bound of the true logit minus the largest upper bound of
     the others (positive = every weight in the box classifies the sample correctly)."""
     true = worst.gather(1, y[:, None]).squeeze(1)
     other = worst.scatter(1, y[:, None], float("-inf")).max(dim=1).values
     margin = true - other
-    return {"worst_margin": float(margin.median()), "acc_worst": float((margin > 0).float().mean())}
+    return {"worst_margin": margin.median(), "acc_worst": (margin > 0).float().mean()}
 
 
 def _relative(distance: Optional[float], size: float) -> Optional[float]:

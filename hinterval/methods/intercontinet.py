@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from hinterval.evaluation import Predictor
 from hinterval.intervals import worst_case_logits
-from hinterval.methods.base import ContinualMethod, WeightBoxPredictor
+from hinterval.methods.base import ContinualMethod, StepLogs, WeightBoxPredictor
 from hinterval.methods.heads import TrunkHeads
 from hinterval.schedule import kappa_and_scale, worst_case_loss
 
@@ -118,23 +118,23 @@ class InterContiNetMethod(ContinualMethod):
     def trainable_parameters(self, task_id: int) -> List[nn.Parameter]:
         return [*self.centre.task_parameters(task_id), *self.log_radius.task_parameters(task_id)]
 
-    def training_loss(self, task_id: int, x: Tensor, y: Tensor, ramp: float) -> Tuple[Tensor, Dict[str, float]]:
+    def training_loss(self, task_id: int, x: Tensor, y: Tensor, ramp: float) -> Tuple[Tensor, StepLogs]:
         self.project_()
         kappa, scale = kappa_and_scale(ramp, self.cfg.kappa_min)
         centre, radius = self.box([task_id], project=False)
         logits = self.target.forward(x, centre[0])
         ce_mid = F.cross_entropy(logits, y)
         loss = kappa * ce_mid
-        logs = {"ce_middle": float(ce_mid.detach()), "kappa": kappa, "radius_scale": scale,
-                "mean_radius": float(radius.detach().mean()),
-                "acc_centre": float((logits.detach().argmax(1) == y).float().mean())}
+        logs: StepLogs = {"ce_middle": ce_mid.detach(), "kappa": kappa, "radius_scale": scale,
+                          "mean_radius": radius.detach().mean(),
+                          "acc_centre": (logits.detach().argmax(1) == y).float().mean()}
         if kappa < 1.0:
             c, r = self.target.forward_interval(x, centre[0], radius[0] * scale)
             ce_worst, raw = worst_case_loss(worst_case_logits(c - r, c + r, y), logits, y,
                                             capped=self.cfg.ramp == "guarded")
             loss = loss + (1.0 - kappa) * ce_worst
-            logs["ce_worst"] = float(raw.detach())
-        logs["loss"] = float(loss.detach())
+            logs["ce_worst"] = raw.detach()
+        logs["loss"] = loss.detach()
         return loss, logs
 
     def end_task(self, task_id: int, *, box_scale: float = 1.0) -> None:

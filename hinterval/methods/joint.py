@@ -13,12 +13,13 @@ of forgetting: ``bwt_meaningful = False`` and the trainer reports BWT as null.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hinterval.methods.base import StepLogs
 from hinterval.methods.finetune import FinetuneMethod
 
 
@@ -43,11 +44,11 @@ class JointMethod(FinetuneMethod):
             x = random_flip_crop(x)
         return x, task.train.y[idx]
 
-    def training_loss(self, task_id: int, x: Tensor, y: Tensor, ramp: float) -> Tuple[Tensor, Dict[str, float]]:
+    def training_loss(self, task_id: int, x: Tensor, y: Tensor, ramp: float) -> Tuple[Tensor, StepLogs]:
         k = max(1, math.ceil(len(y) / (task_id + 1)))
         parts = [self._sub_batch(j, k) for j in range(task_id)] + [(x[:k], y[:k])]
         xs, ys = torch.stack([p[0] for p in parts]), torch.stack([p[1] for p in parts])  # (t+1, k, ...)
         weights = self.net.stacked(range(task_id + 1))  # (t+1, P)
         logits = torch.func.vmap(self.target.forward)(xs, weights)  # (t+1, k, C)
         loss = F.cross_entropy(logits.flatten(0, 1), ys.flatten())
-        return loss, {"loss": float(loss.detach()), "ce_middle": float(loss.detach())}
+        return loss, {"loss": loss.detach(), "ce_middle": loss.detach()}

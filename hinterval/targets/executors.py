@@ -540,7 +540,10 @@ class ExecutorTarget(TargetNetwork):
 
     def boxed(self, flat: Tensor) -> Tensor:
         """The entries of a flat weight vector (or its radius) that lie inside the interval scope."""
-        return flat if self._mask is None else flat[self._mask.to(flat.device)]
+        if self._boxed is None:
+            return flat
+        # the scope's layers are the last ones: a slice, where a boolean mask would make the GPU count it first
+        return flat[len(flat) - sum(math.prod(s) for i, s in enumerate(self.param_shapes) if i in self._boxed):]
 
     def _scoped(self, centre: List[Tensor], radius: List[Optional[Tensor]], middle: List[Tensor]
                 ) -> Tuple[List[Tensor], List[Optional[Tensor]]]:
