@@ -250,3 +250,27 @@ def test_the_check_finds_private_use(source):
 ])
 def test_the_check_passes_our_own_private_names(source):
     assert not list(violations(source, "hinterval.example")), source
+
+
+def test_installed_libraries_are_inside_the_declared_ranges():
+    """The suite passing says something about a version only if that version is inside the ranges."""
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    outside = []
+    for requirement in map(Requirement, declared):
+        if requirement.name == project["name"]:
+            continue
+        assert not list(requirement.specifier.filter(["999999"])), f"{requirement} has no upper bound"
+        try:
+            version = importlib.metadata.version(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # an extra that is not installed here
+        if not requirement.specifier.contains(version, prereleases=True):
+            outside.append(f"{requirement.name} {version} (declared {requirement.specifier})")
+    assert not outside, "installed outside pyproject.toml's ranges: " + ", ".join(outside)
