@@ -11,6 +11,7 @@ TINY = ["--iters-per-task", "20", "--val-every", "10", "--num-tasks", "2", "--hn
         "--target-hidden", "16", "--embedding-dim", "4", "--no-progress", "--device", "cpu"]
 
 
+@pytest.mark.slow
 def test_train_eval_resume_roundtrip(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--benchmark", "split-digits", "--out", str(out), *TINY]) == 0
