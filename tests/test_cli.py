@@ -212,3 +212,12 @@ def test_parser_reads_negative_numbers_as_typed_values(word, capsys):
     with pytest.raises(SystemExit):
         p.parse_args(["--n", word + "x"])
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"p: error: argument --n: invalid int value: '{word}x'"
+
+
+def test_python_dash_m_hinterval_runs_the_command_line():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "hinterval", "train", "--gamma"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].endswith("expected one argument")
