@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NoReturn, Optional
 
 from hinterval import metrics as M
 from hinterval import run_dir
@@ -70,7 +70,7 @@ class Parser(argparse.ArgumentParser):
             setattr(namespace, key, _as_typed(value))
         return namespace, _as_typed(extras)
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         super().error(message.replace(repr(_VALUE_MARK)[1:-1] + "-", "-").replace(_VALUE_MARK + "-", "-"))
 
 

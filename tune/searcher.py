@@ -72,6 +72,7 @@ class FinalMetricOptunaSearch(OptunaSearch):
         return optuna.load_study(study_name=self.study_name, storage=self.study_storage)
 
     def running_numbers(self) -> Set[int]:
+        """Numbers of the study's running trials."""
         import optuna
 
         study_id = self.study_storage.get_study_id_from_name(self.study_name)
@@ -83,8 +84,9 @@ class FinalMetricOptunaSearch(OptunaSearch):
         config = super().suggest(trial_id)
         if config is not None and before is not None:
             [number] = self.running_numbers() - before  # the trial Optuna's ask just started
-            study_id = self.study_storage.get_study_id_from_name(self.study_name)
-            self.optuna_trials[trial_id] = (number, self.study_storage.get_trial_id_from_study_id_trial_number(study_id, number))
+            storage = self.study_storage
+            study_id = storage.get_study_id_from_name(self.study_name)
+            self.optuna_trials[trial_id] = (number, storage.get_trial_id_from_study_id_trial_number(study_id, number))
             self.set_user_attr(trial_id, "tune_trial_id", trial_id)
             self.set_user_attr(trial_id, "preset", self.preset_point is not None and same_point(config, self.preset_point)
                                and number == 0)
@@ -99,7 +101,8 @@ class FinalMetricOptunaSearch(OptunaSearch):
             return  # Optuna keeps no intermediate values for multi-objective studies
         if M.is_finite_number(value) and isinstance(step, int):
             storage_id = self.optuna_trials[trial_id][1]
-            if step not in self.study_storage.get_trial(storage_id).intermediate_values:  # a resumed trial re-sends its last task
+            # a resumed trial re-sends its last task: the first value of a step is kept
+            if step not in self.study_storage.get_trial(storage_id).intermediate_values:
                 self.study_storage.set_trial_intermediate_value(storage_id, step, float(value))
 
     def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
