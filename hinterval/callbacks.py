@@ -165,7 +165,7 @@ class TensorBoardLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(log_dir=str(self.log_dir))
-            fw = self._writer._get_file_writer()
+            fw = self._writer.file_writer  # the event file's writer, for summaries SummaryWriter has no method for
             if self._experiment is not None:
                 fw.add_summary(self._experiment)
             values, group, started = self._session
@@ -188,7 +188,10 @@ class TensorBoardLogger:
 
     def end_session(self, status: str) -> None:
         """Mark the HParams session finished with our run status and close the writer."""
-        self.writer._get_file_writer().add_summary(hparams_session_end_summary(status))
+        fw = self.writer.file_writer
+        if fw is None:  # closed: the session was ended before
+            return
+        fw.add_summary(hparams_session_end_summary(status))
         self.writer.close()
 
     def on_train_end(self, result: Dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NoReturn, Optional
 
 from hinterval import metrics as M
 from hinterval import run_dir
@@ -35,13 +35,35 @@ from hinterval.runtime import ProcessConfig, configure_process, ctrl_c_deferred
 from hinterval.schema import add_flags, ascii_float, ascii_int, flagged
 from hinterval.strict_load import load_json
 
+#: a command-line word that is a negative number in any notation: -1, -.5, -1e-3, -inf, -nan, -1:1
+_NEGATIVE_NUMBER = re.compile(r"^-(\.?\d|inf|nan)", re.IGNORECASE)
+#: how such a word travels through argparse, which takes a word starting with "-" for an option and
+#: any other for a value; int() and float() ignore this leading whitespace (a vertical tab: no one types it)
+_VALUE_MARK = "\v"
+
+
+def _as_value(word: str) -> str:
+    return _VALUE_MARK + word if _NEGATIVE_NUMBER.match(word) else word
+
+
+def _as_typed(value: Any) -> Any:
+    """A parsed value (or list of them) as the user typed it."""
+    if isinstance(value, list):
+        return [_as_typed(v) for v in value]
+    if isinstance(value, str) and value.startswith(_VALUE_MARK) and _NEGATIVE_NUMBER.match(value[len(_VALUE_MARK):]):
+        return value[len(_VALUE_MARK):]
+    return value
+
+
 class Parser(argparse.ArgumentParser):
     """``argparse`` that reads every negative number as a value: ``--gamma -inf``, ``--lr -1e-3``
     and ``--gamma -1:1`` (a sweep range) reach the value checks, which say what is wrong with them.
 
     Why: plain ``argparse`` takes only ``-1`` and ``-0.5`` as numbers and anything else starting
     with ``-`` as an option, so ``--lr -1e-3`` was refused with "expected one argument". No option of
-    these programs starts with a digit, a dot, ``inf`` or ``nan``, so nothing is lost.
+    these programs starts with a digit, a dot, ``inf`` or ``nan``, so nothing is lost. Such words are
+    marked as values before parsing and unmarked in the result and in error messages (public
+    ``parse_known_args`` and ``error`` only: argparse has no setting for this).
 
     ``type=int`` and ``type=float`` read ASCII numbers only (:func:`~hinterval.schema.ascii_int`):
     Python's ``int`` also takes "١٢" and "1_000", which the config checks refuse.
@@ -49,9 +71,18 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._negative_number_matcher = re.compile(r"^-(\.?\d|inf|nan)", re.IGNORECASE)
         self.register("type", int, ascii_int)  # argparse looks `type=` up here; its message still says "int"
         self.register("type", float, ascii_float)
+
+    def parse_known_args(self, args: Optional[List[str]] = None, namespace: Optional[argparse.Namespace] = None):
+        words = sys.argv[1:] if args is None else list(args)
+        namespace, extras = super().parse_known_args([_as_value(w) for w in words], namespace)
+        for key, value in vars(namespace).items():
+            setattr(namespace, key, _as_typed(value))
+        return namespace, _as_typed(extras)
+
+    def error(self, message: str) -> NoReturn:
+        super().error(message.replace(repr(_VALUE_MARK)[1:-1] + "-", "-").replace(_VALUE_MARK + "-", "-"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -865,7 +865,13 @@ def _release_held():
         _HELD.pop().release()
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+#: cases that take more than a few seconds (they train, or walk a deep structure): the full tier runs them
+SLOW_CASES = {"cli-data-foreign-file-in-the-way", "cli-config-too-deep", "cli-interval-scope-too-deep",
+              "sweep-download-offline"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.id in SLOW_CASES else [])
+                                  for c in CASES])
 def test_bad_input_is_one_clear_line_and_exit_2(case, tmp_path, capsys, monkeypatch, _release_held):
     import torch
 

@@ -140,6 +140,7 @@ def test_load_run_refuses_a_foreign_checkpoint(tmp_path, change, needle):
     assert needle in str(info.value)
 
 
+@pytest.mark.slow
 def test_a_run_without_a_checkpoint_resumes_from_task_1(tmp_path, capsys):
     """Stopped before task 1 finished: ``--resume`` starts again from task 1 with the directory's config and id."""
     import json

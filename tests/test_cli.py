@@ -11,6 +11,7 @@ TINY = ["--iters-per-task", "20", "--val-every", "10", "--num-tasks", "2", "--hn
         "--target-hidden", "16", "--embedding-dim", "4", "--no-progress", "--device", "cpu"]
 
 
+@pytest.mark.slow
 def test_train_eval_resume_roundtrip(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--benchmark", "split-digits", "--out", str(out), *TINY]) == 0
@@ -196,3 +197,27 @@ def test_two_runs_into_one_out_at_once_one_runs_the_other_is_refused(tmp_path):
     saved = json.loads((out / "config.json").read_text())
     assert saved["seed"] == (1, 2)[winner]  # the directory holds the winner's run only
     assert json.loads((out / "result.json").read_text())["config"]["seed"] == saved["seed"]
+
+
+@pytest.mark.parametrize("word", ["-1", "-.5", "-1e-3", "-inf", "-NaN", "-1:1"])
+def test_parser_reads_negative_numbers_as_typed_values(word, capsys):
+    from hinterval.cli import Parser
+
+    p = Parser(prog="p")
+    p.add_argument("--x")
+    p.add_argument("--n", type=int)
+    p.add_argument("names", nargs="*")
+    ns = p.parse_args(["--x", word, "a", word])
+    assert ns.x == word and ns.names == ["a", word]
+    with pytest.raises(SystemExit):
+        p.parse_args(["--n", word + "x"])
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"p: error: argument --n: invalid int value: '{word}x'"
+
+
+def test_python_dash_m_hinterval_runs_the_command_line():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "hinterval", "train", "--gamma"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].endswith("expected one argument")

@@ -72,6 +72,7 @@ def test_short_bounds_any_value():
     assert len(short(nested)) <= 80
 
 
+@pytest.mark.slow
 def test_a_max_seed_trains(tmp_path):
     """The per-task seed derived from a 64-bit seed wraps instead of overflowing torch.manual_seed."""
     from hinterval.trainer import train_continual

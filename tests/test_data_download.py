@@ -52,6 +52,7 @@ def files_under(root: Path):
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.endswith(".lock"))
 
 
+@pytest.mark.slow
 def test_right_checksum_lands_where_the_loader_reads_then_train_runs(server, tmp_path, capsys):
     data = tmp_path / "data"
     code, out, err = run(capsys, "data", "download", "split-mnist", "--data-dir", str(data), "--no-progress")

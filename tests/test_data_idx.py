@@ -187,6 +187,7 @@ def _write_band_mnist(folder: Path, n_train_per_class: int = 30, n_test_per_clas
         write_idx(folder / f"{split}-labels-idx1-ubyte", y, magic_y, gz=True)
 
 
+@pytest.mark.slow
 def test_end_to_end_split_mnist_learns(tmp_path: Path) -> None:
     """IDX files on disk -> loader -> trainer: both tasks of a learnable fixture are learnt (chance is 0.5)."""
     from hinterval.config import make_config

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Set
 
+import pytest
+
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("hinterval", "tune")
@@ -127,6 +129,7 @@ sys.exit(1 if failures else 0)
 """
 
 
+@pytest.mark.slow
 def test_every_module_imports_alone_in_a_fresh_interpreter():
     """One fresh interpreter; before each module the project's modules are forgotten, so each is
     imported first (third-party packages such as torch stay loaded: they are not ours to order)."""

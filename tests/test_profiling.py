@@ -17,6 +17,7 @@ def _fit(synthetic_benchmark, callbacks, iters=101):
     return trainer.fit()
 
 
+@pytest.mark.slow
 def test_step_timer_windows_cover_training_steps_only(synthetic_benchmark):
     timer = StepTimer(time.perf_counter)
     res = _fit(synthetic_benchmark, [timer])
@@ -31,6 +32,7 @@ def test_step_timer_windows_cover_training_steps_only(synthetic_benchmark):
         StepTimer().seconds_per_step()
 
 
+@pytest.mark.slow
 def test_step_profiler_splits_one_window_into_phases(synthetic_benchmark):
     profiler, timer = StepProfiler(task_id=1, start_report=1), StepTimer()
     _fit(synthetic_benchmark, [profiler, timer])

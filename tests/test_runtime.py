@@ -91,6 +91,7 @@ def test_configure_process_sets_threads_and_keeps_a_loaded_openmp_policy(monkeyp
         torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_configure_process_chooses_the_policy_before_torch_loads():
     """In a fresh interpreter on a (faked) busy CPU: PASSIVE is set before torch loads, and reported.
     The command line and config validation load no torch, so `hinterval train` gets there in time."""

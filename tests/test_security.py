@@ -124,6 +124,7 @@ def secret_run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_run_configs_are_stored_as_json_and_yaml(secret_run):
     """config.json/result.json are JSON; a checkpoint's config is plain JSON data; best_config.yaml safe-loads."""
     import json
@@ -208,6 +209,7 @@ def _leaks(root: Path) -> List[str]:
     return [f"{name} contains {n.decode()!r}" for name, data in _file_texts(root) for n in needles if n in data]
 
 
+@pytest.mark.slow
 def test_train_outputs_hold_no_environment_secrets(secret_run):
     names = {p.name for p in secret_run.rglob("*") if p.is_file()}
     assert {"checkpoint.pt", "config.json", "result.json"} <= names and any(n.startswith("events.out.tfevents") for n in names)

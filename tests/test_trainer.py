@@ -30,7 +30,7 @@ class _Recorder:
         self.states.append(state)
 
 
-@pytest.mark.parametrize("mode", ["nested", "non-forced"])
+@pytest.mark.parametrize("mode", [pytest.param("nested", marks=pytest.mark.slow), "non-forced"])
 def test_resume_equals_uninterrupted(mode, tmp_path):
     cfg = _cfg(embedding_mode=mode)
     rec = _Recorder()

@@ -40,6 +40,7 @@ def test_synthetic_data_has_the_real_sizes_and_is_restored():
     assert per_task == [5000] * 10 and sum(len(t.test) for t in bench.tasks) == 10_000  # CIFAR-100's 500 + 100 per class
 
 
+@pytest.mark.slow
 def test_cpu_rehearsal_and_bad_input(tmp_path, capsys):
     import json
 

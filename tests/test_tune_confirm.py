@@ -83,7 +83,7 @@ def test_a_failed_confirmation_run_counts_as_missing():
     assert [r["status"] for r in c["runs"]] == ["COMPLETE", "COMPLETE", "ERROR"]
 
 
-def test_outcome_is_kept_in_the_study_as_attributes_of_the_confirmed_trial(tmp_path):
+def test_outcome_is_kept_in_the_study_as_one_attribute_per_confirmed_trial(tmp_path):
     optuna = pytest.importorskip("optuna")
     url = f"sqlite:///{tmp_path}/optuna.db"
     study = optuna.create_study(storage=url, study_name="s", direction="maximize")
@@ -96,12 +96,15 @@ def test_outcome_is_kept_in_the_study_as_attributes_of_the_confirmed_trial(tmp_p
     out = CF.summarize([entry], search, [confirm_rec("x1", entry, 1, 0.96), confirm_rec("x2", entry, 2, 0.98)],
                       ["worst_avg_acc"])
     assert C.record_in_study(url, "s", out) == 1
-    trials = optuna.load_study(study_name="s", storage=url).trials
-    assert len(trials) == 2  # attributes of the finished trial, no extra trial
-    attrs = trials[0].user_attrs
-    assert attrs["confirm_seeds"] == [0, 1, 2] and attrs["confirm_worst_avg_acc_values"] == [0.97, 0.96, 0.98]
-    assert attrs["confirm_worst_avg_acc_mean"] == pytest.approx(0.97) and attrs["confirm_worst_avg_acc_std"] > 0
-    assert "confirm_seeds" not in trials[1].user_attrs
+    study = optuna.load_study(study_name="s", storage=url)
+    assert len(study.trials) == 2  # no extra trial: Optuna never learns from the confirmation
+    assert [k for k in study.user_attrs if k.startswith(C.ATTR_PREFIX)] == [C.study_attr(0)]  # the winner only
+    attrs = study.user_attrs[C.study_attr(study.trials[0].number)]
+    assert attrs["tune_trial_id"] == "w" and attrs["seeds"] == [0, 1, 2] and attrs["finished"] == 3
+    assert attrs["worst_avg_acc_values"] == [0.97, 0.96, 0.98]
+    assert attrs["worst_avg_acc_mean"] == pytest.approx(0.97) and attrs["worst_avg_acc_std"] > 0
+    assert C.record_in_study(url, "s", out) == 1  # a resumed sweep records it again: same attribute, same value
+    assert optuna.load_study(study_name="s", storage=url).user_attrs[C.study_attr(0)] == attrs
 
 
 def test_the_report_shows_the_confirmation_from_the_records(tmp_path):

@@ -105,6 +105,7 @@ def test_the_per_node_check_finds_the_node_that_lost_its_data(nodes, tmp_path, c
     assert server.requests == gets and not (tmp_path / "lost").exists()
 
 
+@pytest.mark.slow
 def test_a_local_sweep_with_download_fetches_the_data_here_before_ray_starts(tmp_path, monkeypatch, capsys):
     from hinterval.errors import UserError
     from tune import cluster

@@ -52,6 +52,7 @@ def test_pareto_front_maximises_every_coordinate():
     assert sorted(records.pareto_front(pts)) == [0, 1]
 
 
+@pytest.mark.slow
 def test_best_and_ranking_only_among_trials_that_finished_every_task(tmp_path):
     recs = [
         make_record("a", accs=(0.9, 0.80), preset=True),
@@ -94,6 +95,7 @@ def test_best_and_ranking_only_among_trials_that_finished_every_task(tmp_path):
     assert not list(tmp_path.rglob(".*.tmp"))  # atomic writes leave no temp files
 
 
+@pytest.mark.slow
 def test_best_config_trains_with_the_cli(tmp_path):
     from hinterval.cli import main
 
@@ -247,6 +249,7 @@ def test_trial_state_round_trip_local_and_uri(tmp_path, uri):
     assert back["tasks_done"] == 2 and torch.equal(back["model"]["w"], torch.full((2,), 2.0))
 
 
+@pytest.mark.slow
 def test_leaderboard_marks_trials_with_collapsed_tasks(tmp_path):
     healthy, collapsed = make_record("h", accs=(0.9, 0.9)), make_record("k", accs=(0.9, 0.7), gamma=5.0)
     collapsed["history"][-1]["collapsed_tasks"] = 1
@@ -259,6 +262,7 @@ def test_leaderboard_marks_trials_with_collapsed_tasks(tmp_path):
     assert df.loc["k", "collapsed_tasks"] == 1 and df.loc["h", "collapsed_tasks"] == 0
 
 
+@pytest.mark.slow
 def test_leaderboard_shows_the_scope_and_flags_a_box_that_never_opened(tmp_path):
     opened, held = make_record("o", accs=(0.9, 0.9)), make_record("z", accs=(0.9, 0.8), gamma=5.0)
     opened["history"][-1]["ramp_reached"], held["history"][-1]["ramp_reached"] = 1.0, 0.0
@@ -310,6 +314,7 @@ def test_a_metric_within_its_noise_gets_no_importances():
     assert noisy["worst_avg_acc"]["seed_std"] == 0.011 and not noisy["worst_avg_acc"]["varies"]
 
 
+@pytest.mark.slow
 def test_importances_only_for_the_metrics_that_vary(tmp_path):
     optuna = pytest.importorskip("optuna")
     from tune.searcher import create_study

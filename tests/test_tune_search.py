@@ -130,7 +130,7 @@ def test_searcher_evaluates_the_preset_first_and_prunes_partial_trials():
     # t1 stopped by ASHA after one task: Tune completes it with its last (partial) result
     limiter.on_trial_complete("t1", {"tasks_done": 1, "avg_acc": 0.99, "final_avg_acc": None})
     limiter.on_trial_complete("t2", {"tasks_done": 5, "avg_acc": 0.8, "final_avg_acc": 0.8})
-    study = limiter.searcher._ot_study
+    study = limiter.searcher.study()
     states = [t.state for t in study.trials]
     assert states == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE]
     assert study.best_value == pytest.approx(0.8)
@@ -144,7 +144,7 @@ def test_multi_objective_searcher_keeps_a_pareto_front():
     for i, (a, b) in enumerate([(0.9, -0.2), (0.8, 0.0), (0.7, -0.1)]):
         limiter.suggest(f"t{i}")
         limiter.on_trial_complete(f"t{i}", {"final_avg_acc": a, "final_bwt": b})
-    front = sorted(tuple(t.values) for t in limiter.searcher._ot_study.best_trials)
+    front = sorted(tuple(t.values) for t in limiter.searcher.study().best_trials)
     assert front == [(0.8, 0.0), (0.9, -0.2)]
 
 
@@ -208,6 +208,11 @@ def test_asha_rungs_follow_the_first_objective():
     assert acts[2] == TrialScheduler.STOP and acts[1] == TrialScheduler.CONTINUE
     # an undefined rung metric (None) lets the trial go on instead of failing
     assert asha.on_trial_result(None, trials[0], {"tasks_done": 2, "worst_avg_acc": None}) == TrialScheduler.CONTINUE
+    # ... and ends it without a rung entry: the scheduler forgets it (a second end changes nothing)
+    for _ in range(2):
+        asha.on_trial_complete(None, trials[0], {"tasks_done": 2, "worst_avg_acc": None})
+    with pytest.raises(KeyError):
+        asha.on_trial_remove(None, trials[0])
 
 
 # --- resources ------------------------------------------------------------------------------------------
@@ -511,11 +516,11 @@ def test_optuna_study_opens_in_optuna_dashboard(smoke_sweep):
     study = optuna.load_study(study_name="split-digits-smoke", storage=url)
     assert {t.user_attrs["tune_trial_id"]: t.value for t in study.trials} == pytest.approx(
         dict(zip(df["trial_id"], df["worst_avg_acc"])))  # the default objective: every trial certifies its boxes
-    confirmed = {t.user_attrs["tune_trial_id"]: t.user_attrs for t in study.trials if "confirm_seeds" in t.user_attrs}
+    confirmed = {v["tune_trial_id"]: v for k, v in study.user_attrs.items() if k.startswith("confirm_trial_")}
     assert list(confirmed) == [df["trial_id"][0]] and len(study.trials) == 2  # attributes, not extra search trials
     attrs = confirmed[df["trial_id"][0]]
-    assert attrs["confirm_seeds"] == [0, 1] and len(attrs["confirm_avg_acc_values"]) == 2
-    assert attrs["confirm_avg_acc_mean"] == pytest.approx(sum(attrs["confirm_avg_acc_values"]) / 2)
+    assert attrs["seeds"] == [0, 1] and len(attrs["avg_acc_values"]) == 2
+    assert attrs["avg_acc_mean"] == pytest.approx(sum(attrs["avg_acc_values"]) / 2)
     dashboard = pytest.importorskip("optuna_dashboard")
     from wsgiref.util import setup_testing_defaults
 

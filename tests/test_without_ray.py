@@ -7,6 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 # Run in a fresh interpreter whose import system refuses ``ray`` (as if it were not installed).
 SCRIPT = textwrap.dedent('''
     import importlib, pkgutil, sys
@@ -37,6 +39,7 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_import_and_train_without_ray(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["train", "--benchmark", "split-digits", "--num-tasks", "1", "--iters-per-task", "5", "--val-every", "5",

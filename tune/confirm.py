@@ -6,7 +6,6 @@ outcome in the sweep's Optuna study. Ray is imported only by :func:`confirm_winn
 """
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -21,41 +20,34 @@ from tune.records import is_complete, load_records, point_key, unfinished
 ATTR_PREFIX = "confirm_"
 
 
-def record_in_study(url: str, study_name: str, confirmation: Mapping[str, Any]) -> int:
-    """Keep the outcome as user attributes of each confirmed Optuna trial; returns how many were found.
+def study_attr(trial_number: int) -> str:
+    """The study user attribute that holds the confirmation of Optuna trial ``trial_number``."""
+    return f"{ATTR_PREFIX}trial_{trial_number}"
 
-    Optuna refuses to change a finished trial through its public API, so the attributes are written
-    through the study's own storage tables (what ``study.trials[i].user_attrs`` reads back).
+
+def record_in_study(url: str, study_name: str, confirmation: Mapping[str, Any]) -> int:
+    """Keep the outcome in the study: one user attribute :func:`study_attr` per confirmed trial, holding
+    its ``tune_trial_id``, the ``seeds``, how many ``finished``, and per metric ``<metric>_mean``,
+    ``<metric>_std`` and ``<metric>_values``; returns how many confirmed trials were found.
+
+    Why the study and not the trial: Optuna never changes a finished trial.
     """
     import optuna
-    from optuna.storages._rdb import models
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(url)
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    study = optuna.load_study(study_name=study_name, storage=url)
     by_tune = {t.user_attrs.get("tune_trial_id"): t for t in study.get_trials(deepcopy=False)}
     found = 0
-    db = storage.scoped_session()
-    try:
-        for c in confirmation["configs"]:
-            trial = by_tune.get(c["trial_id"])
-            if trial is None:
-                continue
-            found += 1
-            attrs: Dict[str, Any] = {ATTR_PREFIX + "seeds": c["seeds"], ATTR_PREFIX + "finished": c["finished"]}
-            for m, st in c["stats"].items():
-                attrs[f"{ATTR_PREFIX}{m}_mean"] = st["mean"]
-                attrs[f"{ATTR_PREFIX}{m}_std"] = st["std"]
-                attrs[f"{ATTR_PREFIX}{m}_values"] = [r["metrics"].get(m) for r in c["runs"] if r["status"] == "COMPLETE"]
-            for k, v in attrs.items():
-                row = db.query(models.TrialUserAttributeModel).filter_by(trial_id=trial._trial_id, key=k).one_or_none()
-                if row is None:
-                    db.add(models.TrialUserAttributeModel(trial_id=trial._trial_id, key=k, value_json=json.dumps(v)))
-                else:
-                    row.value_json = json.dumps(v)
-        db.commit()
-    finally:
-        db.close()
+    for c in confirmation["configs"]:
+        trial = by_tune.get(c["trial_id"])
+        if trial is None:
+            continue
+        found += 1
+        outcome: Dict[str, Any] = {"tune_trial_id": c["trial_id"], "seeds": c["seeds"], "finished": c["finished"]}
+        for m, st in c["stats"].items():
+            outcome[f"{m}_mean"], outcome[f"{m}_std"] = st["mean"], st["std"]
+            outcome[f"{m}_values"] = [r["metrics"].get(m) for r in c["runs"] if r["status"] == "COMPLETE"]
+        study.set_user_attr(study_attr(trial.number), outcome)
     return found
 
 

@@ -7,8 +7,8 @@ trials that finished every task (in :func:`tune.records.rank` order) are trained
 Tune trials of a second experiment, ``<name>-confirm``: their records are in
 ``results/<name>/confirm/trials/``, their TensorBoard runs ``confirm-<trial>-seed<k>`` sit beside
 the search's runs. They are not search trials: Optuna never learns from them; the study keeps
-their outcome as user attributes of the confirmed trial (``confirm_seeds``,
-``confirm_<metric>_mean``, ``confirm_<metric>_std``, ``confirm_<metric>_values``).
+their outcome as a study user attribute per confirmed trial (``confirm_trial_<number>``: its
+``seeds``, ``<metric>_mean``, ``<metric>_std``, ``<metric>_values``).
 
 ``confirm.json`` holds the outcome (per seed, mean ± std per config, and whether the winner's
 margin over the runner-up is inside the seed noise); the leaderboard reads it.

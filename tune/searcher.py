@@ -13,9 +13,10 @@ the searcher with its storage, whose URL reconnects on unpickling.
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
@@ -44,41 +45,78 @@ class FinalMetricOptunaSearch(OptunaSearch):
     ``final_*`` metrics -- stopped by ASHA, or a metric undefined for its method -- is told to
     Optuna as PRUNED (FAIL on error). Finished trials carry their final metrics, the Tune trial
     id and a ``preset`` flag as user attributes.
+
+    The study is reached through its storage (Optuna's public storage API), which this class
+    creates when none is given: ``OptunaSearch`` does not say which Optuna trial runs a Tune trial,
+    so :meth:`suggest` notes the one its ``ask`` started.
     """
 
     progress_metric: Optional[str] = None
     preset_point: Optional[Dict[str, Any]] = None
 
+    def __init__(self, *, storage: Any = None, study_name: Optional[str] = None, **kwargs: Any) -> None:
+        import optuna
+
+        self.study_storage = storage if storage is not None else optuna.storages.InMemoryStorage()
+        self.study_name = study_name or "optuna"
+        #: Tune trial id -> (Optuna trial number, its id in the storage)
+        self.optuna_trials: Dict[str, Tuple[int, int]] = {}
+        #: Tune trials already told to Optuna
+        self.told: Set[str] = set()
+        super().__init__(storage=self.study_storage, study_name=self.study_name, **kwargs)
+
+    def study(self):
+        """The Optuna study this searcher asks and tells."""
+        import optuna
+
+        return optuna.load_study(study_name=self.study_name, storage=self.study_storage)
+
+    def running_numbers(self) -> Set[int]:
+        """Numbers of the study's running trials."""
+        import optuna
+
+        study_id = self.study_storage.get_study_id_from_name(self.study_name)
+        running = self.study_storage.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        return {t.number for t in running}
+
     def suggest(self, trial_id: str) -> Optional[Dict]:
+        before = self.running_numbers() if trial_id not in self.optuna_trials else None
         config = super().suggest(trial_id)
-        if config is not None:
-            trial = self._ot_trials[trial_id]
-            trial.set_user_attr("tune_trial_id", trial_id)
-            trial.set_user_attr("preset", self.preset_point is not None and same_point(config, self.preset_point)
-                                and trial.number == 0)
+        if config is not None and before is not None:
+            [number] = self.running_numbers() - before  # the trial Optuna's ask just started
+            storage = self.study_storage
+            study_id = storage.get_study_id_from_name(self.study_name)
+            self.optuna_trials[trial_id] = (number, storage.get_trial_id_from_study_id_trial_number(study_id, number))
+            self.set_user_attr(trial_id, "tune_trial_id", trial_id)
+            self.set_user_attr(trial_id, "preset", self.preset_point is not None and same_point(config, self.preset_point)
+                               and number == 0)
         return config
+
+    def set_user_attr(self, trial_id: str, key: str, value: Any) -> None:
+        self.study_storage.set_trial_user_attr(self.optuna_trials[trial_id][1], key, value)
 
     def on_trial_result(self, trial_id: str, result: Dict) -> None:
         value, step = result.get(self.progress_metric or ""), result.get(M.TASKS_DONE)
-        if isinstance(self.metric, list) or trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if isinstance(self.metric, list) or trial_id in self.told or trial_id not in self.optuna_trials:
             return  # Optuna keeps no intermediate values for multi-objective studies
         if M.is_finite_number(value) and isinstance(step, int):
-            with warnings.catch_warnings():  # a resumed trial re-sends its last task: Optuna ignores that step
-                warnings.simplefilter("ignore")
-                self._ot_trials[trial_id].report(float(value), step)
+            storage_id = self.optuna_trials[trial_id][1]
+            # a resumed trial re-sends its last task: the first value of a step is kept
+            if step not in self.study_storage.get_trial(storage_id).intermediate_values:
+                self.study_storage.set_trial_intermediate_value(storage_id, step, float(value))
 
     def on_trial_complete(self, trial_id: str, result: Optional[Dict] = None, error: bool = False) -> None:
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
-        if result is not None and trial_id in self._ot_trials and trial_id not in self._completed_trials:
-            trial = self._ot_trials[trial_id]
+        if result is not None and trial_id in self.optuna_trials and trial_id not in self.told:
             for k in ATTR_METRICS:
                 if M.is_finite_number(result.get(k)):
-                    trial.set_user_attr(k, float(result[k]))
+                    self.set_user_attr(trial_id, k, float(result[k]))
             if isinstance(result.get(M.TASKS_DONE), int):
-                trial.set_user_attr(M.TASKS_DONE, result[M.TASKS_DONE])
+                self.set_user_attr(trial_id, M.TASKS_DONE, result[M.TASKS_DONE])
         if result is not None and any(not M.is_finite_number(result.get(m)) for m in metrics):
             result = None  # the base class then records PRUNED (or FAIL when error)
         super().on_trial_complete(trial_id, result=result, error=error)
+        self.told.add(trial_id)
 
 
 class FiniteMetricASHA(ASHAScheduler):
@@ -86,13 +124,14 @@ class FiniteMetricASHA(ASHAScheduler):
     without one, DIL outside nested mode) instead of failing on ``None`` arithmetic."""
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: Dict) -> str:
-        if not M.is_finite_number(result.get(self._metric)):
+        if not M.is_finite_number(result.get(self.metric)):
             return TrialScheduler.CONTINUE
         return super().on_trial_result(tune_controller, trial, result)
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: Dict) -> None:
-        if not M.is_finite_number(result.get(self._metric)):
-            self._trial_info.pop(trial.trial_id, None)
+        if not M.is_finite_number(result.get(self.metric)):
+            with contextlib.suppress(KeyError):  # already forgotten
+                self.on_trial_remove(tune_controller, trial)  # leaves no rung entry, like a removed trial
             return
         super().on_trial_complete(tune_controller, trial, result)
 
@@ -166,6 +205,7 @@ def close_orphans(url: str, name: str) -> int:
     study_id = storage.get_study_id_from_name(name)
     n = 0
     for t in storage.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        storage.set_trial_state_values(storage.get_trial_id_from_study_id_trial_number(study_id, t.number),
+                                       optuna.trial.TrialState.FAIL)
         n += 1
     return n

@@ -197,7 +197,8 @@ def run_trial(config: Dict[str, Any], setup: Dict[str, Any]) -> None:
     from hinterval.trainer import ContinualTrainer
 
     imported = time.time()
-    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # one line per task checkpoint
+    # Ray Train's loggers (the "ray.train" tree, Ray's documented name) say one INFO line per task checkpoint
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     resources = tune.get_context().get_trial_resources().required_resources
     cpus = max(1, int(resources.get("CPU", 1) or 1))
     gpus = float(resources.get("GPU", 0) or 0)

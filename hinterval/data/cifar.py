@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -44,21 +45,13 @@ _SPECS = {
 }
 
 
-def _allowed_globals() -> Dict[Tuple[str, str], Any]:
-    """The only globals a CIFAR batch (a dict of bytes, lists and one uint8 array) needs."""
-    import _codecs
-
-    try:
-        from numpy._core import multiarray, numeric
-    except ImportError:  # numpy < 2
-        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
-    allowed: Dict[Tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-                                           # protocol-2 pickles written by Python 3 encode bytes this way
-                                           ("_codecs", "encode"): _codecs.encode}
-    for mod in ("numpy.core", "numpy._core"):
-        allowed[(f"{mod}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        allowed[(f"{mod}.numeric", "_frombuffer")] = numeric._frombuffer  # protocol-5 pickles
-    return allowed
+#: the only globals a CIFAR batch (a dict of bytes, lists and one uint8 array) names: numpy's array
+#: reconstructors (``numpy.core`` in pickles written by numpy < 2, ``numpy._core`` by numpy >= 2;
+#: ``_frombuffer`` in protocol-5 pickles) and, in protocol-2 pickles written by Python 3, the
+#: function that encodes bytes
+ALLOWED_GLOBALS = frozenset({("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+                             *((f"{package}.multiarray", "_reconstruct") for package in ("numpy.core", "numpy._core")),
+                             *((f"{package}.numeric", "_frombuffer") for package in ("numpy.core", "numpy._core"))})
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -71,14 +64,14 @@ class RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file: io.BufferedIOBase, source: str):
         super().__init__(file, encoding="bytes")
         self.source = source
-        self._allowed = _allowed_globals()
 
     def find_class(self, module: str, name: str) -> Any:
-        obj = self._allowed.get((module, name))
-        if obj is None:
+        if (module, name) not in ALLOWED_GLOBALS:
             raise DataError(f"{self.source}: refusing to unpickle global {module}.{name}; a CIFAR batch only "
                             "contains numpy arrays, lists and bytes (tampered or not a CIFAR file?)")
-        return obj
+        with warnings.catch_warnings():  # numpy >= 2 warns on any numpy.core name that is not _reconstruct
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return super().find_class(module, name)
 
 
 def load_pickle(path: Path) -> Any:
