@@ -1,10 +1,12 @@
 """Ray itself: joining or starting it, shipping ``tune/`` to the workers, and what the nodes can hold."""
 from __future__ import annotations
 
+import re
+import socket
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-from hinterval.errors import UserError
+from hinterval.errors import UserError, short
 
 TUNE_DIR = Path(__file__).resolve().parent
 
@@ -12,6 +14,38 @@ TUNE_DIR = Path(__file__).resolve().parent
 def runtime_env() -> Dict[str, Any]:
     """Ship ``tune/`` to every worker (it is not part of the pip-installed package)."""
     return {"py_modules": [str(TUNE_DIR)], "excludes": ["__pycache__", "*.pyc"]}
+
+
+#: seconds a cluster address may take to accept a connection before the sweep gives up on it
+REACH_TIMEOUT_S = 10.0
+
+
+def parse_address(address: str) -> Optional[Tuple[str, int]]:
+    """``(host, port)`` of ``--address`` (``HOST:PORT``, ``[IPv6]:PORT`` or ``ray://HOST:PORT``); ``None``
+    for ``auto`` (Ray finds the cluster this machine belongs to). Raises :class:`UserError` for anything else."""
+    text = address.strip()
+    if text == "auto":
+        return None
+    m = re.fullmatch(r"(?:ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})", text)
+    port = int(m.group(2)) if m else 0
+    if not m or not 1 <= port <= 65535:
+        why = f"port {port} is outside 1-65535" if m else "expected auto, HOST:PORT or ray://HOST:PORT"
+        raise UserError(f"--address {short(address)}: {why} (e.g. --address 10.0.0.5:6379, the head's `ray start --head` port)")
+    return m.group(1).strip("[]"), port
+
+
+def check_reachable(address: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """Refuse an ``--address`` nothing listens on, before Ray tries (it would wait for minutes, silently)."""
+    where = parse_address(address)
+    if where is None:
+        return
+    try:
+        with socket.create_connection(where, timeout=timeout_s):
+            pass
+    except OSError as exc:
+        why = "no answer within {:g} s".format(timeout_s) if isinstance(exc, socket.timeout) else (exc.strerror or str(exc))
+        raise UserError(f"could not reach a Ray cluster at --address {address}: {why}; start it there with "
+                        "`ray start --head`, or leave --address out to run on this machine") from None
 
 
 def connect(address: Optional[str]) -> bool:

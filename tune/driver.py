@@ -19,6 +19,7 @@ from tune import space as S
 from tune.prepare import SWEEP_FILE, check_flags, describe, load_saved_spec, plain_name, resolve
 from tune.spec import SweepSpec
 from tune.trial_kinds import unused_warning
+from tune.signals import StopSignals
 from tune.startup import STARTUP
 from tune.summary import finish
 
@@ -140,6 +141,8 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
         return {"dry_run": True, "spec": spec}
 
     STARTUP.check_writable(out_dir)
+    if args.address:
+        cluster.check_reachable(args.address)  # before anything is written: Ray itself would wait for minutes
     import ray
     from ray import tune
 
@@ -156,6 +159,7 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
     STARTUP.claim(out_dir, spec["name"], resume=args.resume, overwrite=args.overwrite, debug=args.debug)
     set_tune_env()
     started_ray = cluster.connect(args.address)
+    StopSignals.take()  # ray.init replaced SIGTERM's handler with one that aborts mid-fit
     t0 = time.time()
     try:
         nodes = cluster.alive_node_resources()
@@ -186,6 +190,7 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
             tuner.fit()
         except KeyboardInterrupt:  # the experiment state is saved after every result: --resume continues
             interrupted = True
+        interrupted = interrupted or StopSignals.received is not None  # Tune stopped gracefully on SIGTERM/SIGHUP
         if not interrupted:  # the top trials again with more training seeds (tune/confirm.py)
             from tune.confirm import confirm_winners
 

@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from hinterval import metrics as M
 from hinterval.errors import UserError, short
+from tune.cluster import parse_address
 from tune.flags import CONFIRM_DEFAULT, CONFIRM_SMOKE, MAX_NAME, SPACE_FLAGS, check_run_flags, parse_fixed
 
 #: metrics a sweep can maximise (``--objective``)
@@ -144,6 +145,8 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
             raise UserError(f"--objective: {', '.join(bad) or 'repeated metric'} is not allowed; use metrics from "
                             f"{', '.join(OBJECTIVES)}")
     check_run_flags(vars(args))  # what the user gave, also where --smoke-test replaces it below
+    if getattr(args, "address", None) is not None:
+        parse_address(args.address)  # a malformed address or port: refused before anything starts
     opt = dict(vars(args))
     if args.smoke_test:
         for k, v in SMOKE.items():

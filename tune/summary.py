@@ -1,6 +1,7 @@
 """After the last trial (or an interruption): the report files and the summary a user reads."""
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any, Dict
 
@@ -11,6 +12,13 @@ from tune.records import load_records, unfinished
 from tune.report import write_report
 from tune.searcher import STUDY_FILE, close_orphans, study_url
 from tune.spec import SweepSpec
+
+
+def resume_command(spec: SweepSpec) -> str:
+    """The command that continues this sweep, quoted for a POSIX shell."""
+    parent = Path(spec["out_dir"]).parent
+    where = f" --results-dir {shlex.quote(str(parent))}" if parent != Path("results").resolve() else ""
+    return f"python tune/search.py --name {shlex.quote(spec['name'])} --resume{where}"
 
 
 def finish(spec: SweepSpec, *, wall_s: float, running: bool = False) -> Dict[str, Any]:
@@ -43,8 +51,7 @@ def finish(spec: SweepSpec, *, wall_s: float, running: bool = False) -> Dict[str
         if r["status"] in ("ERROR", "DIVERGED"):
             print(f"trial {r['trial_id']} {r['status'].lower()} after {r['tasks_done']} task(s): {r.get('error')}")
     if stopped:
-        print(f"not all trials finished; continue with: python tune/search.py --name {spec['name']} --resume"
-              + (f" --results-dir {Path(spec['out_dir']).parent}" if Path(spec["out_dir"]).parent != Path("results").resolve() else ""))
+        print(f"not all trials finished; continue with: {resume_command(spec)}")
     out = spec["out_dir"]
     print(f"results: {out}/  (leaderboard.md, trials.csv{', best_config.yaml' if best else ''}, plots/)")
     if spec["tensorboard"]:
