@@ -148,6 +148,7 @@ def describe(spec: SweepSpec, *, address: Optional[str], max_concurrent: Any) ->
                  "then: no confirmation over more seeds (--confirm-seeds 0)")
     lines.append(f"resources per trial: {spec['cpus_per_trial']:g} CPU, {spec['gpus_per_trial']:g} GPU; "
                  f"max concurrent: {max_concurrent or 'as many as fit'}; failures retried up to 2 times per trial")
-    lines.append(f"ray: {'join ' + address if address else 'start locally'}; checkpoints: {spec['storage']}")
+    lines.append(f"ray: {'join ' + address if address else 'start locally'}; checkpoints: {spec['storage']}"
+                 + (f" (experiment {spec['experiment']})" if spec["experiment"] else ""))
     lines.append(f"results: {spec['out_dir']}")
     return "\n".join(lines)

@@ -128,8 +128,9 @@ def every_trial_failed(summary: Dict[str, Any]) -> Optional[str]:
 def main(argv: Optional[List[str]] = None, callbacks: Sequence[Any] = ()) -> int:
     """Run the sweep command line; every failure becomes one line on stderr and a documented exit code.
 
-    Exit codes: 0 done, 1 failed (Ray or filesystem error, internal error), 2 bad input or refused
-    (incl. a sweep directory in use), 130 interrupted (the report covers the trials so far).
+    Exit codes: 0 done, 1 failed (Ray or filesystem error, internal error, every trial failed), 2 bad
+    input or refused (incl. a sweep directory in use, an --address where no Ray cluster answers), 130
+    interrupted, 143 SIGTERM, 129 SIGHUP (the report covers the trials so far; --resume continues).
     ``callbacks``: extra Ray Tune callbacks (``ray.tune.Callback``) for a new sweep, e.g. to be told of
     every result or to stop trials from Python (a resumed sweep keeps the callbacks it was started with).
     """
@@ -143,12 +144,25 @@ def main(argv: Optional[List[str]] = None, callbacks: Sequence[Any] = ()) -> int
             signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is handled below
         StopSignals.take()  # SIGTERM and SIGHUP too, as Ctrl-C (tune/signals.py)
         args = parse_args(argv)
+        if args.address is not None:  # first, before seconds of imports: a wrong address is answered at once
+            from tune.cluster import check_reachable, parse_address
+
+            parse_address(args.address)
+            if not args.dry_run:
+                check_reachable(args.address)
+        if args.address is None and not args.dry_run:
+            from tune.cluster import keep_local_ray_on_loopback
+
+            keep_local_ray_on_loopback()  # before Ray is imported: this machine's Ray listens on 127.0.0.1 only
         with ctrl_c_deferred():  # importing torch can lose a Ctrl-C (hinterval/runtime.py): taken right after it
             from tune.driver import run_sweep  # Ray, torch and pandas load only for a sweep, not for --help
 
         summary = run_sweep(args, callbacks)
         if summary.get("interrupted"):
-    XXf"search.py: {how}; the report covers the trials so far, continue with: {resume_command(summary['spec'])}",
+            from tune.summary import resume_command
+
+            code, how = StopSignals.outcome()
+            print(f"search.py: {how}; the report covers the trials so far, continue with: {resume_command(summary['spec'])}",
                   file=sys.stderr)
             return code
         failed = every_trial_failed(summary)

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
@@ -46,6 +47,7 @@ class SweepSpec(Mapping):
         preset_point: the preset's values of the searched keys (the first trial), or ``None`` when
             the preset lies outside the space (``preset_outside`` says why).
         confirm_seeds, confirm_top: the confirmation's extra training seeds and configs (0 seeds: none).
+        experiment: Tune's experiment name under ``storage`` (see :func:`experiment_name`).
     """
 
     name: str
@@ -68,6 +70,10 @@ class SweepSpec(Mapping):
     smoke_test: bool
     confirm_seeds: int = CONFIRM_DEFAULT[0]
     confirm_top: int = CONFIRM_DEFAULT[1]
+    #: Tune's experiment name under ``storage``: the name plus a random suffix given when the sweep is
+    #: created, so two sweeps of one name sharing a ``--storage`` never take over each other's
+    #: experiment ("" in sweeps saved before: the name)
+    experiment: str = ""
 
     def __getitem__(self, key: str) -> Any:
         if key not in _FIELDS:
@@ -102,6 +108,16 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(SweepSpec))
 #: fields a stored spec must have (the others have defaults: sweeps saved before they existed resume)
 _REQUIRED = tuple(f.name for f in dataclasses.fields(SweepSpec)
                   if f.default is dataclasses.MISSING and f.name not in ("space", "param_order"))
+
+
+def experiment_name(spec: Mapping[str, Any]) -> str:
+    """The sweep's Tune experiment under its storage (``STORAGE/<this>``)."""
+    return spec.get("experiment") or spec["name"]
+
+
+def new_experiment(spec: SweepSpec) -> SweepSpec:
+    """``spec`` with a Tune experiment name of its own (``NAME-<8 hex digits>``), for a sweep being created."""
+    return dataclasses.replace(spec, experiment=f"{spec.name}-{secrets.token_hex(4)}")
 
 
 def confirm_counts(seeds: Optional[int], top: Optional[int], *, smoke_test: bool) -> Tuple[int, int]:
