@@ -21,7 +21,7 @@ from tune.spec import SweepSpec, experiment_name, new_experiment
 from tune.trial_kinds import unused_warning
 from tune.signals import StopSignals
 from tune.startup import STARTUP
-from tune.trust import StateSigner, load_key, restore_signed
+from tune.trust import StateSigner, load_key, put_back, signed_state
 from tune.summary import finish
 
 
@@ -123,6 +123,7 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
         out_dir = resolve_path(args.results_dir, "--results-dir") / name
         check_flags(args, name)  # bad values are refused on --resume too, though the saved settings are used
         spec = load_saved_spec(out_dir)
+        signed_state(out_dir, experiment_name(spec))  # a stranger's Tune state is refused before anything starts
         print(f"search.py: resuming sweep {name!r} with its saved settings ({out_dir / SWEEP_FILE}); "
               "search, confirmation and resource flags given now are ignored", file=sys.stderr)
     else:
@@ -157,6 +158,8 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
                             f"rerun with --gpus-per-trial {have} or less, or --address to join a cluster with more")
     load_key(create=True)  # the key that signs Tune's state (tune/trust.py): a key others can read is refused now
     STARTUP.claim(out_dir, spec["name"], resume=args.resume, overwrite=args.overwrite, debug=args.debug)
+    if args.resume:  # Tune's state is unpickled: only the copy this user's driver signed goes back (tune/trust.py)
+        put_back(experiment_path(spec), signed_state(out_dir, experiment_name(spec)))  # checked again, under the lock
     set_tune_env()
     started_ray = cluster.connect(args.address)
     StopSignals.take()  # ray.init replaced SIGTERM's handler with one that aborts mid-fit
@@ -173,8 +176,6 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
         max_concurrent = spec["max_concurrent"] or min(
             spec["num_samples"], cluster.cluster_slots(nodes, cpus=spec["cpus_per_trial"], gpus=spec["gpus_per_trial"]))
         if args.resume:
-            # Tune's state is unpickled: only the copy this user's driver signed goes back (tune/trust.py)
-            restore_signed(experiment_path(spec), out_dir, experiment_name(spec))
             if not tune.Tuner.can_restore(experiment_path(spec)):
                 raise UserError(f"--resume: no Tune experiment state at {experiment_path(spec)}; start the sweep again "
                                 "with --overwrite")

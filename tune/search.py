@@ -139,10 +139,11 @@ def main(argv: Optional[List[str]] = None, callbacks: Sequence[Any] = ()) -> int
     args = None
     SweepStartup.trials_began = False
     StopSignals.reset()
+    previous_handlers: Dict[int, Any] = {}
     try:
         with contextlib.suppress(ValueError):  # ValueError: not the main thread
             signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is handled below
-        StopSignals.take()  # SIGTERM and SIGHUP too, as Ctrl-C (tune/signals.py)
+        previous_handlers = StopSignals.take()  # SIGTERM and SIGHUP too, as Ctrl-C (tune/signals.py)
         args = parse_args(argv)
         if args.address is not None:  # first, before seconds of imports: a wrong address is answered at once
             from tune.cluster import check_reachable, parse_address
@@ -188,6 +189,8 @@ def main(argv: Optional[List[str]] = None, callbacks: Sequence[Any] = ()) -> int
         kind = "" if isinstance(exc, OSError) else f"{type(exc).__name__}: "
         print(f"search.py: error: {kind}{one_line(exc)} (run with --debug for the traceback)", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        StopSignals.give_back(previous_handlers)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from hinterval.errors import EXIT_INTERRUPTED
 
@@ -41,15 +41,25 @@ class StopSignals:
             raise KeyboardInterrupt
 
     @classmethod
-    def take(cls) -> None:
+    def take(cls) -> Dict[int, Any]:
         """Handle SIGTERM and SIGHUP from now on (again after ``ray.init``, which replaces SIGTERM's
-        handler). A signal the user set to be ignored stays ignored. A no-op outside the main thread."""
+        handler). A signal the user set to be ignored stays ignored. Returns the handlers replaced (for
+        :meth:`give_back`); a no-op outside the main thread."""
+        previous: Dict[int, Any] = {}
         if threading.current_thread() is not threading.main_thread():
-            return
+            return previous
         for name in STOP_SIGNALS:
             sig = getattr(signal, name, None)
-            if sig is not None and signal.getsignal(sig) != signal.SIG_IGN:
-                signal.signal(sig, cls._handler)
+            if sig is not None and signal.getsignal(sig) not in (signal.SIG_IGN, cls._handler):
+                previous[sig] = signal.signal(sig, cls._handler)
+        return previous
+
+    @staticmethod
+    def give_back(previous: Dict[int, Any]) -> None:
+        """Put back the handlers :meth:`take` replaced (a sweep run from Python leaves none of its own)."""
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     @classmethod
     def outcome(cls) -> Tuple[int, str]:

@@ -10,8 +10,8 @@ So the driver keeps a signed copy of that state: :class:`StateSigner` copies Tun
 state files into ``<results>/<name>/tune_state.signed.json`` every second while trials run, and
 once more when they stop, with an HMAC-SHA256 over the copy under a key only this user can read
 (``~/.config/hinterval/sweep.key``, made on first use with mode 0600, in a 0700 directory;
-``$XDG_CONFIG_HOME`` moves it). Before ``Tuner.restore``, :func:`restore_signed` checks the MAC and
-puts exactly the signed files back into Tune's experiment directory (anything else there that
+``$XDG_CONFIG_HOME`` moves it). Before ``Tuner.restore``, :func:`signed_state` checks the MAC and
+:func:`put_back` puts exactly the signed files back into Tune's experiment directory (anything else there that
 Tune would read is removed), or refuses with one line. A stranger without the key cannot make a
 valid copy, and a file planted next to it is never read.
 """
@@ -112,8 +112,8 @@ def sign_state(experiment_path: str, out_dir: str | Path, experiment: str, key: 
                                               "mac": _mac(key, experiment, files)})
 
 
-def restore_signed(experiment_path: str, out_dir: str | Path, experiment: str) -> None:
-    """Put the signed copy of Tune's state back into ``experiment_path`` before ``Tuner.restore`` reads it.
+def signed_state(out_dir: str | Path, experiment: str) -> Dict[str, bytes]:
+    """The signed copy of Tune's state in ``out_dir`` (file name -> content), checked against this user's key.
 
     Raises:
         UserError: there is no signed copy, or it was not signed with this user's key (or was changed).
@@ -134,14 +134,19 @@ def restore_signed(experiment_path: str, out_dir: str | Path, experiment: str) -
     key = load_key(create=False)
     if key is None or data.get("experiment") != experiment or not hmac.compare_digest(mac, _mac(key, experiment, files)):
         raise UserError(refuse.format(f"was not signed with this user's key ({key_path()})"))
+    return {name: base64.b64decode(text) for name, text in files.items()}
+
+
+def put_back(experiment_path: str, files: Dict[str, bytes]) -> None:
+    """Make ``experiment_path`` hold exactly the :func:`signed_state` files Tune reads (others there are removed)."""
     fs, path = _filesystem(experiment_path)
     fs.create_dir(path, recursive=True)
     for name, full in _state_files(fs, path).items():
         if name not in files:  # Tune would read it, and it is not ours
             fs.delete_file(full)
-    for name, text in files.items():
+    for name, content in files.items():
         with fs.open_output_stream(f"{path.rstrip('/')}/{name}") as f:
-            f.write(base64.b64decode(text))
+            f.write(content)
 
 
 class StateSigner(threading.Thread):
