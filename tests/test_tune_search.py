@@ -400,7 +400,8 @@ def test_smoke_test_end_to_end(smoke_sweep):
     assert "# Confirmed over training seeds 0,1: worst_avg_acc " in (out / "best_config.yaml").read_text()
     for run in runs:
         assert hparams_sessions(out / "tensorboard" / run), f"no HParams entry for run {run}"
-    assert (out / "_ray" / "split-digits-smoke").is_dir()  # Tune's own dirs under the results dir
+    experiment = json.loads((out / "sweep.json").read_text())["experiment"]
+    assert experiment.startswith("split-digits-smoke-") and (out / "_ray" / experiment).is_dir()  # Tune's own dirs
     assert not list((out / "_ray").rglob("events.out.tfevents*")), "Tune's TBX logger should be off"
     assert "need at least 4 trials" in (out / "leaderboard.md").read_text()  # importances wait for more trials
 
@@ -573,7 +574,8 @@ def test_multi_node_sweep_with_fractional_gpus_asha_pareto_and_resume(fake_clust
 
     import optuna
 
-    state = pickle.loads(max((tmp_path / "mn" / "_ray" / "mn").glob("searcher-state-*.pkl")).read_bytes())
+    experiment = json.loads((tmp_path / "mn" / "sweep.json").read_text())["experiment"]
+    state = pickle.loads(max((tmp_path / "mn" / "_ray" / experiment).glob("searcher-state-*.pkl")).read_bytes())
     study = state["_ot_study"]
     for r in recs:
         frozen = study._storage.get_trial(state["_ot_trials"][r["trial_id"]]._trial_id)
