@@ -151,10 +151,6 @@ def main(argv: Optional[List[str]] = None, callbacks: Sequence[Any] = ()) -> int
             parse_address(args.address)
             if not args.dry_run:
                 check_reachable(args.address)
-        if args.address is None and not args.dry_run:
-            from tune.cluster import keep_local_ray_on_loopback
-
-            keep_local_ray_on_loopback()  # before Ray is imported: this machine's Ray listens on 127.0.0.1 only
         with ctrl_c_deferred():  # importing torch can lose a Ctrl-C (hinterval/runtime.py): taken right after it
             from tune.driver import run_sweep  # Ray, torch and pandas load only for a sweep, not for --help
 
@@ -196,8 +192,12 @@ def main(argv: Optional[List[str]] = None, callbacks: Sequence[Any] = ()) -> int
 if __name__ == "__main__":
     # Run as `tune.search`, not `__main__`, so pickled objects (searcher, callbacks) name an
     # importable module when the sweep is resumed from another process.
+    from tune.cluster import keep_local_ray_on_loopback
     from tune.release import end_process
     from tune.search import main as _main
+
+    if not any(a.startswith("--ad") for a in sys.argv[1:]):  # no --address (or an abbreviation of it): Ray starts here
+        keep_local_ray_on_loopback()  # before Ray is imported: it listens on 127.0.0.1 only (docs/reliability.md)
 
     try:
         code = _main()
