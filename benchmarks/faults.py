@@ -155,6 +155,31 @@ def _limit_file_size(limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
+def listening_addresses(pids: Sequence[int]) -> List[str]:
+    """The local IP addresses the TCP sockets of ``pids`` listen on (from /proc: each socket's inode, owned by
+    one of the processes, looked up in /proc/net/tcp and tcp6)."""
+    import ipaddress
+
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                cols = row.split()
+                if cols[3] == "0A" and cols[9] in inodes:  # state 0A: LISTEN
+                    raw = bytes.fromhex(cols[1].split(":")[0])
+                    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # little-endian 32-bit words
+                    found.append(str(ipaddress.ip_address(words)))
+    return found
+
+
 def result_of(run: Path) -> dict:
     import json
 
@@ -658,8 +683,6 @@ class Faults:
 
     def sweep_sighup_and_loopback(self) -> Dict[str, Outcome]:
         """SIGHUP to a running sweep (a dropped ssh session); while it runs, what its Ray listens on."""
-        import psutil
-
         from benchmarks.sweep import session_pids
 
         results, samples = self.work / "signal-sweeps", 2
@@ -668,18 +691,14 @@ class Faults:
         def trial_started_and_listeners(out: Path, driver: int) -> bool:
             if not self._trial_started(out):
                 return False
-            for pid in session_pids(driver):  # the driver's session: its Ray processes and trial workers
-                with contextlib.suppress(psutil.Error):
-                    for c in psutil.Process(pid).net_connections(kind="inet"):
-                        if c.status == psutil.CONN_LISTEN:
-                            seen["listening"].append(c.laddr.ip)
+            seen["listening"] += listening_addresses(session_pids(driver))  # its Ray processes and trial workers
             return True
 
         argv = [*SWEEP_TINY, "--num-samples", samples, "--max-concurrent", 2, "--confirm-seeds", 0, "--iters-per-task", 150]
         code, text, left, took = self._sweep_until("hup", argv, trial_started_and_listeners, signal.SIGHUP, results)
         ok, detail = self._stopped_cleanly(code, text, signal.SIGHUP, results / "hup", left)
         resumed, rdetail = self._resumed(results, "hup", samples)
-        loop = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+        loop = {"127.0.0.1", "::1", "::ffff:7f00:1"}
         outside = sorted(set(seen["listening"]) - loop)
         return {"sighup-sweep": Outcome(ok and resumed, f"SIGHUP once a trial finished task 1: {detail}; {rdetail}"),
                 "local-ray-loopback": Outcome(bool(seen["listening"]) and not outside,

@@ -366,7 +366,7 @@ def _stopped_after_trials(mp, tmp: Path, sig_name: str) -> None:
     """The sweep's trials ran and a stop signal arrived: what the command line then says."""
     import signal
 
-    from tune import driver, prepare, search
+    from tune import driver, prepare
     from tune.signals import StopSignals
 
     def run(args, callbacks=()):
