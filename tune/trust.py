@@ -94,8 +94,8 @@ def _state_files(fs, path: str) -> Dict[str, str]:
     import pyarrow.fs as pafs
 
     infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    return {Path(i.path).name: i.path for i in infos
-            if i.type == pafs.FileType.File and i.path.endswith((".json", ".pkl"))}
+    return {Path(i.path).name: i.path for i in infos  # not Tune's hidden temporary files (".<uuid>-...")
+            if i.type == pafs.FileType.File and i.path.endswith((".json", ".pkl")) and not Path(i.path).name.startswith(".")}
 
 
 def sign_state(experiment_path: str, out_dir: str | Path, experiment: str, key: bytes) -> None:
