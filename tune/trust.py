@@ -89,13 +89,15 @@ def _filesystem(experiment_path: str):
     return pafs.FileSystem.from_uri(experiment_path)
 
 
-def _state_files(fs, path: str) -> Dict[str, str]:
-    """Tune's top-level state files in the experiment directory (what ``Tuner.restore`` reads): name -> path."""
+def _state_files(fs, path: str, *, hidden: bool = False) -> Dict[str, str]:
+    """Tune's top-level state files in the experiment directory (what ``Tuner.restore`` copies and reads):
+    name -> path; ``hidden``: Tune's temporary files (``.<uuid>-...``, left by a kill mid-write) too."""
     import pyarrow.fs as pafs
 
     infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    return {Path(i.path).name: i.path for i in infos  # not Tune's hidden temporary files (".<uuid>-...")
-            if i.type == pafs.FileType.File and i.path.endswith((".json", ".pkl")) and not Path(i.path).name.startswith(".")}
+    return {Path(i.path).name: i.path for i in infos
+            if i.type == pafs.FileType.File and i.path.endswith((".json", ".pkl"))
+            and (hidden or not Path(i.path).name.startswith("."))}
 
 
 def sign_state(experiment_path: str, out_dir: str | Path, experiment: str, key: bytes) -> None:
@@ -141,8 +143,8 @@ def put_back(experiment_path: str, files: Dict[str, bytes]) -> None:
     """Make ``experiment_path`` hold exactly the :func:`signed_state` files Tune reads (others there are removed)."""
     fs, path = _filesystem(experiment_path)
     fs.create_dir(path, recursive=True)
-    for name, full in _state_files(fs, path).items():
-        if name not in files:  # Tune would read it, and it is not ours
+    for name, full in _state_files(fs, path, hidden=True).items():
+        if name not in files:  # Tune would copy or read it, and it is not ours
             fs.delete_file(full)
     for name, content in files.items():
         with fs.open_output_stream(f"{path.rstrip('/')}/{name}") as f:
