@@ -62,10 +62,12 @@ def test_signed_state_round_trip_restores_exactly_the_signed_files(home, tmp_pat
     assert sorted(signed["files"]) == ["experiment_state-1.json", "tuner.pkl"]
     # later: someone plants a pickle next to the state and replaces tuner.pkl
     (exp / "searcher-state-9.pkl").write_bytes(b"planted")
+    (exp / ".1234-searcher-state-9.pkl").write_bytes(b"planted")
     (exp / "tuner.pkl").write_bytes(b"planted")
     trust.put_back(str(exp), trust.signed_state(out, "sw-0123abcd"))
     assert pickle.loads((exp / "tuner.pkl").read_bytes()) == {"ours": 1}
-    assert not (exp / "searcher-state-9.pkl").exists() and (exp / "trial_dir").is_dir()
+    assert not (exp / "searcher-state-9.pkl").exists() and not (exp / ".1234-searcher-state-9.pkl").exists()
+    assert (exp / "trial_dir").is_dir()
 
 
 @pytest.mark.parametrize("tamper, match", [
