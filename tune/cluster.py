@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import socket
 import sys
 import threading
@@ -101,6 +102,13 @@ def connect(address: Optional[str]) -> bool:
             ray.init(address="local", include_dashboard=False, **kwargs)
     except ConnectionError as exc:
         raise UserError(f"could not reach a Ray cluster at --address {address}: {one_line(exc)}") from None
+    except SystemExit as exc:  # SIGTERM met the handler ray.init installs first (sys.exit(15)): a stop as any other
+        if exc.code != signal.SIGTERM:
+            raise
+        from tune.signals import StopSignals
+
+        StopSignals.received = signal.SIGTERM
+        raise KeyboardInterrupt from None
     return True
 
 
