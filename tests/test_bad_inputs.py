@@ -808,6 +808,9 @@ CASES = [
     Case("sweep-sighup-during-start-up", "sweep", lambda t: ["--results-dir", str(t / "results"), *SWEEP_SMALL],
          ("stopped by SIGHUP before any trial started",), code=129,
          patch=lambda mp, t: _signal_during(mp, "SIGHUP", "resolve")),
+    Case("sweep-sigterm-inside-ray-init", "sweep", lambda t: ["--results-dir", str(t / "results"), *SWEEP_SMALL],
+         ("stopped by SIGTERM before any trial started",), code=143,
+         patch=lambda mp, t: mp.setattr("ray.init", _raise(SystemExit(15)))),  # what Ray's own handler does
     Case("sweep-sigterm-after-trials", "sweep", lambda t: ["--results-dir", str(t / "my results"), "--name", "n", *SWEEP_SMALL],
          ("stopped by SIGTERM", "continue with: python tune/search.py --name n --resume --results-dir '"), code=143,
          patch=lambda mp, t: _stopped_after_trials(mp, t, "SIGTERM")),
