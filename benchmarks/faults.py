@@ -664,7 +664,7 @@ class Faults:
 
         results, storage, samples = self.work / "signal-sweeps", self.work / "shared-storage", 2
         common = [*SWEEP_TINY, "--num-samples", samples, "--max-concurrent", 2, "--confirm-seeds", 0, "--storage", storage]
-        code, text, left, took = self._sweep_until("term", [*common, "--iters-per-task", 150], self._trial_started,
+        code, text, left, took = self._sweep_until("term", [*common, "--iters-per-task", 80], self._trial_started,
                                                    signal.SIGTERM, results)
         ok, detail = self._stopped_cleanly(code, text, signal.SIGTERM, results / "term", left)
         other = sh(SEARCH + ["--results-dir", self.work / "other-results", "--name", "term", *SWEEP_TINY, "--num-samples", 1,
@@ -694,7 +694,7 @@ class Faults:
             seen["listening"] += listening_addresses(session_pids(driver))  # its Ray processes and trial workers
             return True
 
-        argv = [*SWEEP_TINY, "--num-samples", samples, "--max-concurrent", 2, "--confirm-seeds", 0, "--iters-per-task", 150]
+        argv = [*SWEEP_TINY, "--num-samples", samples, "--max-concurrent", 2, "--confirm-seeds", 0, "--iters-per-task", 80]
         code, text, left, took = self._sweep_until("hup", argv, trial_started_and_listeners, signal.SIGHUP, results)
         ok, detail = self._stopped_cleanly(code, text, signal.SIGHUP, results / "hup", left)
         resumed, rdetail = self._resumed(results, "hup", samples)
