@@ -609,7 +609,8 @@ class Faults:
     def _sweep_until(self, name: str, argv: List, stop: Callable[[Path, int], bool], sig: int, results: Path,
                      env: Optional[Dict[str, str]] = None) -> tuple:
         """Start a sweep in its own session; send ``sig`` to the driver once ``stop(out_dir, driver pid)``; wait.
-        Returns ``(exit code, stderr+stdout text, Ray processes left 3 s later, seconds from signal to exit)``."""
+        Returns ``(exit code, stderr+stdout text, Ray processes left 15 s later (named in NAME-left.txt), seconds
+        from the signal to the exit)``."""
         from benchmarks.sweep import session_pids
 
         out, log = results / name, self.work / f"{name}.log"
@@ -623,8 +624,17 @@ class Faults:
                     sent = time.time()
                 time.sleep(0.3)
         took = time.time() - sent if sent else None
-        time.sleep(3.0)
-        left = session_pids(p.pid)
+        for _ in range(30):  # Ray's processes end on their own within seconds (longer on a loaded CPU)
+            time.sleep(0.5)
+            left = session_pids(p.pid)
+            if not left:
+                break
+        names = []
+        for pid in left:
+            with contextlib.suppress(OSError):
+                names.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80])
+        if names:
+            (self.work / f"{name}-left.txt").write_text("\n".join(names))
         for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
