@@ -64,6 +64,30 @@ blocking-inputs
 nan-metric-train
     a metric that comes out NaN (patched in a child process): written to ``result.json`` as ``null`` at
     every task end, and the run finishes with exit code 0.
+sweep-refuses-what-train-refuses
+    a sweep (not a dry run) of ``--set interval_scope=last:9`` on the 3-layer MLP and one of a model that
+    cannot fit in memory: exit code 2 and one line before Ray starts, no sweep directory; a sweep whose
+    every trial diverges (``--lr 1e30``): exit code 1 and one line, not 0.
+wrong-address
+    ``--address`` of a refused port, port 0, a web server and a server that accepts and stays silent:
+    each answered within 30 s with exit code 2 and one line naming the address; no sweep directory.
+sigterm-sweep
+    SIGTERM to the driver once a trial finished a task (checkpoints under a shared ``--storage``): exit
+    code 143, one line saying how to resume, the report written, no crash (no abort, no C++ stack), no
+    Ray process left; ``--resume`` finishes every trial without training a finished task again.
+two-sweeps-one-storage
+    while that sweep is stopped, a second sweep of the same ``--name`` (other ``--results-dir``) with the
+    same ``--storage`` runs: the two keep separate Tune experiments, and the first still resumes.
+resume-handed-sweep
+    a copy of that sweep, its ``tuner.pkl`` replaced by a pickle that would create a file: ``--resume`` by
+    another user (another key) is refused with exit code 2 and one line; the owner's ``--resume`` puts its
+    signed state back and finishes (exit 0); the planted pickle never runs.
+sighup-sweep
+    SIGHUP (a dropped ssh session) to a running sweep: exit code 129, one line, the report, no Ray
+    process left; ``--resume`` finishes every trial.
+local-ray-loopback
+    while that sweep runs, every listening socket of its processes (Ray's GCS, raylet, workers) is on
+    the loopback address.
 
 Bad inputs: ``tests/test_bad_inputs.py`` (flags, config and space files, data directories, run
 directories, resumes) is run with pytest; K of its L cases answered with exit code 2 and one line.
@@ -139,6 +163,31 @@ def _limit_file_size(limit: int) -> None:
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process instead of failing the write
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def listening_addresses(pids: Sequence[int]) -> List[str]:
+    """The local IP addresses the TCP sockets of ``pids`` listen on (from /proc: each socket's inode, owned by
+    one of the processes, looked up in /proc/net/tcp and tcp6)."""
+    import ipaddress
+
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                cols = row.split()
+                if cols[3] == "0A" and cols[9] in inodes:  # state 0A: LISTEN
+                    raw = bytes.fromhex(cols[1].split(":")[0])
+                    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # little-endian 32-bit words
+                    found.append(str(ipaddress.ip_address(words)))
+    return found
 
 
 def result_of(run: Path) -> dict:
@@ -566,6 +615,210 @@ class Faults:
         return Outcome(ok, f"exit codes {codes}; {len(winners)} ran: sweep.json has its settings: {own}, trials "
                            f"{len(rows)}/{want.get('num_samples')}; refused: {why}")
 
+    # --- sweeps: what train refuses, wrong addresses, stop signals, shared storage, foreign state ---------------------------
+    def _sweep_until(self, name: str, argv: List, stop: Callable[[Path, int], bool], sig: int, results: Path,
+                     env: Optional[Dict[str, str]] = None) -> tuple:
+        """Start a sweep in its own session; send ``sig`` to the driver once ``stop(out_dir, driver pid)``; wait.
+        Returns ``(exit code, stderr+stdout text, Ray processes left 15 s later (named in NAME-left.txt), seconds
+        from the signal to the exit)``."""
+        from benchmarks.sweep import session_pids
+
+        out, log = results / name, self.work / f"{name}.log"
+        with open(log, "w") as f:
+            p = subprocess.Popen([str(c) for c in SEARCH + ["--results-dir", results, "--name", name, *argv]], cwd=REPO,
+                                 stdout=f, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})})
+            sent = None
+            while p.poll() is None:
+                if sent is None and stop(out, p.pid):
+                    p.send_signal(sig)
+                    sent = time.time()
+                time.sleep(0.3)
+        took = time.time() - sent if sent else None
+        for _ in range(30):  # Ray's processes end on their own within seconds (longer on a loaded CPU)
+            time.sleep(0.5)
+            left = session_pids(p.pid)
+            if not left:
+                break
+        names = []
+        for pid in left:
+            with contextlib.suppress(OSError):
+                names.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80])
+        if names:
+            (self.work / f"{name}-left.txt").write_text("\n".join(names))
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return p.returncode, log.read_text(), left, took
+
+    @staticmethod
+    def _trial_started(out: Path, pid: int = 0) -> bool:
+        from tune.records import load_records
+
+        return out.is_dir() and any(r["tasks_done"] >= 1 for r in load_records(out))
+
+    @staticmethod
+    def _stopped_cleanly(code: int, text: str, sig: int, out: Path, left: List[int]) -> tuple:
+        lines = [ln for ln in text.splitlines() if ln.startswith("search.py: ") and ": warning: " not in ln]
+        name = signal.Signals(sig).name
+        crash = [w for w in ("Traceback", "Aborted", "core dumped", "*** SIG", "SIGABRT", "terminate called") if w in text]
+        ok = (code == 128 + sig and len(lines) == 1 and f"stopped by {name}" in lines[0] and "--resume" in lines[0]
+              and not crash and (out / "trials.csv").is_file() and (out / "leaderboard.md").is_file() and not left)
+        return ok, (f"exit {code}, {len(lines)} line(s) {lines[0][:70] + '...' if lines else ''!r}, report "
+                    f"{'written' if (out / 'trials.csv').is_file() else 'MISSING'}, crash signs {crash or 'none'}, "
+                    f"Ray processes left {len(left)}")
+
+    def _resumed(self, results: Path, name: str, samples: int, env: Optional[Dict[str, str]] = None) -> tuple:
+        from tune.records import is_complete, load_records
+
+        proc = sh(SEARCH + ["--results-dir", results, "--name", name, "--resume"], self.work / f"{name}-resume.log", env=env)
+        recs = load_records(results / name)
+        complete = sum(is_complete(r) for r in recs)
+        rerun = [r["trial_id"] for r in recs if r["reruns"]]
+        return proc.returncode == 0 and complete == samples and not rerun, \
+            f"--resume exit {proc.returncode}, {complete}/{samples} trials finished, finished tasks re-run: {len(rerun)}"
+
+    def sweep_signals_and_shared_storage(self) -> Dict[str, Outcome]:
+        """SIGTERM to a sweep whose checkpoints go to a --storage another sweep of the same name then uses:
+        exit 143, one line, the report; the other sweep runs; --resume finishes the first."""
+        import json
+
+        results, storage, samples = self.work / "signal-sweeps", self.work / "shared-storage", 2
+        common = [*SWEEP_TINY, "--num-samples", samples, "--max-concurrent", 2, "--confirm-seeds", 0, "--storage", storage]
+        code, text, left, took = self._sweep_until("term", [*common, "--iters-per-task", 80], self._trial_started,
+                                                   signal.SIGTERM, results)
+        ok, detail = self._stopped_cleanly(code, text, signal.SIGTERM, results / "term", left)
+        other = sh(SEARCH + ["--results-dir", self.work / "other-results", "--name", "term", *SWEEP_TINY, "--num-samples", 1,
+                             "--iters-per-task", 20, "--confirm-seeds", 0, "--storage", storage], self.work / "term-other.log")
+        experiments = [json.loads((d / "term" / SWEEP_FILE_NAME).read_text()).get("experiment")
+                       for d in (results, self.work / "other-results") if (d / "term" / SWEEP_FILE_NAME).is_file()]
+        resumed, rdetail = self._resumed(results, "term", samples)
+        separate = len(experiments) == 2 and len(set(experiments)) == 2 and all(
+            (storage / e).is_dir() for e in experiments if e)
+        return {"sigterm-sweep": Outcome(ok and resumed, f"SIGTERM once a trial finished task 1: {detail}, exit "
+                                                        f"{took or 0:.0f} s after the signal; {rdetail}"),
+                "two-sweeps-one-storage": Outcome(separate and other.returncode == 0 and resumed,
+                                                  f"two sweeps named 'term' with one --storage: Tune experiments "
+                                                  f"{experiments} ({'separate' if separate else 'SHARED'}); the second "
+                                                  f"exit {other.returncode} while the first was stopped; the first's {rdetail}")}
+
+    def sweep_sighup_and_loopback(self) -> Dict[str, Outcome]:
+        """SIGHUP to a running sweep (a dropped ssh session); while it runs, what its Ray listens on."""
+        from benchmarks.sweep import session_pids
+
+        results, samples = self.work / "signal-sweeps", 2
+        seen: Dict[str, List[str]] = {"listening": []}
+
+        def trial_started_and_listeners(out: Path, driver: int) -> bool:
+            if not self._trial_started(out):
+                return False
+            seen["listening"] += listening_addresses(session_pids(driver))  # its Ray processes and trial workers
+            return True
+
+        argv = [*SWEEP_TINY, "--num-samples", samples, "--max-concurrent", 2, "--confirm-seeds", 0, "--iters-per-task", 80]
+        code, text, left, took = self._sweep_until("hup", argv, trial_started_and_listeners, signal.SIGHUP, results)
+        ok, detail = self._stopped_cleanly(code, text, signal.SIGHUP, results / "hup", left)
+        resumed, rdetail = self._resumed(results, "hup", samples)
+        loop = {"127.0.0.1", "::1", "::ffff:7f00:1"}
+        outside = sorted(set(seen["listening"]) - loop)
+        return {"sighup-sweep": Outcome(ok and resumed, f"SIGHUP once a trial finished task 1: {detail}; {rdetail}"),
+                "local-ray-loopback": Outcome(bool(seen["listening"]) and not outside,
+                                              f"{len(seen['listening'])} listening sockets of the sweep's processes, "
+                                              f"on {sorted(set(seen['listening']))}"
+                                              + (f"; NOT loopback: {outside}" if outside else ""))}
+
+    def handed_sweep_resume(self) -> Outcome:
+        """A finished sweep directory handed to someone (a copy, its Tune state's tuner.pkl replaced by one that
+        runs code): --resume by another user is refused; by the owner the planted file is never read."""
+        import json
+        import pickle
+
+        src = self.work / "signal-sweeps" / "term"
+        if not (src / SWEEP_FILE_NAME).is_file():
+            return Outcome(False, "needs the sigterm-sweep fault's sweep (run it first)")
+        spec = json.loads((src / SWEEP_FILE_NAME).read_text())
+        results, storage = self.work / "handed", self.work / "handed-storage"
+        shutil.rmtree(results, ignore_errors=True)
+        shutil.rmtree(storage, ignore_errors=True)
+        shutil.copytree(src, results / "term")
+        shutil.copytree(Path(spec["storage"]) / spec["experiment"], storage / spec["experiment"])
+        spec.update(out_dir=str(results / "term"), storage=str(storage))
+        (results / "term" / SWEEP_FILE_NAME).write_text(json.dumps(spec))
+        marker = self.work / "planted-pickle-ran"
+
+        class Planted:
+            def __reduce__(self):
+                return (open, (str(marker), "w"))
+
+        (storage / spec["experiment"] / "tuner.pkl").write_bytes(pickle.dumps(Planted()))
+        stranger = sh(SEARCH + ["--results-dir", results, "--name", "term", "--resume"], self.work / "handed-stranger.log",
+                      env={"XDG_CONFIG_HOME": str(self.work / "stranger-config")})
+        lines = [ln for ln in stranger.stderr.splitlines() if ln.startswith("search.py: ") and "resuming" not in ln]
+        refused = stranger.returncode == 2 and len(lines) == 1 and "refused" in lines[0] and not marker.exists()
+        owner = sh(SEARCH + ["--results-dir", results, "--name", "term", "--resume"], self.work / "handed-owner.log")
+        safe = owner.returncode == 0 and not marker.exists()
+        return Outcome(refused and safe, f"another user's --resume: exit {stranger.returncode}, "
+                                         f"{lines[0][:90] + '...' if lines else 'no line'!r}; the owner's --resume: exit "
+                                         f"{owner.returncode}; the planted pickle ran: {marker.exists()}")
+
+    def sweep_refuses_what_train_refuses(self) -> Outcome:
+        from benchmarks.sweep import session_pids
+
+        results = self.work / "train-refuses"
+        parts, good = [], True
+        for label, extra, needle in (("interval_scope=last:9", ["--set", "interval_scope=last:9"], "last:9"),
+                                     ("a model that cannot fit", ["--set", "hnet_hidden=100000,100000"], "does not fit")):
+            p = subprocess.run([str(c) for c in SEARCH + ["--results-dir", results, "--name", "x", *extra]], cwd=REPO,
+                               capture_output=True, text=True, timeout=TIMEOUT_S, start_new_session=True)
+            lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+            ok = p.returncode == 2 and len(lines) == 1 and needle in lines[0] and not results.exists()
+            good &= ok
+            parts.append(f"{label}: exit {p.returncode}, {len(lines)} line(s)")
+        proc = sh(SEARCH + ["--results-dir", results, "--name", "diverging", *SWEEP_TINY, "--lr", "1e30", "--num-samples", 2,
+                            "--iters-per-task", 20, "--confirm-seeds", 0], self.work / "all-trials-failed.log")
+        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("search.py: error: ")]
+        ok = proc.returncode == 1 and len(lines) == 1 and "every trial failed" in lines[0]
+        good &= ok
+        parts.append(f"every trial diverging (--lr 1e30): exit {proc.returncode}, {lines[0][:60] + '...' if lines else 'no line'!r}")
+        return Outcome(good, "; ".join(parts))
+
+    def wrong_address(self) -> Outcome:
+        import socket
+        import threading
+
+        def listener(answer: Optional[bytes]) -> socket.socket:
+            srv = socket.socket()
+            srv.bind(("127.0.0.1", 0))
+            srv.listen(4)
+
+            def serve() -> None:
+                with contextlib.suppress(OSError):
+                    while True:
+                        conn, _ = srv.accept()
+                        if answer is not None:
+                            conn.sendall(answer)
+                            conn.close()
+                        # None: accept and stay silent, like a firewall that swallows the greeting
+            threading.Thread(target=serve, daemon=True).start()
+            return srv
+
+        web, silent = listener(b"HTTP/1.1 400 Bad Request\r\n\r\n"), listener(None)
+        cases = [("refused port", "127.0.0.1:1"), ("port 0", "127.0.0.1:0"),
+                 ("a web server", f"127.0.0.1:{web.getsockname()[1]}"), ("a silent server", f"127.0.0.1:{silent.getsockname()[1]}")]
+        parts, good = [], True
+        results = self.work / "wrong-address"
+        for label, address in cases:
+            t = time.time()
+            p = subprocess.run([str(c) for c in SEARCH + ["--address", address, "--results-dir", results, "--name", "a"]],
+                               cwd=REPO, capture_output=True, text=True, timeout=300)
+            took = time.time() - t
+            lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+            ok = p.returncode == 2 and len(lines) == 1 and address in lines[0] and took < 30 and not results.exists()
+            good &= ok
+            parts.append(f"{label}: exit {p.returncode} in {took:.1f} s{'' if ok else ' ' + repr(lines[-1][:80] if lines else '')}")
+        web.close()
+        silent.close()
+        return Outcome(good, "; ".join(parts))
+
     # --- sweep-refused-after-ray-start --------------------------------------------------------------------------------------------
     def sweep_refused_after_ray_start(self) -> Outcome:
         from benchmarks.sweep import session_pids
@@ -689,8 +942,9 @@ class Faults:
 #: every fault, in the order they run; the sweep-level faults come last (they take longest)
 FAULTS = ("killed-train", "corrupted-checkpoint", "disk-full-checkpoint", "nan-loss-train", "disk-full-tensorboard",
           "foreign-checkpoint", "sigterm-during-run", "sigint-at-start-up", "sweep-refused-after-ray-start",
-          "two-sweeps-one-name", "killed-sweep-driver", "killed-trial-worker", "nan-loss-sweep",
-          "overwrite-foreign-directory", "blocking-inputs", "nan-metric-train")
+          "sweep-refuses-what-train-refuses", "wrong-address", "two-sweeps-one-name", "killed-sweep-driver",
+          "killed-trial-worker", "nan-loss-sweep", "sigterm-sweep", "two-sweeps-one-storage", "resume-handed-sweep",
+          "sighup-sweep", "local-ray-loopback", "overwrite-foreign-directory", "blocking-inputs", "nan-metric-train")
 BAD_INPUTS = "bad-inputs"
 
 
@@ -734,12 +988,19 @@ def main(argv: Optional[List[str]] = None) -> int:
               "disk-full-tensorboard": f.disk_full_tensorboard, "foreign-checkpoint": f.foreign_checkpoint,
               "sigterm-during-run": f.sigterm, "sigint-at-start-up": f.sigint_at_start_up,
               "sweep-refused-after-ray-start": f.sweep_refused_after_ray_start,
+              "sweep-refuses-what-train-refuses": f.sweep_refuses_what_train_refuses, "wrong-address": f.wrong_address,
               "two-sweeps-one-name": f.concurrent_sweeps, "killed-sweep-driver": f.killed_sweep,
               "overwrite-foreign-directory": f.overwrite_foreign, "blocking-inputs": f.blocking_inputs,
               "nan-metric-train": f.nan_metric}
     for name, fn in single.items():
         attempt([name], lambda fn=fn, name=name: {name: fn()})
     attempt(["killed-trial-worker", "nan-loss-sweep"], f.worker_kill_and_nan_sweep)
+    attempt(["sigterm-sweep", "two-sweeps-one-storage"], f.sweep_signals_and_shared_storage)
+    if "resume-handed-sweep" in only and not {"sigterm-sweep", "two-sweeps-one-storage"} & set(only):
+        with contextlib.suppress(Exception):  # it resumes a copy of that fault's sweep (it says so if there is none)
+            f.sweep_signals_and_shared_storage()
+    attempt(["resume-handed-sweep"], lambda: {"resume-handed-sweep": f.handed_sweep_resume()})
+    attempt(["sighup-sweep", "local-ray-loopback"], f.sweep_sighup_and_loopback)
     k = n = 0
     bad_ok = True
     if BAD_INPUTS in only:

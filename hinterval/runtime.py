@@ -136,7 +136,8 @@ def configure_process(cfg: ProcessConfig) -> ProcessSettings:
         policy = os.environ.get("OMP_WAIT_POLICY", "default")
     else:
         policy = choose_omp_wait_policy(cfg.num_threads)
-    import torch
+    with ctrl_c_deferred():  # torch's first import: a Ctrl-C inside it aborted the process (see ctrl_c_deferred)
+        import torch
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -149,11 +150,13 @@ def configure_process(cfg: ProcessConfig) -> ProcessSettings:
 def ctrl_c_deferred() -> Iterator[None]:
     """Hold a Ctrl-C (SIGINT) back while the block runs and act on it right after.
 
-    Why: importing torch runs numpy's import from C code that clears any error raised there, a
-    KeyboardInterrupt included. A Ctrl-C landing in that window was lost: the program went on
-    with a half-imported numpy and failed later (``module 'numpy' has no attribute 'matrix'``,
-    exit 1) or ignored the interrupt. Wrap the first import of torch in this. Outside the main
-    thread (where signals cannot be handled) it does nothing.
+    Why: importing torch runs Python code (numpy's import among it) from C and C++ code. A
+    KeyboardInterrupt raised there was either cleared (the program went on with a half-imported
+    numpy and failed later: ``module 'numpy' has no attribute 'matrix'``, exit 1) or crossed C++
+    code that cannot unwind it, which aborted the process (SIGABRT, exit -6, no message: seen
+    with a Ctrl-C 1 s into ``hinterval train`` on a loaded machine, where torch's import takes
+    seconds). Wrap the first import of torch in this. Outside the main thread (where signals
+    cannot be handled) it does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -342,6 +342,135 @@ def _lock_sweep(tmp: Path) -> List[str]:
 _HELD: list = []
 
 
+# --- sweeps: what `train` refuses, cluster addresses, stop signals, resumes of foreign state -----------------
+def _grpc_less_listener(tmp: Path) -> str:
+    """A local TCP server that answers like a web server (not gRPC): an address where no Ray cluster is."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    _HELD.append(type("Closer", (), {"release": lambda self: srv.close()})())
+    return f"127.0.0.1:{srv.getsockname()[1]}"
+
+
+def _signal_during(mp, sig_name: str, where: str) -> None:
+    """A real SIGTERM/SIGHUP sent to this process while the sweep resolves its command line."""
+    import signal
+    import time as _time
+
+    from tune import driver
+
+    real = getattr(driver, where)
+
+    def stopped(*a, **k):
+        os.kill(os.getpid(), getattr(signal, sig_name))
+        _time.sleep(0.5)  # the handler runs at the next bytecode
+        return real(*a, **k)
+
+    mp.setattr(driver, where, stopped)
+
+
+def _stopped_after_trials(mp, tmp: Path, sig_name: str) -> None:
+    """The sweep's trials ran and a stop signal arrived: what the command line then says."""
+    import signal
+
+    from tune import driver, prepare
+    from tune.signals import StopSignals
+
+    def run(args, callbacks=()):
+        spec = prepare.resolve(args)
+        StopSignals.received = getattr(signal, sig_name)
+        return {"interrupted": True, "spec": spec, "records": [], "complete": 0}
+
+    mp.setattr(driver, "run_sweep", run)
+
+
+def _every_trial_failed(mp, tmp: Path) -> None:
+    from tune import driver, prepare
+
+    def run(args, callbacks=()):
+        spec = prepare.resolve(args)
+        records = [{"status": "ERROR"}, {"status": "ERROR"}, {"status": "DIVERGED"}]
+        return {"interrupted": False, "spec": spec, "records": records, "complete": 0}
+
+    mp.setattr(driver, "run_sweep", run)
+
+
+SWEEP_SMALL = ["--num-tasks", "2", "--iters-per-task", "2", "--set", "target_hidden=8", "--hnet-hidden", "8"]
+
+
+def _config_home(mp, tmp: Path) -> Path:
+    """This user's sweep key in a config directory of the test's own (next to tmp, not in its snapshot)."""
+    home = tmp.parent / (tmp.name + "-config")
+    mp.setenv("XDG_CONFIG_HOME", str(home))
+    return home
+
+
+def _handed_sweep(tmp: Path, how: str) -> List[str]:
+    """A sweep directory as someone might hand it over: its sweep.json, Tune state whose tuner.pkl runs code
+    when unpickled (it would create ``pwned``), and a signed copy that is missing, damaged, signed with
+    another key, or of another sweep."""
+    import base64
+    import hmac
+    import json
+
+    from tune import prepare, search
+    from tune.spec import new_experiment
+    from tune.trust import SIGNED_STATE
+
+    results = tmp / "results"
+    args = search.parse_args(["--results-dir", str(results), "--name", "handed", *SWEEP_SMALL])
+    spec = new_experiment(prepare.resolve(args))
+    out = Path(spec["out_dir"])
+    out.mkdir(parents=True)
+    (out / "sweep.json").write_text(json.dumps(spec.to_dict()))
+    exp = Path(spec["storage"]) / spec["experiment"]
+    exp.mkdir(parents=True)
+
+    class Planted:
+        def __reduce__(self):
+            return (open, (str(tmp / "pwned"), "w"))
+
+    planted = pickle.dumps(Planted())
+    (exp / "tuner.pkl").write_bytes(planted)
+    files = {"tuner.pkl": base64.b64encode(planted).decode()}
+    body = lambda experiment: json.dumps({"experiment": experiment, "files": files}, sort_keys=True).encode()  # noqa: E731
+    if how == "damaged":
+        (out / SIGNED_STATE).write_text("{not json")
+    elif how == "other-key":
+        mac = hmac.new(b"k" * 32, body(spec["experiment"]), "sha256").hexdigest()
+        (out / SIGNED_STATE).write_text(json.dumps({"experiment": spec["experiment"], "files": files, "mac": mac}))
+    elif how == "other-sweep":  # signed with this user's key, but for another sweep's experiment
+        key = tmp.parent / (tmp.name + "-config") / "hinterval" / "sweep.key"  # where the patch points the command
+        key.parent.mkdir(parents=True)
+        key.write_bytes(b"s" * 32)
+        key.chmod(0o600)
+        mac = hmac.new(b"s" * 32, body("other-1234"), "sha256").hexdigest()
+        (out / SIGNED_STATE).write_text(json.dumps({"experiment": "other-1234", "files": files, "mac": mac}))
+    return ["--results-dir", str(results), "--name", "handed", "--resume"]
+
+
+def _key_readable_by_others(mp, tmp: Path) -> None:
+    home = _config_home(mp, tmp)
+    key = home / "hinterval" / "sweep.key"
+    key.parent.mkdir(parents=True, exist_ok=True)
+    key.write_bytes(b"x" * 32)
+    key.chmod(0o644)
+
+
 CASES = [
     # --- hinterval train/eval: flags of the wrong type or out of range (checked like config-file values)
     Case("cli-float-type", "cli", lambda t: ["train", "--gamma", "abc", *TINY, *_out(t)],
@@ -663,6 +792,77 @@ CASES = [
          code=1, patch=lambda mp, t: _no_ray_cluster(mp, t, OSError(errno.ENOSPC, "No space left on device"))),
     Case("sweep-ctrl-c-during-start-up", "sweep", lambda t: _sweep(t), ("interrupted before any trial started",), code=130,
          patch=lambda mp, t: mp.setattr("tune.driver.resolve", _raise(KeyboardInterrupt()))),
+
+    # --- a sweep refuses what `train` refuses, for every kind of trial, before Ray starts ------------------
+    Case("sweep-set-interval-scope-too-deep", "sweep", lambda t: _sweep(t, "--set", "interval_scope=last:9"),
+         ("every trial would fail", "last:9", "3 weighted layers")),
+    Case("sweep-set-interval-scope-too-deep-narrow-target", "sweep",
+         lambda t: _sweep(t, "--set", "target_hidden=8", "--set", "interval_scope=last:3"), ("last:3", "2 weighted layers")),
+    Case("sweep-space-scope-too-deep-for-one-width", "sweep",
+         lambda t: _space(t, 'interval_scope: [head, "last:3"]\ntarget_hidden: ["100", "100,100"]\n'),
+         ("interval_scope=last:3, target_hidden=100", "2 weighted layers", "narrow the space")),
+    Case("sweep-space-scope-choice-too-deep", "sweep", lambda t: _space(t, 'interval_scope: [all, "last:5"]\n'),
+         ("interval_scope=last:5", "3 weighted layers")),
+    Case("sweep-space-model-too-big", "sweep", lambda t: _space(t, 'hnet_hidden: ["10", "100000,100000"]\n'),
+         ("hnet_hidden=100000,100000", "does not fit")),
+    Case("sweep-set-model-too-big", "sweep", lambda t: _sweep(t, "--set", "hnet_hidden=100000,100000"),
+         ("every trial would fail", "does not fit")),
+    Case("sweep-flag-hnet-width-too-big", "sweep", lambda t: _sweep(t, "--hnet-hidden", "10;200000,200000"),
+         ("200000", "does not fit")),
+    Case("sweep-cnn-target-on-permuted", "sweep",
+         lambda t: _sweep(t, "--benchmark", "permuted-digits", "--set", "target=resnet18"), ("permutes pixels",)),
+    Case("sweep-space-cnn-target-on-permuted", "sweep",
+         lambda t: _space(t, "target: [mlp, resnet18]\n") + ["--benchmark", "permuted-digits"], ("target=resnet18", "permutes pixels")),
+    Case("sweep-relaxed-intervals-on-mlp", "sweep", lambda t: _sweep(t, "--set", "interval_mode=relaxed"),
+         ("relaxed exists for the CNN targets only",)),
+    Case("sweep-space-relaxed-choice-on-mlp", "sweep", lambda t: _space(t, "interval_mode: [sound, relaxed]\n"),
+         ("interval_mode=relaxed", "CNN targets only")),
+    Case("sweep-every-trial-failed", "sweep", lambda t: ["--results-dir", str(t / "results")],
+         ("every trial failed", "2 error", "1 diverged"), code=1, patch=_every_trial_failed),
+    # --- cluster addresses: checked before anything starts, answered at once -----------------------------
+    Case("sweep-address-refused", "sweep", lambda t: ["--address", "127.0.0.1:1", "--results-dir", str(t / "results")],
+         ("--address 127.0.0.1:1", "Connection refused")),
+    Case("sweep-address-port-zero", "sweep", lambda t: ["--address", "127.0.0.1:0", "--results-dir", str(t / "results")],
+         ("--address '127.0.0.1:0'", "outside 1-65535")),
+    Case("sweep-address-port-too-big", "sweep", lambda t: ["--address", "10.0.0.5:70000", "--results-dir", str(t / "r")],
+         ("port 70000 is outside 1-65535",)),
+    Case("sweep-address-without-port", "sweep", lambda t: ["--address", "127.0.0.1", "--results-dir", str(t / "r")],
+         ("expected auto, HOST:PORT",)),
+    Case("sweep-address-port-not-a-number", "sweep", lambda t: ["--address", "head:http", "--results-dir", str(t / "r")],
+         ("--address 'head:http'",)),
+    Case("sweep-address-with-spaces", "sweep", lambda t: ["--address", "my head:6379", "--results-dir", str(t / "r")],
+         ("--address 'my head:6379'",)),
+    Case("sweep-address-empty", "sweep", lambda t: ["--address", "", "--results-dir", str(t / "r")],
+         ("--address ''", "expected auto")),
+    Case("sweep-address-bad-port-dry-run", "sweep", lambda t: _sweep(t, "--address", "h:99999"), ("port 99999",)),
+    Case("sweep-address-not-ray", "sweep", lambda t: ["--address", _grpc_less_listener(t), "--results-dir", str(t / "r")],
+         ("something else listens there, not a Ray cluster",)),
+    # --- stop signals: exit 128 + N and one line, as Ctrl-C ---------------------------------------------
+    Case("sweep-sigterm-during-start-up", "sweep", lambda t: ["--results-dir", str(t / "results"), *SWEEP_SMALL],
+         ("stopped by SIGTERM before any trial started",), code=143,
+         patch=lambda mp, t: _signal_during(mp, "SIGTERM", "resolve")),
+    Case("sweep-sighup-during-start-up", "sweep", lambda t: ["--results-dir", str(t / "results"), *SWEEP_SMALL],
+         ("stopped by SIGHUP before any trial started",), code=129,
+         patch=lambda mp, t: _signal_during(mp, "SIGHUP", "resolve")),
+    Case("sweep-sigterm-inside-ray-init", "sweep", lambda t: ["--results-dir", str(t / "results"), *SWEEP_SMALL],
+         ("stopped by SIGTERM before any trial started",), code=143,
+         patch=lambda mp, t: mp.setattr("ray.init", _raise(SystemExit(15)))),  # what Ray's own handler does
+    Case("sweep-sigterm-after-trials", "sweep", lambda t: ["--results-dir", str(t / "my results"), "--name", "n", *SWEEP_SMALL],
+         ("stopped by SIGTERM", "continue with: python tune/search.py --name n --resume --results-dir '"), code=143,
+         patch=lambda mp, t: _stopped_after_trials(mp, t, "SIGTERM")),
+    Case("sweep-sighup-after-trials", "sweep", lambda t: ["--results-dir", str(t / "results"), *SWEEP_SMALL],
+         ("stopped by SIGHUP", "--resume"), code=129, patch=lambda mp, t: _stopped_after_trials(mp, t, "SIGHUP")),
+    # --- --resume unpickles Tune's state: only a copy signed with this user's key --------------------------
+    Case("sweep-resume-handed-state-unsigned", "sweep", lambda t: _handed_sweep(t, "unsigned"),
+         ("--resume: refused", "has no signed copy"), patch=lambda mp, t: _config_home(mp, t)),
+    Case("sweep-resume-handed-state-other-key", "sweep", lambda t: _handed_sweep(t, "other-key"),
+         ("--resume: refused", "not signed with this user's key"), patch=lambda mp, t: _config_home(mp, t)),
+    Case("sweep-resume-handed-state-damaged-copy", "sweep", lambda t: _handed_sweep(t, "damaged"),
+         ("--resume: refused", "damaged signed copy"), patch=lambda mp, t: _config_home(mp, t)),
+    Case("sweep-resume-state-of-another-sweep", "sweep", lambda t: _handed_sweep(t, "other-sweep"),
+         ("--resume: refused", "not signed with this user's key"), patch=lambda mp, t: _config_home(mp, t)),
+    Case("sweep-key-readable-by-others", "sweep", lambda t: ["--results-dir", str(t / "results"), *SWEEP_SMALL],
+         ("sweep key", "only you can read and write", "chmod 600"), patch=_key_readable_by_others),
 ]
 
 

@@ -108,3 +108,30 @@ def test_configure_process_chooses_the_policy_before_torch_loads():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["PASSIVE", "PASSIVE", "1"]
+
+
+@pytest.mark.slow
+def test_a_ctrl_c_inside_torchs_first_import_waits_for_the_import():
+    """A real SIGINT sent while torch is being imported by configure_process (from an import hook, when
+    numpy, which torch loads, starts): KeyboardInterrupt comes after the import has finished, never
+    inside it (where it was lost or aborted the process)."""
+    import subprocess
+
+    code = ("import os, signal, sys\n"
+            "from hinterval import runtime\n"
+            "from hinterval.config import make_config\n"
+            "class Hook:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'numpy' and 'torch' in sys.modules:\n"
+            "            sys.meta_path.remove(self); os.kill(os.getpid(), signal.SIGINT)\n"
+            "        return None\n"
+            "sys.meta_path.insert(0, Hook())\n"
+            "try:\n"
+            "    runtime.configure_process(make_config(dict(device='cpu', num_threads=1)))\n"
+            "except KeyboardInterrupt:\n"
+            "    import numpy, torch\n"
+            "    print('interrupted after the import', hasattr(numpy, 'matrix'), torch.ones(2).sum().item())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["interrupted", "after", "the", "import", "True", "2.0"]

@@ -427,7 +427,8 @@ def test_smoke_test_end_to_end(smoke_sweep):
     assert "# Confirmed over training seeds 0,1: worst_avg_acc " in (out / "best_config.yaml").read_text()
     for run in runs:
         assert hparams_sessions(out / "tensorboard" / run), f"no HParams entry for run {run}"
-    assert (out / "_ray" / "split-digits-smoke").is_dir()  # Tune's own dirs under the results dir
+    experiment = json.loads((out / "sweep.json").read_text())["experiment"]
+    assert experiment.startswith("split-digits-smoke-") and (out / "_ray" / experiment).is_dir()  # Tune's own dirs
     assert not list((out / "_ray").rglob("events.out.tfevents*")), "Tune's TBX logger should be off"
     assert "need at least 4 trials" in (out / "leaderboard.md").read_text()  # importances wait for more trials
 
@@ -600,7 +601,8 @@ def test_multi_node_sweep_with_fractional_gpus_asha_pareto_and_resume(fake_clust
 
     import optuna
 
-    state = pickle.loads(max((tmp_path / "mn" / "_ray" / "mn").glob("searcher-state-*.pkl")).read_bytes())
+    experiment = json.loads((tmp_path / "mn" / "sweep.json").read_text())["experiment"]
+    state = pickle.loads(max((tmp_path / "mn" / "_ray" / experiment).glob("searcher-state-*.pkl")).read_bytes())
     study = state["_ot_study"]
     for r in recs:
         frozen = study._storage.get_trial(state["_ot_trials"][r["trial_id"]]._trial_id)
@@ -706,3 +708,65 @@ def test_what_set_or_a_flag_fixes_leaves_the_default_space(tmp_path):
     assert "lr" not in spec["space"] and "embedding_dim" not in spec["space"] and spec["base"]["lr"] == 0.01
     spec = resolve("--gamma", "0")
     assert "gamma" not in spec["space"] and spec["base"]["gamma"] == 0.0 and spec["objectives"] == ("avg_acc",)
+
+
+# --- before Ray: every kind of trial builds, addresses, one Tune experiment per sweep ---------------------------
+def test_shaping_configs_cover_every_combination_of_shaping_choices():
+    space = S.parse_space({"interval_scope": ["head", "last:2"], "target_hidden": ["100", "100,100"],
+                           "gamma": {"type": "loguniform", "low": 0.1, "high": 1}})
+    points = [p for p, _ in TK.shaping_configs(space, {"benchmark": "split-digits"})]
+    assert points[0] == {}  # the fixed settings alone come first
+    assert len(points) == 1 + 2 * 2 * 2
+    assert {"interval_scope": "last:2", "target_hidden": "100", "gamma": 0.1} in points
+
+
+def test_shaping_configs_stay_bounded_for_large_spaces(monkeypatch):
+    monkeypatch.setattr(TK, "MAX_COMBINATIONS", 4)
+    space = S.parse_space({"embedding_dim": [2, 4, 8], "hnet_hidden": ["8", "16", "32"], "method": ["hnet", "hyperinterval"]})
+    points = [p for p, _ in TK.shaping_configs(space, {"benchmark": "split-digits"})]
+    assert len(points) == 1 + 2 * (3 + 3)  # each kind of trial with one shaping setting at a time
+    assert all("method" in p for p in points[1:])
+
+
+def test_check_trials_build_names_the_combination_train_refuses():
+    space = S.parse_space({"interval_scope": ["head", "last:3"], "target_hidden": ["100", "100,100"]})
+    seen = []
+
+    def check(cfg):
+        seen.append((cfg.interval_scope, cfg.target_hidden))
+        if cfg.interval_scope == "last:3" and len(cfg.target_hidden) == 1:
+            raise UserError("too deep")
+
+    with pytest.raises(UserError, match=r"interval_scope=last:3, target_hidden=100 could not run: too deep"):
+        TK.check_trials_build(space, {"benchmark": "split-digits"}, check)
+
+
+@pytest.mark.parametrize("text, parsed", [("auto", None), ("10.0.0.5:6379", ("10.0.0.5", 6379)),
+                                          ("ray://head.local:10001", ("head.local", 10001)), ("[::1]:6379", ("::1", 6379))])
+def test_parse_address_accepts_ray_addresses(text, parsed):
+    assert cluster.parse_address(text) == parsed
+
+
+def test_check_reachable_refuses_a_closed_port_quickly():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    t = time.time()
+    with pytest.raises(UserError, match=f"--address 127.0.0.1:{port}"):
+        cluster.check_reachable(f"127.0.0.1:{port}")
+    assert time.time() - t < 5
+
+
+def test_new_sweeps_get_their_own_tune_experiment(tmp_path):
+    from tune.spec import experiment_name, new_experiment
+
+    args = search.parse_args(["--results-dir", str(tmp_path), "--name", "same", "--storage", str(tmp_path / "shared")])
+    spec = prepare.resolve(args)
+    assert experiment_name(spec) == "same"  # a sweep saved before experiments had names of their own
+    a, b = new_experiment(spec), new_experiment(spec)
+    assert experiment_name(a).startswith("same-") and experiment_name(a) != experiment_name(b)
+    assert driver.experiment_path(a) == str(tmp_path / "shared" / experiment_name(a))
+    assert type(spec).from_dict(json.loads(json.dumps(a.to_dict()))).experiment == a.experiment

@@ -16,6 +16,7 @@ from hinterval.files import write_json
 from tune.confirmation import (CONFIRM_DIR, CONFIRM_FILE, lines, load_confirmation, plan, run_label, run_point,
                                summarize)
 from tune.records import is_complete, load_records, point_key, unfinished
+from tune.spec import experiment_name
 
 ATTR_PREFIX = "confirm_"
 
@@ -100,7 +101,7 @@ def confirm_winners(spec: Mapping[str, Any], trainable: Any, metrics: Sequence[s
         return False  # a resumed sweep that was confirmed before
     points = [run_point(e, s) for e in entries for s in e["seeds"]]
     labels = {point_key(run_point(e, s)): run_label(e, s) for e in entries for s in e["seeds"]}
-    name = spec["name"] + "-" + CONFIRM_DIR
+    name = experiment_name(spec) + "-" + CONFIRM_DIR
     if "://" not in spec["storage"]:  # Tune's state of an interrupted confirmation: a new experiment runs what is left
         shutil.rmtree(Path(spec["storage"]) / name, ignore_errors=True)
     todo = _runs_left(out, points, labels, same_plan=bool(done) and done.get("plan") == entries)

@@ -19,9 +19,11 @@ from tune import space as S
 from tune import node_data
 from tune.prepare import (SWEEP_FILE, check_flags, check_local_data, check_sweep_dir, describe, load_saved_spec,
                           plain_name, resolve)
-from tune.spec import SweepSpec
+from tune.spec import SweepSpec, experiment_name, new_experiment
 from tune.trial_kinds import unused_warning
+from tune.signals import StopSignals
 from tune.startup import STARTUP
+from tune.trust import StateSigner, load_key, put_back, signed_state
 from tune.summary import finish
 
 
@@ -85,7 +87,7 @@ def make_tuner(spec: SweepSpec, max_concurrent: int, callbacks: Sequence[Any] = 
     recorder = SweepRecorder(spec["out_dir"], base=spec["base"], preset=spec["preset_point"], tensorboard=spec["tensorboard"],
                              hparams=S.tensorboard_hparams(space), metrics=summary_metrics(spec))
     run_config = tune.RunConfig(
-        name=spec["name"], storage_path=spec["storage"], failure_config=tune.FailureConfig(max_failures=2),
+        name=experiment_name(spec), storage_path=spec["storage"], failure_config=tune.FailureConfig(max_failures=2),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         callbacks=[recorder, CSVLoggerCallback(), JsonLoggerCallback(), *callbacks], progress_reporter=reporter, verbose=1)
     tune_config = tune.TuneConfig(search_alg=make_searcher(spec, max_concurrent), scheduler=scheduler,
@@ -94,7 +96,7 @@ def make_tuner(spec: SweepSpec, max_concurrent: int, callbacks: Sequence[Any] = 
 
 
 def experiment_path(spec: SweepSpec) -> str:
-    return spec["storage"].rstrip("/") + "/" + spec["name"]
+    return spec["storage"].rstrip("/") + "/" + experiment_name(spec)
 
 
 def set_tune_env() -> None:
@@ -124,6 +126,7 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
         out_dir = resolve_path(args.results_dir, "--results-dir") / name
         check_flags(args, name)  # bad values are refused on --resume too, though the saved settings are used
         spec = load_saved_spec(out_dir)
+        signed_state(out_dir, experiment_name(spec))  # a stranger's Tune state is refused before anything starts
         print(f"search.py: resuming sweep {name!r} with its saved settings ({out_dir / SWEEP_FILE}); "
               "search, confirmation and resource flags given now are ignored", file=sys.stderr)
     else:
@@ -156,9 +159,13 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
         if spec["gpus_per_trial"] > have:  # no trial would ever be scheduled
             raise UserError(f"--gpus-per-trial {spec['gpus_per_trial']:g} but this machine has only {have} CUDA GPU(s); "
                             f"rerun with --gpus-per-trial {have} or less, or --address to join a cluster with more")
+    load_key(create=True)  # the key that signs Tune's state (tune/trust.py): a key others can read is refused now
     STARTUP.claim(out_dir, spec["name"], resume=args.resume, overwrite=args.overwrite, debug=args.debug)
+    if args.resume:  # Tune's state is unpickled: only the copy this user's driver signed goes back (tune/trust.py)
+        put_back(experiment_path(spec), signed_state(out_dir, experiment_name(spec)))  # checked again, under the lock
     set_tune_env()
     started_ray = cluster.connect(args.address)
+    StopSignals.take()  # ray.init replaced SIGTERM's handler with one that aborts mid-fit
     t0 = time.time()
     try:
         nodes = cluster.alive_node_resources()
@@ -180,6 +187,7 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
             tuner = tune.Tuner.restore(experiment_path(spec), trainable=make_trainable(spec), resume_errored=True)
         else:
             STARTUP.clear(out_dir)  # --overwrite: the old sweep goes now that every check passed (dir and lock stay)
+            spec = new_experiment(spec)
             write_json(out_dir / SWEEP_FILE, {**spec, "ray": ray.__version__, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
             tuner = make_tuner(spec, max_concurrent, callbacks)
         STARTUP.started()
@@ -187,10 +195,18 @@ def _run_sweep(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> Dict[
         if warning:
             print(f"search.py: {warning}", file=sys.stderr)
         interrupted = False
+        signer = StateSigner(experiment_path(spec), out_dir, experiment_name(spec))
+        signer.start()
         try:
             tuner.fit()
         except KeyboardInterrupt:  # the experiment state is saved after every result: --resume continues
             interrupted = True
+        finally:
+            unsigned = signer.stop()
+            if unsigned is not None:
+                print(f"search.py: warning: could not keep the signed copy of Tune's state for --resume "
+                      f"({type(unsigned).__name__}: {unsigned})", file=sys.stderr)
+        interrupted = interrupted or StopSignals.received is not None  # Tune stopped gracefully on SIGTERM/SIGHUP
         if not interrupted:  # the top trials again with more training seeds (tune/confirm.py)
             from tune.confirm import confirm_winners
 

@@ -33,6 +33,7 @@ def resolve(args: argparse.Namespace) -> SweepSpec:
                       cwd=os.getcwd(), space_data=load_config_file(args.space) if args.space else None)
     if not args.address and not spec.download:  # a local sweep: check the data here, once, instead of failing every trial
         check_local_data(spec)
+    check_trials(spec, local=not args.address)
     return spec
 
 
@@ -44,6 +45,37 @@ def check_local_data(spec: SweepSpec, *, fetch: bool = False) -> None:
 
         ensure_data(cfg.benchmark, cfg.data_dir, progress=True)
     check_data(cfg.benchmark, num_tasks=cfg.num_tasks, data_dir=cfg.data_dir)
+
+
+def check_trials(spec: SweepSpec, *, local: bool) -> None:
+    """Refuse a sweep with a kind of trial that ``hinterval train`` would refuse (a network that cannot be
+    built, e.g. an interval scope deeper than the target; a model that cannot fit), by ``train``'s own check
+    (:func:`hinterval.memory.check_memory`) on the benchmark's real shapes. The memory figure is this
+    machine's, so only a local sweep is held to it. A sweep that joins a cluster whose data is not here
+    (``--address`` with a ``--data-dir`` only the nodes have) is checked by its trials instead."""
+    import torch
+
+    from hinterval.data.registry import load_for
+    from hinterval.errors import DataError
+    from hinterval.memory import check_memory
+    from tune.trial_kinds import check_trials_build
+
+    device = torch.device("cuda" if spec["gpus_per_trial"] > 0 else "cpu")
+    loaded: dict = {}
+
+    def check(cfg: Any) -> None:
+        key = (cfg.benchmark, cfg.num_tasks, cfg.data_dir, cfg.target == "mlp", cfg.image_size, cfg.image_channels)
+        if key not in loaded:
+            try:
+                loaded[key] = load_for(cfg)
+            except DataError:
+                if local and not spec["download"]:  # with --download the driver fetches it later
+                    raise
+                loaded[key] = None
+        if loaded[key] is not None:
+            check_memory(cfg, loaded[key], device, fit=local and (device.type == "cpu" or torch.cuda.is_available()))
+
+    check_trials_build(S.parse_space(spec["space"]), spec["base"], check)
 
 
 def check_flags(args: argparse.Namespace, name: str) -> None:
@@ -146,6 +178,7 @@ def describe(spec: SweepSpec, *, address: Optional[str], max_concurrent: Any) ->
     if spec["download"]:
         lines.append("data: fetched where it is missing (--download): " + ("by the first trial on each node" if address
                                                                            else "here, before Ray starts"))
-    lines.append(f"ray: {'join ' + address if address else 'start locally'}; checkpoints: {spec['storage']}")
+    lines.append(f"ray: {'join ' + address if address else 'start locally'}; checkpoints: {spec['storage']}"
+                 + (f" (experiment {spec['experiment']})" if spec["experiment"] else ""))
     lines.append(f"results: {spec['out_dir']}")
     return "\n".join(lines)

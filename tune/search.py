@@ -23,7 +23,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 if __name__ == "__main__":  # Ctrl-C while the imports load: one line, no traceback (main() takes over)
     import signal
@@ -39,6 +39,7 @@ from hinterval.runtime import ctrl_c_deferred  # noqa: E402
 
 from tune.flags import SPACE_FLAGS  # noqa: E402
 from tune.spec import OBJECTIVES  # noqa: E402
+from tune.signals import StopSignals  # noqa: E402
 from tune.startup import SweepStartup  # noqa: E402
 
 STORAGE_ENV = "HINTERVAL_SWEEP_STORAGE"
@@ -115,11 +116,25 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
+def every_trial_failed(summary: Dict[str, Any]) -> Optional[str]:
+    """Why a finished sweep failed as a whole (``None`` if some trial finished every task): each trial
+    errored or diverged, so there is no result to rank (a dry run has no trials)."""
+    records = summary.get("records") or []
+    if not records or summary.get("complete"):
+        return None
+    counts: Dict[str, int] = {}
+    for r in records:
+        counts[r["status"].lower()] = counts.get(r["status"].lower(), 0) + 1
+    return (f"every trial failed ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}), none finished its tasks; "
+            "the report above names each trial's error")
+
+
 def main(argv: Optional[List[str]] = None, callbacks: Sequence[Any] = ()) -> int:
     """Run the sweep command line; every failure becomes one line on stderr and a documented exit code.
 
-    Exit codes: 0 done, 1 failed (Ray or filesystem error, internal error), 2 bad input or refused
-    (incl. a sweep directory in use), 130 interrupted (the report covers the trials so far).
+    Exit codes: 0 done, 1 failed (Ray or filesystem error, internal error, every trial failed), 2 bad
+    input or refused (incl. a sweep directory in use, an --address where no Ray cluster answers), 130
+    interrupted, 143 SIGTERM, 129 SIGHUP (the report covers the trials so far; --resume continues).
     ``callbacks``: extra Ray Tune callbacks (``ray.tune.Callback``) for a new sweep, e.g. to be told of
     every result or to stop trials from Python (a resumed sweep keeps the callbacks it was started with).
     """
@@ -127,17 +142,34 @@ def main(argv: Optional[List[str]] = None, callbacks: Sequence[Any] = ()) -> int
 
     args = None
     SweepStartup.trials_began = False
+    StopSignals.reset()
+    previous_handlers: Dict[int, Any] = {}
     try:
         with contextlib.suppress(ValueError):  # ValueError: not the main thread
             signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is handled below
+        previous_handlers = StopSignals.take()  # SIGTERM and SIGHUP too, as Ctrl-C (tune/signals.py)
         args = parse_args(argv)
+        if args.address is not None:  # first, before seconds of imports: a wrong address is answered at once
+            from tune.cluster import check_reachable, parse_address
+
+            parse_address(args.address)
+            if not args.dry_run:
+                check_reachable(args.address)
         with ctrl_c_deferred():  # importing torch can lose a Ctrl-C (hinterval/runtime.py): taken right after it
             from tune.driver import run_sweep  # Ray, torch and pandas load only for a sweep, not for --help
 
         summary = run_sweep(args, callbacks)
         if summary.get("interrupted"):
-            print("search.py: interrupted; the report covers the trials so far, continue with --resume", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            from tune.summary import resume_command
+
+            code, how = StopSignals.outcome()
+            print(f"search.py: {how}; the report covers the trials so far, continue with: {resume_command(summary['spec'])}",
+                  file=sys.stderr)
+            return code
+        failed = every_trial_failed(summary)
+        if failed:
+            print(f"search.py: error: {failed}", file=sys.stderr)
+            return EXIT_FAILED
         return 0
     except UserError as exc:
         if args is not None and args.debug:
@@ -152,22 +184,29 @@ def main(argv: Optional[List[str]] = None, callbacks: Sequence[Any] = ()) -> int
     except KeyboardInterrupt:
         if args is not None and args.debug:
             raise
-        print("search.py: interrupted; continue with --resume" if SweepStartup.trials_began
-              else "search.py: interrupted before any trial started; nothing was kept", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        code, how = StopSignals.outcome()
+        print(f"search.py: {how}; continue with --resume" if SweepStartup.trials_began
+              else f"search.py: {how} before any trial started; nothing was kept", file=sys.stderr)
+        return code
     except Exception as exc:  # noqa: BLE001 - Ray, filesystem and anything else: one line, exit 1
         if args is not None and args.debug:
             raise
         kind = "" if isinstance(exc, OSError) else f"{type(exc).__name__}: "
         print(f"search.py: error: {kind}{one_line(exc)} (run with --debug for the traceback)", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        StopSignals.give_back(previous_handlers)
 
 
 if __name__ == "__main__":
     # Run as `tune.search`, not `__main__`, so pickled objects (searcher, callbacks) name an
     # importable module when the sweep is resumed from another process.
+    from tune.cluster import keep_local_ray_on_loopback
     from tune.release import end_process
     from tune.search import main as _main
+
+    if not any(a.startswith("--ad") for a in sys.argv[1:]):  # no --address (or an abbreviation of it): Ray starts here
+        keep_local_ray_on_loopback()  # before Ray is imported: it listens on 127.0.0.1 only (docs/reliability.md)
 
     try:
         code = _main()

@@ -13,11 +13,13 @@ import argparse
 import dataclasses
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from hinterval import metrics as M
 from hinterval.errors import UserError, short
+from tune.cluster import parse_address
 from tune.flags import CONFIRM_DEFAULT, CONFIRM_SMOKE, MAX_NAME, SPACE_FLAGS, check_run_flags, parse_fixed
 
 #: metrics a sweep can maximise (``--objective``)
@@ -46,6 +48,7 @@ class SweepSpec(Mapping):
             the preset lies outside the space (``preset_outside`` says why).
         confirm_seeds, confirm_top: the confirmation's extra training seeds and configs (0 seeds: none).
         download: fetch the benchmark's data where it is missing (``--download``).
+        experiment: Tune's experiment name under ``storage`` (see :func:`experiment_name`).
     """
 
     name: str
@@ -69,6 +72,10 @@ class SweepSpec(Mapping):
     confirm_seeds: int = CONFIRM_DEFAULT[0]
     confirm_top: int = CONFIRM_DEFAULT[1]
     download: bool = False
+    #: Tune's experiment name under ``storage``: the name plus a random suffix given when the sweep is
+    #: created, so two sweeps of one name sharing a ``--storage`` never take over each other's
+    #: experiment ("" in sweeps saved before: the name)
+    experiment: str = ""
 
     def __getitem__(self, key: str) -> Any:
         if key not in _FIELDS:
@@ -103,6 +110,16 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(SweepSpec))
 #: fields a stored spec must have (the others have defaults: sweeps saved before they existed resume)
 _REQUIRED = tuple(f.name for f in dataclasses.fields(SweepSpec)
                   if f.default is dataclasses.MISSING and f.name not in ("space", "param_order"))
+
+
+def experiment_name(spec: Mapping[str, Any]) -> str:
+    """The sweep's Tune experiment under its storage (``STORAGE/<this>``)."""
+    return spec.get("experiment") or spec["name"]
+
+
+def new_experiment(spec: SweepSpec) -> SweepSpec:
+    """``spec`` with a Tune experiment name of its own (``NAME-<8 hex digits>``), for a sweep being created."""
+    return dataclasses.replace(spec, experiment=f"{spec.name}-{secrets.token_hex(4)}")
 
 
 def confirm_counts(seeds: Optional[int], top: Optional[int], *, smoke_test: bool) -> Tuple[int, int]:
@@ -159,6 +176,8 @@ def sweep_spec(args: argparse.Namespace, *, name: str, results_dir: str, cwd: st
             raise UserError(f"--objective: {', '.join(bad) or 'repeated metric'} is not allowed; use metrics from "
                             f"{', '.join(OBJECTIVES)}")
     check_run_flags(vars(args))  # what the user gave, also where --smoke-test replaces it below
+    if getattr(args, "address", None) is not None:
+        parse_address(args.address)  # a malformed address or port: refused before anything starts
     opt = dict(vars(args))
     if args.smoke_test:
         for k, v in SMOKE.items():

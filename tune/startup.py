@@ -95,17 +95,24 @@ class SweepStartup:
             sys.stderr.flush()
 
     def end(self, *, failed: bool) -> None:
-        self._stderr_back(replay=not failed)
-        lock, out_dir, created, dirty = self.lock, self.out_dir, self.created, self.dirty
-        if failed and lock is not None and not self.ray_was_up:  # e.g. Ctrl-C inside ray.init: end what it started
+        if failed and self.lock is not None and not self.ray_was_up:  # e.g. Ctrl-C inside ray.init: end what it started
             import ray
 
             with contextlib.suppress(Exception):
                 ray.shutdown()
+        self.release(failed=failed)
+
+    def release(self, *, failed: bool) -> None:
+        """Give stderr back, undo what a failed start created and release the lock (no Ray call: a thread
+        may call this while the main thread is stuck inside Ray)."""
+        self._stderr_back(replay=not failed)
+        lock, out_dir, created, dirty = self.lock, self.out_dir, self.created, self.dirty
+        began = SweepStartup.trials_began
         self.__init__()  # type: ignore[misc]
         if lock is None or out_dir is None:
             return
-        undo = failed and dirty and not any((out_dir / "trials").glob("*.json"))  # wrote, but no trial ever started
+        # wrote, but no trial ever started (a sweep whose trials began is resumable, even before its first record)
+        undo = failed and dirty and not began and not any((out_dir / "trials").glob("*.json"))
         if undo:
             for p in out_dir.iterdir():
                 if p.name != LOCK_NAME:

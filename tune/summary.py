@@ -14,6 +14,13 @@ from tune.searcher import STUDY_FILE, close_orphans, study_url
 from tune.spec import SweepSpec
 
 
+def resume_command(spec: SweepSpec) -> str:
+    """The command that continues this sweep, quoted for a POSIX shell."""
+    parent = Path(spec["out_dir"]).parent
+    where = f" --results-dir {shlex.quote(str(parent))}" if parent != Path("results").resolve() else ""
+    return f"python tune/search.py --name {shlex.quote(spec['name'])} --resume{where}"
+
+
 def finish(spec: SweepSpec, *, wall_s: float, running: bool = False) -> Dict[str, Any]:
     """Write the report files and print where they are (``running``: trials may still resume)."""
     records = load_records(spec["out_dir"])
@@ -44,10 +51,7 @@ def finish(spec: SweepSpec, *, wall_s: float, running: bool = False) -> Dict[str
         if r["status"] in ("ERROR", "DIVERGED"):
             print(f"trial {r['trial_id']} {r['status'].lower()} after {r['tasks_done']} task(s): {r.get('error')}")
     if stopped:
-        parent = Path(spec["out_dir"]).parent
-        where = ["--results-dir", str(parent)] if parent != Path("results").resolve() else []
-        print("not all trials finished; continue with: "
-              + shlex.join(["python", "tune/search.py", "--name", spec["name"], "--resume", *where]))
+        print(f"not all trials finished; continue with: {resume_command(spec)}")
     out = spec["out_dir"]
     print(f"results: {out}/  (leaderboard.md, trials.csv{', best_config.yaml' if best else ''}, plots/)")
     if spec["tensorboard"]:  # commands are shell-quoted: a path may hold spaces or $(...)

@@ -9,7 +9,7 @@ none is given (:func:`default_objectives`). No Ray.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -22,6 +22,12 @@ from tune.space import SearchSpace, contains, describe, normalise_value, parse_s
 #: the settings whose value decides what kind of trial runs: which other settings it reads
 #: (``hinterval.config.SETTING_USERS``) and whether it certifies its boxes
 DECIDING = ("method", "embedding_mode", "gamma", "hnet_chunk_size", "target", "interval_mode")
+#: the settings that decide whether a trial's network can be built and how large it is (with DECIDING)
+SHAPING = ("interval_scope", "target_hidden", "hnet_hidden", "embedding_dim", "chunk_embedding_dim", "image_size",
+           "image_channels", "num_tasks")
+#: at most this many combinations of the shaping settings are built in full; beyond, each shaping
+#: setting is tried at its probes with every kind of trial (a sweep's check stays a few seconds)
+MAX_COMBINATIONS = 256
 
 
 def validate_space(space: SearchSpace, base: Mapping[str, Any]) -> None:
@@ -37,6 +43,52 @@ def validate_space(space: SearchSpace, base: Mapping[str, Any]) -> None:
                 make_config(base, **{k: v})
             except UserError as exc:
                 raise UserError(f"search space: {k} = {v!r} is not a valid setting: {exc}") from None
+
+
+def _probes(dist: Any) -> List[Any]:
+    """The values that stand for a searched setting: its choices, or both ends of its range."""
+    return list(dist.choices) if isinstance(dist, CategoricalDistribution) else [dist.low, dist.high]
+
+
+def shaping_configs(space: SearchSpace, base: Mapping[str, Any]) -> Iterator[Tuple[Dict[str, Any], ExperimentConfig]]:
+    """``(searched values, config)`` for every combination of the searched DECIDING and SHAPING settings at
+    their probes (choices, range ends), or, when there are more than :data:`MAX_COMBINATIONS`, every kind
+    of trial with one shaping setting at a time. Combinations that are no valid config are left out
+    (:func:`validate_space` refuses each bad value alone)."""
+    searched = [(k, _probes(d)) for k, d in space.params if k in (*DECIDING, *SHAPING)]
+    try:
+        yield {}, make_config(base)  # the fixed settings alone: what every trial starts from
+    except UserError:
+        pass
+    count = 1
+    for _, values in searched:
+        count *= len(values)
+    if count <= MAX_COMBINATIONS:
+        combos: Any = (dict(zip([k for k, _ in searched], c)) for c in itertools.product(*(v for _, v in searched)))
+    else:
+        kinds = [(k, v) for k, v in searched if k in DECIDING]
+        kind_combos = [dict(zip([k for k, _ in kinds], c)) for c in itertools.product(*(v for _, v in kinds))]
+        combos = ({**kind, k: v} for kind in kind_combos for k, values in searched if k not in DECIDING for v in values)
+    for point in combos:
+        try:
+            yield point, make_config(base, **point)
+        except UserError:
+            continue
+
+
+def check_trials_build(space: SearchSpace, base: Mapping[str, Any],
+                       check: Callable[[ExperimentConfig], None]) -> None:
+    """Run ``check`` (``hinterval train``'s own: the network can be built and fits, see
+    :func:`hinterval.memory.check_memory`) on every :func:`shaping_configs` config, so a space with a
+    trial that ``train`` would refuse is refused before any trial starts."""
+    for point, cfg in shaping_configs(space, base):
+        try:
+            check(cfg)
+        except UserError as exc:
+            where = ", ".join(f"{k}={v}" for k, v in point.items())
+            if not point:
+                raise UserError(f"every trial would fail as `hinterval train` does: {exc}") from None
+            raise UserError(f"search space: the trials with {where} could not run: {exc}; narrow the space") from None
 
 
 def preset_point(space: SearchSpace, cfg: ExperimentConfig) -> Tuple[Optional[Dict[str, Any]], List[str]]:
