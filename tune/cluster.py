@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import sys
@@ -11,7 +10,8 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from hinterval.errors import EXIT_USER, UserError, one_line, short
+from hinterval.errors import EXIT_USER, UserError, one_line
+from tune.flags import parse_address
 
 TUNE_DIR = Path(__file__).resolve().parent
 
@@ -24,20 +24,6 @@ def runtime_env() -> Dict[str, Any]:
 #: seconds a cluster address may take to accept a connection, and Ray to join it, before the sweep gives up
 REACH_TIMEOUT_S = 10.0
 JOIN_TIMEOUT_S = 25.0
-
-
-def parse_address(address: str) -> Optional[Tuple[str, int]]:
-    """``(host, port)`` of ``--address`` (``HOST:PORT``, ``[IPv6]:PORT`` or ``ray://HOST:PORT``); ``None``
-    for ``auto`` (Ray finds the cluster this machine belongs to). Raises :class:`UserError` for anything else."""
-    text = address.strip()
-    if text == "auto":
-        return None
-    m = re.fullmatch(r"(?:ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})", text)
-    port = int(m.group(2)) if m else 0
-    if not m or not 1 <= port <= 65535:
-        why = f"port {port} is outside 1-65535" if m else "expected auto, HOST:PORT or ray://HOST:PORT"
-        raise UserError(f"--address {short(address)}: {why} (e.g. --address 10.0.0.5:6379, the head's `ray start --head` port)")
-    return m.group(1).strip("[]"), port
 
 
 def check_reachable(address: str, timeout_s: float = REACH_TIMEOUT_S) -> None:

@@ -5,7 +5,8 @@ resources, seeds, the confirmation). Each problem is one :class:`UserError` nami
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Mapping
+import re
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from hinterval.config import FIELD_SPECS, FIELDS
 from hinterval.errors import UserError, short
@@ -85,3 +86,17 @@ def check_run_flags(opt: Mapping[str, Any]) -> None:
         raise UserError(f"--gpus-per-trial above 1 must be a whole number, got {gpus:g}")
     if opt["iters_per_task"] is not None and opt["iters_per_task"] < 0:
         raise UserError(f"--iters-per-task must be >= 1 (or 0 for the preset's value), got {opt['iters_per_task']}")
+
+
+def parse_address(address: str) -> Optional[Tuple[str, int]]:
+    """``(host, port)`` of ``--address`` (``HOST:PORT``, ``[IPv6]:PORT`` or ``ray://HOST:PORT``); ``None``
+    for ``auto`` (Ray finds the cluster this machine belongs to). Raises :class:`UserError` for anything else."""
+    text = address.strip()
+    if text == "auto":
+        return None
+    m = re.fullmatch(r"(?:ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})", text)
+    port = int(m.group(2)) if m else 0
+    if not m or not 1 <= port <= 65535:
+        why = f"port {port} is outside 1-65535" if m else "expected auto, HOST:PORT or ray://HOST:PORT"
+        raise UserError(f"--address {short(address)}: {why} (e.g. --address 10.0.0.5:6379, the head's `ray start --head` port)")
+    return m.group(1).strip("[]"), port

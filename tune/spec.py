@@ -19,8 +19,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from hinterval import metrics as M
 from hinterval.errors import UserError, short
-from tune.cluster import parse_address
-from tune.flags import CONFIRM_DEFAULT, CONFIRM_SMOKE, MAX_NAME, SPACE_FLAGS, check_run_flags, parse_fixed
+from tune.flags import CONFIRM_DEFAULT, CONFIRM_SMOKE, MAX_NAME, SPACE_FLAGS, check_run_flags, parse_address, parse_fixed
 
 #: metrics a sweep can maximise (``--objective``)
 OBJECTIVES = M.HEADLINE_METRICS
