@@ -83,7 +83,9 @@ class ResNet18Target(ConvTarget):
                 self._blocks.append((stride, conv1, conv2, proj))
                 size = (size - 1) // stride + 1
                 prev = out
-        self._pool = 2 if size >= 2 else 1
+        # pool the last feature map down to 2x2 whatever the input size, so the head always sees
+        # 4 * width features (512 with the paper widths): a 64x64 input does not quadruple the head
+        self._pool = max(1, size // 2)
         self.num_features = prev * (size // self._pool) ** 2
         self._head = (self._add(self.num_classes, self.num_features), self._add(self.num_classes))
 
