@@ -32,7 +32,7 @@ import time
 from typing import Any, Dict, List, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import configure_threads, finish, run_script  # noqa: E402
+from harness import configure_threads, finish, nearest_certified, run_script  # noqa: E402
 
 #: name -> (config overrides, kind); every case also gets COMMON. ``default``: the target's preset
 #: scope and gamma; ``deepest``: the deepest scope measured to certify >= 0.5 at boxes >= 1 %.
@@ -117,17 +117,6 @@ def main(argv: List[str] | None = None) -> int:
                          gamma=cfg.gamma, iters_per_task=iters, tasks=res["tasks"], wall_s=wall,
                          radius_profile=profile, passed=passed))
     return finish("cnn", ok, args.threads, policy, rows, args.json)
-
-
-def nearest_certified(trainer: Any) -> float:
-    """The certified test accuracy with the round-to-nearest bounds taken as they come (no
-    rounding bound): what the rounding-safe figure would have been without it."""
-    from hinterval.evaluation import evaluate_tasks
-
-    seen = list(range(trainer.tasks_done))
-    res = evaluate_tasks(trainer.method.predictor(seen), trainer.benchmark, seen, split="test",
-                         batch_size=trainer.cfg.eval_batch_size, scenarios=("worst",), rounding_safe=False)
-    return sum(res["worst"]) / len(seen)
 
 
 def _profile(trainer: Any) -> List[Any]:
