@@ -125,6 +125,17 @@ def finish(suite: str, ok: bool, threads: int, policy: str, report: Any, json_pa
     return 0 if ok else 1
 
 
+def nearest_certified(trainer: Any) -> float:
+    """The certified test accuracy of a trained run with the round-to-nearest bounds taken as they
+    come (no rounding bound): what its rounding-safe ``worst_avg_acc`` would have been without it."""
+    from hinterval.evaluation import evaluate_tasks
+
+    seen = list(range(trainer.tasks_done))
+    res = evaluate_tasks(trainer.method.predictor(seen), trainer.benchmark, seen, split="test",
+                         batch_size=trainer.cfg.eval_batch_size, scenarios=("worst",), rounding_safe=False)
+    return sum(res["worst"]) / len(seen)
+
+
 def run_suite(suite: str, targets: Dict[str, Dict[str, float]], doc: str, argv: Optional[List[str]] = None) -> int:
     """Parse ``--benchmarks/--threads/--seed``, run each benchmark, print lines; 0 iff all pass.
 

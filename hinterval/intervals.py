@@ -16,6 +16,9 @@ The rules, each written once:
   pooling).
 * :func:`interval_scale` -- an elementwise product (batch-norm scale); :func:`interval_add`;
   :func:`interval_avg_pool2d`; :func:`interval_batch_norm` (fixed statistics).
+* :func:`widen_for_rounding` -- the floating-point rounding of a computed box: the rules above
+  hold in exact arithmetic, and the rounding-safe executor adds this bound to every radius so the
+  box also holds for the values the computation rounded (see :func:`rounding_gamma`).
 
 All functions are pure tensor functions (no modules, no state) so they compose inside
 ``torch.func`` transforms and are easy to test. The point networks that these rules bound
@@ -24,6 +27,7 @@ All functions are pure tensor functions (no modules, no state) so they compose i
 """
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any, Callable, Optional, Tuple
 
@@ -385,6 +389,83 @@ def interval_batch_norm(
         z_c, z_r = interval_scale(z_c, z_r, channel_view(w_c, c), None if w_r is None else channel_view(w_r, c),
                                   exact=exact)
     return interval_bias(z_c, z_r, b_c, b_r)
+
+
+# --- floating-point rounding -------------------------------------------------------------------
+
+def unit_roundoff(t: Tensor, op: str = "elementwise") -> float:
+    """The unit roundoff ``u`` of an operation on ``t``'s dtype and device: half the machine epsilon
+    (``2**-24`` for float32), or that of the reduced precision PyTorch is set to use for float32
+    products (``op`` ``"conv"`` or ``"matmul"``): TF32 (``2**-11``) or bfloat16 (``2**-8``).
+    cuDNN convolutions run in TF32 by default, so on a GPU their bound is 8192 times wider."""
+    base = torch.finfo(t.dtype).eps / 2
+    if t.dtype != torch.float32 or op == "elementwise":
+        return base
+    backends = torch.backends
+    if t.is_cuda:
+        precision = backends.cudnn.conv.fp32_precision if op == "conv" else backends.cuda.matmul.fp32_precision
+        if precision == "none":
+            precision = {"high": "tf32", "medium": "bf16"}.get(torch.get_float32_matmul_precision(), "ieee")
+    else:
+        precision = backends.mkldnn.conv.fp32_precision if op == "conv" else backends.mkldnn.matmul.fp32_precision
+    return {"tf32": 2.0 ** -11, "bf16": 2.0 ** -8}.get(precision, base)
+
+
+def rounding_gamma(n: int, u: float) -> float:
+    """``γ_n = n u / (1 - n u)``: the relative error bound of a sum of ``n`` products (or of ``n``
+    roundings in a row) in floating point, whatever the order of the additions (Higham, *Accuracy
+    and Stability of Numerical Algorithms*, 2nd ed., §3.1): ``|fl(Σ a_i b_i) - Σ a_i b_i| <=
+    γ_n Σ |a_i b_i|``. Raises ``ValueError`` when ``n u >= 1`` (no bound)."""
+    if n * u >= 1:
+        raise ValueError(f"no rounding bound for {n} operations at unit roundoff {u:g}")
+    return n * u / (1 - n * u)
+
+
+def round_up(t: Tensor) -> Tensor:
+    """The next float above ``t``: at least the exact value of a round-to-nearest result ``t``."""
+    return torch.nextafter(t, torch.full_like(t, math.inf))
+
+
+def widen_for_rounding(r: Radius, magnitude: Tensor, n: int, u: float) -> Tensor:
+    """Radius ``r`` grown by the rounding error of the computation that produced the box.
+
+    Contract (the caller's): the computed centre and radius together are at most
+    ``γ_n * magnitude*`` from their exact-arithmetic values, where ``magnitude*`` is the exact
+    value of ``magnitude`` (a sum of absolute terms), and ``magnitude`` itself was computed with at
+    most ``n`` roundings per term, so ``magnitude* <= (1 + γ_n) magnitude``. The bound added is
+    ``γ_n (1 + γ_n) magnitude`` plus ``n`` times the smallest normal float (products that underflow
+    lose their relative accuracy), every addition and product of it rounded up.
+
+    Returns:
+        The widened radius (a new tensor; ``r`` ``None`` counts as 0).
+    """
+    g = rounding_gamma(n, u)
+    coef = g * (1 + g) * (1 + 1e-6)  # the float32 conversion of coef rounds by at most 6e-8 relative
+    err = round_up(round_up(magnitude * coef) + n * torch.finfo(magnitude.dtype).tiny)
+    return err if r is None else round_up(r + err)
+
+
+def nonneg_box(c: Tensor, r: Tensor) -> Interval:
+    """A box of a non-negative quantity (a ReLU output and what pooling or summing such outputs
+    gives) whose lower end ``c - r`` is exactly ``>= 0``, as the exact product rule needs: entries
+    where the widened box reaches below 0 become ``[0, hi]`` with ``hi >= c + r``. The comparison
+    ``c >= r`` of two floats is exact, and halving is exact, so the new entries have ``c - r = 0``."""
+    half = round_up(round_up(c + r) * 0.5)
+    inside = c >= r
+    return torch.where(inside, c, half), torch.where(inside, r, half)
+
+
+def certified_mask(lower: Tensor, upper: Tensor, y: Tensor) -> Tensor:
+    """Which samples are certified: the true class's lower bound is strictly above every other
+    class's upper bound (a tie certifies nothing).
+
+    Args:
+        lower, upper: ``(N, C)`` logit bounds.
+        y: ``(N,)`` integer labels.
+    """
+    mask = F.one_hot(y, lower.shape[-1]).bool()
+    others = upper.masked_fill(mask, -math.inf).max(-1).values
+    return lower.gather(-1, y.unsqueeze(-1)).squeeze(-1) > others
 
 
 def worst_case_logits(lower: Tensor, upper: Tensor, y: Tensor) -> Tensor:

@@ -19,6 +19,11 @@ TASKS_DONE = "tasks_done"
 DIL_AVG_ACC = "dil_avg_acc"
 DIL_BWT = "dil_bwt"
 CIL_AVG_ACC = "cil_avg_acc"
+#: how large the certified weight boxes are: the median over a task's boxed weights of radius / |centre|,
+#: the smallest over the tasks (a larger box at equal certified accuracy is a stronger guarantee)
+BOX_SIZE = "box_size"
+#: the gamma the boxes were trained at: gamma times the lowest warm-up position a kept box reached
+GAMMA_REACHED = "gamma_reached"
 #: the figures a run reports after every task, in the order tables and TensorBoard show them, with
 #: the words they are shown with: the one declaration every report, sweep objective and study uses
 HEADLINE_LABELS = {
@@ -28,10 +33,11 @@ HEADLINE_LABELS = {
     WORST_BWT: "worst-case BWT",
     CIL_AVG_ACC: "CIL avg acc",
     DIL_AVG_ACC: "universal (DIL) avg acc",
+    BOX_SIZE: "certified box size (median relative radius)",
 }
 HEADLINE_METRICS = tuple(HEADLINE_LABELS)
 #: every per-run figure a sweep's tables know by name (the headline ones and the universal network's BWT)
-LABELS = {**HEADLINE_LABELS, DIL_BWT: "universal (DIL) BWT"}
+LABELS = {**HEADLINE_LABELS, DIL_BWT: "universal (DIL) BWT", GAMMA_REACHED: "gamma reached"}
 #: the lowest warm-up position any task's box reached (1 = every box trained at full gamma; 0 = one never opened)
 RAMP_REACHED = "ramp_reached"
 SCENARIOS = ("til", "worst", "dil", "cil")
@@ -123,6 +129,13 @@ def universal_summary(dil: AccMatrix, worst: Optional[AccMatrix], row: int, viol
     out["bound_avg"] = average_accuracy(worst, row) if out["certified_bound"] else None
     out["violations"] = int(violations)
     return out
+
+
+def box_size(task_reports: Sequence[dict], key: str = "weight_box_rel_radius") -> Optional[float]:
+    """The smallest of the tasks' ``key`` (:data:`BOX_SIZE` from ``weight_box_rel_radius``,
+    :data:`GAMMA_REACHED` from ``gamma_reached``); ``None`` when a task has none (no boxes)."""
+    values = [r.get(key) for r in task_reports]
+    return min(values) if values and all(is_finite_number(v) for v in values) else None
 
 
 def is_finite_number(x: object) -> bool:

@@ -122,6 +122,8 @@ class RunRecord:
             "task_collapsed": bool(reports[t]["collapsed"]) if t < len(reports) else False,
             "task_val_acc": reports[t]["val_acc"] if t < len(reports) else None,
             M.RAMP_REACHED: min(r["ramp_reached"] for r in reports) if traits.has_intervals and reports else None,
+            M.BOX_SIZE: M.box_size(reports[: t + 1]) if traits.certifies else None,
+            M.GAMMA_REACHED: M.box_size(reports[: t + 1], "gamma_reached") if traits.has_intervals else None,
             "elapsed_s": self.elapsed_before + elapsed,
         }
         for s in M.SCENARIOS:
@@ -166,6 +168,8 @@ class RunRecord:
             "certified": traits.certifies,
             "interval_scope": traits.interval_scope if traits.has_intervals else None,
             "certificate": traits.certificate,
+            M.BOX_SIZE: M.box_size(self.task_reports) if traits.certifies else None,
+            M.GAMMA_REACHED: M.box_size(self.task_reports, "gamma_reached") if traits.has_intervals else None,
             "acc_matrix": self.matrices["til"],
             **scen,
             "universal": universal,

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from hinterval.intervals import (
     bounds,
+    certified_mask,
     conv2d_op,
     interval_affine,
     interval_bias,
@@ -18,6 +19,10 @@ from hinterval.intervals import (
     interval_product,
     interval_relu,
     linear_and_abs_linear,
+    nonneg_box,
+    rounding_gamma,
+    unit_roundoff,
+    widen_for_rounding,
     worst_case_logits,
 )
 
@@ -201,3 +206,53 @@ def test_nonneg_rule_gradients_match_autograd_of_clamp_and_max():
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b)
     assert torch.autograd.gradcheck(lambda *a: interval_product(*a, F.linear, nonneg_input=True), args)
+
+
+# --- floating-point rounding ----------------------------------------------------------------
+
+def test_rounding_gamma_and_unit_roundoff():
+    u = unit_roundoff(torch.zeros(1))
+    assert u == 2.0 ** -24 and unit_roundoff(torch.zeros(1, dtype=torch.float64)) == 2.0 ** -53
+    assert rounding_gamma(3, u) == pytest.approx(3 * u / (1 - 3 * u), rel=0)
+    with pytest.raises(ValueError, match="no rounding bound"):
+        rounding_gamma(2 ** 24, u)
+    saved = torch.backends.mkldnn.conv.fp32_precision
+    try:  # a reduced float32 precision widens the bound of the products (not of elementwise ops)
+        torch.backends.mkldnn.conv.fp32_precision = "tf32"
+        assert unit_roundoff(torch.zeros(1), "conv") == 2.0 ** -11 and unit_roundoff(torch.zeros(1)) == u
+    finally:
+        torch.backends.mkldnn.conv.fp32_precision = saved
+
+
+def test_round_to_nearest_box_misses_the_exact_value_and_the_widened_one_holds_it():
+    """Adversarial case: 2**25 + 3 is not a float32 (neighbours 2**25 and 2**25 + 4), so the
+    round-to-nearest box of a layer with a tiny weight radius misses the exact value for any
+    order of the additions (there is only one); the rounding bound of the layer covers it."""
+    x = torch.tensor([[2.0 ** 25, 3.0]])
+    w_c, w_r = torch.tensor([[1.0, 1.0]]), torch.full((1, 2), 2.0 ** -30)
+    c, r = interval_layer(x, None, w_c, w_r, None, None)
+    exact = 2 ** 25 + 3  # every weight in the box gives a value within 3e-2 of it
+    assert not (c - r).double() <= exact <= (c + r).double()
+    r_safe = widen_for_rounding(r, 2 * F.linear(x.abs(), w_c.abs() + w_r), 2 * 2 + 3, unit_roundoff(x))
+    lo, hi = (c - r_safe).double(), (c + r_safe).double()
+    for w in (w_c - w_r, w_c, w_c + w_r):
+        y = float((x.double() * w.double()).sum())
+        assert lo <= y <= hi
+    assert float(r_safe) < 1e-5 * exact  # and the bound is a few units of rounding, not more
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), exp=st.integers(-30, 30))
+def test_nonneg_box_keeps_the_box_and_starts_at_zero_exactly(seed, exp):
+    g = torch.Generator().manual_seed(seed)
+    c = torch.rand(50, generator=g) * 2.0 ** exp
+    r = torch.rand(50, generator=g) * 2.0 ** exp * 1.5
+    c2, r2 = nonneg_box(c, r)
+    c64, r64, c2_64, r2_64 = (t.double() for t in (c, r, c2, r2))
+    assert ((c2_64 - r2_64) >= 0).all()  # exact: the lower end is not below 0
+    assert ((c2_64 + r2_64) >= c64 + r64).all() and ((c2_64 - r2_64) <= (c64 - r64).clamp_min(0)).all()
+
+
+def test_certified_mask_needs_a_strict_margin():
+    lower, upper = torch.tensor([[1.0, 0.0], [1.0, 0.0]]), torch.tensor([[2.0, 1.0], [2.0, 0.5]])
+    assert certified_mask(lower, upper, torch.tensor([0, 0])).tolist() == [False, True]

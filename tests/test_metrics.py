@@ -36,3 +36,10 @@ def test_summarize_and_names():
     s = M.summarize(A)
     assert s["final_accs"] == [0.7, 0.9, 1.0] and s["acc_matrix"] is A
     assert M.task_metric_name("til", 3) == "acc/til/task_03"
+
+
+def test_box_size_is_the_smallest_task_box_and_needs_every_task():
+    reports = [{"weight_box_rel_radius": 0.04, "gamma_reached": 0.05}, {"weight_box_rel_radius": 0.02, "gamma_reached": 0.025}]
+    assert M.box_size(reports) == 0.02 and M.box_size(reports, "gamma_reached") == 0.025
+    assert M.box_size(reports + [{"weight_box_rel_radius": None}]) is None and M.box_size([]) is None
+    assert M.BOX_SIZE in M.HEADLINE_METRICS and M.GAMMA_REACHED in M.LABELS

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hinterval.intervals import interval_layer
+from hinterval.intervals import certified_mask, interval_layer
 from hinterval.targets import AlexNetTarget, MLPTarget, ResNet18Target
 from hinterval.targets.executors import (
     Executor,
@@ -215,3 +215,64 @@ def test_relaxed_scope_keeps_the_unboxed_layers_at_the_middle_weights():
     assert (point >= c - r - 1e-5).all() and (point <= c + r + 1e-5).all()
     c0, r0 = net.forward_interval(x, w_c, torch.where(inside, 0.0, w_r))  # radius only outside the scope
     assert torch.allclose(r0, torch.zeros_like(r0), atol=1e-6)
+
+
+# --- rounding-safe boxes ---------------------------------------------------------------------
+
+@settings(max_examples=12, deadline=None)
+@given(name=st.sampled_from(sorted(TARGETS)), mode=st.sampled_from(["sound", "rump"]), seed=st.integers(0, 10_000),
+       scale=st.sampled_from([0.0, 1e-6, 1e-3, 0.1]))
+def test_rounding_safe_box_holds_the_exact_logits_with_no_tolerance(name, mode, seed, scale):
+    """The rounding-safe float32 box contains the logits of networks sampled in the weight box and
+    computed in float64 (exact for this purpose: 2**29 times finer), compared with no tolerance,
+    and it contains the round-to-nearest box."""
+    g = torch.Generator().manual_seed(seed)
+    net = TARGETS[name](mode)
+    P = net.num_params
+    w_c, w_r = torch.randn(P, generator=g) * 0.5, torch.rand(P, generator=g) * scale
+    x = _images(net, 4, g)
+    c, r = net.forward_interval(x, w_c, w_r, rounding_safe=True)
+    c0, r0 = net.forward_interval(x, w_c, w_r)
+    lo, hi = (c - r).double(), (c + r).double()
+    assert (lo <= (c0 - r0).double()).all() and (hi >= (c0 + r0).double()).all()
+    assert torch.isfinite(r).all()
+    stats = [(m.double(), v.double()) for m, v in net.bn_statistics(x, w_c)]
+    w_c64, w_r64 = w_c.double(), w_r.double()
+    for k in range(8):
+        u = torch.rand(P, generator=g, dtype=torch.float64) * 2 - 1 if k < 6 else torch.full((P,), 2.0 * k - 13)
+        y = net.forward(x.double(), w_c64 + u * w_r64, bn_stats=stats)
+        assert (y >= lo).all() and (y <= hi).all()
+
+
+def test_rounding_changes_a_certified_decision_and_the_safe_box_refuses_it():
+    """Adversarial case: class 0's logit is 2**25 + 3 - 2**25 = 3 exactly and class 1's is 3.5, so
+    class 1 wins; float32 sums 2**25 + 3 to 2**25 + 4 in every order that adds the 3 to a 2**25
+    first, and round-to-nearest bounds then certify class 0 by a margin of 0.5. The rounding-safe
+    box does not certify it, and it contains the exact logits."""
+    net = MLPTarget(in_features=3, hidden=(), num_classes=2)
+    w_c = torch.tensor([1.0, 1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 3.5])  # W (2x3) then b (2)
+    w_r = torch.zeros_like(w_c)
+    x, y = torch.tensor([[2.0 ** 25, 3.0, 2.0 ** 25]]), torch.tensor([0])
+    c0, r0 = net.forward_interval(x, w_c, w_r)
+    if float(c0[0, 0]) == 3.0:
+        pytest.skip("this BLAS summed the cancelling terms first (exact); the case needs 2**25 + 3 first")
+    assert certified_mask(c0 - r0, c0 + r0, y).item()  # the naive certificate, and it is wrong:
+    exact = torch.tensor([[3.0, 3.5]], dtype=torch.float64)
+    assert not (exact[0, 0] > exact[0, 1])
+    c, r = net.forward_interval(x, w_c, w_r, rounding_safe=True)
+    assert not certified_mask(c - r, c + r, y).item()
+    assert ((c - r).double() <= exact).all() and ((c + r).double() >= exact).all()
+
+
+def test_rounding_safe_box_starts_at_the_first_boxed_layer():
+    """With a partial scope the layers before the box are the centre network as computed: the
+    rounding-safe box of a point weight vector in scope ``head`` is the computed logits grown by a
+    rounding bound of the head alone (tiny), not of the whole network."""
+    g = torch.Generator().manual_seed(0)
+    net = TARGETS["resnet"]("sound")
+    net.set_interval_scope("head")
+    w = torch.randn(net.num_params, generator=g) * 0.5
+    x = _images(net, 4, g)
+    c, r = net.forward_interval(x, w, torch.zeros_like(w), rounding_safe=True)
+    logits = net.forward(x, w)
+    assert torch.equal(c, logits) and (r > 0).all() and (r <= 1e-5 * (1 + logits.abs())).all()

@@ -186,8 +186,10 @@ def test_task_report_records_the_weight_box_width():
     res = train_continual(_cfg(num_tasks=1), progress=False)
     (report,) = res["tasks"]
     assert report["weight_box_rel_radius"] > 0 and res["certified"] is True
+    assert res["box_size"] == report["weight_box_rel_radius"]
+    assert res["gamma_reached"] == pytest.approx(res["config"]["gamma"] * report["ramp_reached"])
     hnet = train_continual(_cfg(num_tasks=1, method="hnet"), progress=False)
-    assert "weight_box_rel_radius" not in hnet["tasks"][0]
+    assert "weight_box_rel_radius" not in hnet["tasks"][0] and hnet["box_size"] is None
 
 
 @pytest.mark.parametrize("hold", ["intersection", "penalty"])

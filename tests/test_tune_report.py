@@ -132,6 +132,23 @@ def test_multi_objective_marks_the_pareto_front(tmp_path):
     assert df["pareto"].to_dict() == {"a": True, "b": True, "c": False}
 
 
+def test_certified_accuracy_against_box_size_is_a_front_in_the_table_and_the_plots(tmp_path):
+    """``--objective worst_avg_acc,box_size``: a trial with a larger box at lower certified accuracy
+    is on the front; the leaderboard shows box size and gamma reached; the plots are drawn."""
+    recs = [make_record(t, accs=(0.9, a), gamma=g) for t, a, g in (("a", 0.9, 0.05), ("b", 0.8, 0.4), ("c", 0.7, 0.1))]
+    for r, box in zip(recs, (0.02, 0.16, 0.05)):
+        r["history"][-1].update(box_size=box, gamma_reached=r["params"]["gamma"])
+    summary = R.write_report(tmp_path, recs, name="t", params=PARAMS, objectives=["worst_avg_acc", "box_size"], plots=True)
+    assert summary["best"]["trial_id"] == "a"
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "trials.csv").set_index("trial_id")
+    assert df["pareto"].to_dict() == {"a": True, "b": True, "c": False}
+    header = next(line for line in (tmp_path / "leaderboard.md").read_text().splitlines() if line.startswith("| rank |"))
+    assert "| box_size |" in header and "| gamma_reached |" in header
+    assert (tmp_path / "plots" / "pareto.png").stat().st_size > 0
+
+
 def test_acc_matrix_from_history():
     mat = plots.acc_matrix(make_record("a", accs=(0.9, 0.8)))
     assert mat == [[0.9, None], [0.8, 0.8]]

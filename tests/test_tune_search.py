@@ -657,6 +657,8 @@ def test_the_default_objective_is_certified_accuracy_where_every_trial_certifies
     assert resolve("--set", "interval_mode=relaxed") == ("avg_acc",)
     assert resolve("--set", "method=ewc", "--gamma", "1") == ("avg_acc",)
     assert resolve("--objective", "avg_acc,bwt") == ("avg_acc", "bwt")
+    assert resolve("--objective", "worst_avg_acc,box_size") == ("worst_avg_acc", "box_size")
+    assert resolve("--set", "target=resnet18") == ("worst_avg_acc", "box_size")  # a CNN sweep: the front
     for bad in (["--confirm-seeds", "-1"], ["--confirm-top", "0"]):
         with pytest.raises(UserError, match=bad[0]):
             resolve(*bad)

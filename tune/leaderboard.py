@@ -145,6 +145,7 @@ def leaderboard_markdown(df, *, name: str, params: Sequence[str], objectives: Se
     noise = dict(noise if noise is not None else metric_noise(df, confirmation))
     keys = rank_keys(objectives)
     shown = list(dict.fromkeys([*keys[:2], M.AVG_ACC, M.BWT, M.WORST_AVG_ACC, M.WORST_BWT, M.CIL_AVG_ACC]))
+    shown += [m for m in (M.BOX_SIZE, M.GAMMA_REACHED) if m not in shown and df[m].notna().any()]
     conf = confirm_metrics(objectives) if confirmation else []
     cols = ["trial", *shown, *[f"{m} over seeds" for m in conf], *params, "scope", M.RAMP_REACHED, "tasks", "wall s"]
     multi = len(objectives) > 1

@@ -78,10 +78,12 @@ def _param_axis(ax, df, param: str, spec: Mapping[str, Any]):
 
 
 def plot_param(df, param: str, path: Path, spec: Mapping[str, Any] = {},
-               metrics: Sequence[str] = (M.AVG_ACC, M.WORST_AVG_ACC)) -> None:
-    """Final accuracy and worst-case accuracy against one hyperparameter (unfinished trials hollow, preset starred)."""
+               metrics: Sequence[str] = (M.AVG_ACC, M.WORST_AVG_ACC, M.BOX_SIZE)) -> None:
+    """Final accuracy, worst-case accuracy and certified box size (where a trial reports one)
+    against one hyperparameter (unfinished trials hollow, preset starred)."""
     import matplotlib.pyplot as plt
 
+    metrics = [m for m in metrics if m in df and (df[m].notna().any() or m != M.BOX_SIZE)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.0), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         xs = _param_axis(ax, df, param, spec)
@@ -97,7 +99,8 @@ def plot_param(df, param: str, path: Path, spec: Mapping[str, Any] = {},
         if not has.any():
             ax.text(0.5, 0.5, "no trial has finished a task yet", ha="center", va="center", transform=ax.transAxes)
         else:
-            ax.set_ylim(*acc_limits(df.loc[has, metric]))
+            if "acc" in metric:
+                ax.set_ylim(*acc_limits(df.loc[has, metric]))
             vals = df.loc[done, metric]
             if len(vals):
                 ax.set_title(f"{LABELS.get(metric, metric)}: {vals.min():.3f}–{vals.max():.3f} over finished trials",

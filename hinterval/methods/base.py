@@ -87,15 +87,16 @@ def batched_target(target: TargetNetwork, x: Tensor, weights: Tensor) -> Tensor:
 
 
 def batched_target_interval(target: TargetNetwork, x: Tensor, centre: Tensor, radius: Tensor,
-                            middle: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+                            middle: Optional[Tensor] = None, *, rounding_safe: bool = False) -> Tuple[Tensor, Tensor]:
     """Interval target for ``(B, P)`` weight boxes -> logit ``(centre, radius)``, each ``(B, N, C)``.
 
-    ``middle`` ``(B, P)`` gives each task's batch-norm statistics network (default: the centres).
+    ``middle`` ``(B, P)`` gives each task's batch-norm statistics network (default: the centres);
+    ``rounding_safe``: the boxes also bound the floating-point rounding (certifying).
     """
     middle = centre if middle is None else middle
 
     def one(x_: Tensor, c: Tensor, r: Tensor, m: Tensor) -> Tuple[Tensor, Tensor]:
-        return target.forward_interval(x_, c, r, w_middle=m)
+        return target.forward_interval(x_, c, r, w_middle=m, rounding_safe=rounding_safe)
 
     return torch.func.vmap(one, in_dims=(None, 0, 0, 0))(x, centre, radius, middle)
 
@@ -117,10 +118,11 @@ class WeightBoxPredictor(Predictor):
     def logits(self, x: Tensor) -> Tensor:
         return batched_target(self.target, x, self.middle)
 
-    def bounds(self, x: Tensor) -> Optional[Tuple[Tensor, Tensor]]:
+    def bounds(self, x: Tensor, *, rounding_safe: bool = False) -> Optional[Tuple[Tensor, Tensor]]:
         if self.radius is None:
             return None
-        c, r = batched_target_interval(self.target, x, self.centre, self.radius, self.middle)
+        c, r = batched_target_interval(self.target, x, self.centre, self.radius, self.middle,
+                                       rounding_safe=rounding_safe)
         return c - r, c + r
 
     def universal(self, x: Tensor) -> Optional[Tensor]:

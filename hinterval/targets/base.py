@@ -48,11 +48,12 @@ class TargetNetwork:
         raise NotImplementedError
 
     def forward_interval(self, x: Tensor, w_centre: Tensor, w_radius: Optional[Tensor], *,
-                         w_middle: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+                         w_middle: Optional[Tensor] = None, rounding_safe: bool = False) -> Tuple[Tensor, Tensor]:
         """Logit box ``(centre, radius)``, each ``(N, C)``, for weights in ``w_centre ± w_radius``.
 
         ``w_middle`` (the hypernetwork's image of the embedding centre) supplies the batch-norm
-        statistics of networks that have batch norm; others ignore it.
+        statistics of networks that have batch norm; others ignore it. ``rounding_safe``: the box
+        also bounds the floating-point rounding of its own computation (what a certificate needs).
         """
         raise NotImplementedError
 

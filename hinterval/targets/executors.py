@@ -32,6 +32,7 @@ Everything is plain tensor code (reductions for batch-norm statistics instead of
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, List, Optional, Protocol, Sequence, Tuple, TypeVar, runtime_checkable
 
 import torch
@@ -50,6 +51,9 @@ from hinterval.intervals import (
     interval_layer,
     interval_max_pool2d,
     interval_relu,
+    nonneg_box,
+    unit_roundoff,
+    widen_for_rounding,
 )
 from hinterval.targets.base import TargetNetwork
 
@@ -356,6 +360,101 @@ class RadiusProfile(SoundExecutor):
         return self._log("avgpool", super().avg_pool(h, k))
 
 
+class RoundingSafeExecutor(SoundExecutor):
+    """The sound executor made safe against floating-point rounding: after every operation the
+    radius grows by a bound on the rounding error of that operation (:func:`widen_for_rounding`), so
+    the box contains the *exact-arithmetic* values of every network in the weight box, not only
+    what round-to-nearest happened to give. The error of an earlier layer is part of the radius
+    the later layers propagate, so it is carried soundly to the logits.
+
+    What is bounded is the interval computation: from the first value that carries a radius on.
+    The layers before it (with a partial interval scope: the centre network's first layers) are
+    a point computation whose computed values are the certified part's input, exactly as the
+    deployed float network computes them. Propagating their rounding as a box would not be
+    informative: an interval over a deep point network grows several times per convolution
+    (measured: a rounding error of 1e-7 becomes larger than the logits after about 15 layers).
+    It costs the sound executor's work plus one product per layer: it is for certifying
+    (evaluation), not for training. The bounds assume each output of a
+    convolution or linear layer is the sum of its products in some order (true of direct and
+    GEMM convolutions; not of FFT or Winograd algorithms, which cuDNN may pick on a GPU).
+    """
+
+    def _rounded(self, out: IntervalValue, magnitude: Tensor, n: int, u: float) -> IntervalValue:
+        if out.r is None:  # a layer of the centre network before the box: its computed value is the input
+            return out
+        r = widen_for_rounding(out.r, magnitude, n, u)
+        c = out.c
+        if out.nonneg:
+            c, r = nonneg_box(c, r)
+        return IntervalValue(c, r, out.nonneg, out.m)
+
+    def _bilinear(self, h: IntervalValue, out: IntervalValue, w: int, b: Optional[int], op: BilinearOp,
+                  kind: str) -> IntervalValue:
+        """A convolution or linear layer: every product of the centre and the radius computations
+        is at most ``(|x_c| + x_r)(|W_c| + W_r)``, and each of the two is a sum of at most
+        ``2 * fan_in`` of them plus the bias."""
+        wc, wr = self.pc[w], self.pr[w]
+        x_mag = h.c.abs() if h.r is None else h.c.abs() + h.r
+        magnitude = op(x_mag, wc.abs() if wr is None else wc.abs() + wr)
+        if b is not None:
+            bc, br = self.pc[b], self.pr[b]
+            magnitude = magnitude + channel_view(bc.abs() if br is None else bc.abs() + br, magnitude)
+        fan_in = math.prod(wc.shape[1:])
+        return self._rounded(out, 2 * magnitude, 2 * fan_in + 3, unit_roundoff(h.c, kind))
+
+    def conv(self, h: IntervalValue, w: int, b: Optional[int], stride: int, padding: int) -> IntervalValue:
+        return self._bilinear(h, super().conv(h, w, b, stride, padding), w, b, conv2d_op(stride, padding), "conv")
+
+    def linear(self, h: IntervalValue, w: int, b: Optional[int]) -> IntervalValue:
+        return self._bilinear(h, super().linear(h, w, b), w, b, F.linear, "matmul")
+
+    def bn(self, h: IntervalValue, g: int, b: int) -> IntervalValue:
+        """``((x - μ) s) γ + β`` with ``s = 1/sqrt(var + eps)``: a few roundings per term, and ``s``
+        itself a few roundings from the exact value the statistics define (16 in all, generously)."""
+        out = super().bn(h, g, b)
+        mean, var = batch_norm_stats(h.m)
+        x_mag = h.c.abs() + channel_view(mean.abs(), h.c)
+        if h.r is not None:
+            x_mag = x_mag + h.r
+        gc, gr, bc, br = self.pc[g], self.pr[g], self.pc[b], self.pr[b]
+        g_mag = gc.abs() if gr is None else gc.abs() + gr
+        b_mag = bc.abs() if br is None else bc.abs() + br
+        magnitude = x_mag * channel_view(torch.rsqrt(var + BN_EPS) * g_mag, h.c) + channel_view(b_mag, h.c)
+        return self._rounded(out, 2 * magnitude, 16, unit_roundoff(h.c))
+
+    def _monotone_error(self, h: IntervalValue, out: IntervalValue, pool: Any = None) -> IntervalValue:
+        """ReLU or max pooling on the bounds ``c -/+ r`` and back to centre/radius: four roundings,
+        each at most ``u (|c| + r)`` of the input the output selects."""
+        magnitude = h.c.abs() if h.r is None else h.c.abs() + h.r
+        if pool is not None:
+            magnitude = pool(magnitude)
+        return self._rounded(out, 2 * magnitude, 4, unit_roundoff(h.c))
+
+    def relu(self, h: IntervalValue) -> IntervalValue:
+        return self._monotone_error(h, super().relu(h))
+
+    def max_pool(self, h: IntervalValue, k: int, s: Optional[int] = None, p: int = 0) -> IntervalValue:
+        return self._monotone_error(h, super().max_pool(h, k, s, p),
+                                    partial(F.max_pool2d, kernel_size=k, stride=k if s is None else s, padding=p))
+
+    def add(self, a: IntervalValue, b: IntervalValue) -> IntervalValue:
+        magnitude = a.c.abs() + b.c.abs()
+        for r in (a.r, b.r):
+            if r is not None:
+                magnitude = magnitude + r
+        return self._rounded(super().add(a, b), 2 * magnitude, 4, unit_roundoff(a.c))
+
+    def avg_pool(self, h: IntervalValue, k: int) -> IntervalValue:
+        magnitude = F.avg_pool2d(h.c.abs() if h.r is None else h.c.abs() + h.r, k)
+        return self._rounded(super().avg_pool(h, k), 2 * magnitude, k * k + 3, unit_roundoff(h.c))
+
+    def output(self, h: IntervalValue) -> Tuple[Tensor, Tensor]:
+        """The logit box, grown once more so that ``c - r`` and ``c + r`` computed in floating
+        point are still below and above the exact bounds (then comparing them is exact)."""
+        c, r = super().output(h)
+        return c, (r if h.r is None else widen_for_rounding(r, c.abs() + r, 4, unit_roundoff(c)))
+
+
 # --- relaxed ------------------------------------------------------------------------------------
 
 def _sort3_values(t: Tensor) -> Tensor:
@@ -598,12 +697,14 @@ class ExecutorTarget(TargetNetwork):
         return cls(pc, pr, pm, track_middle=self.has_batch_norm, exact_nonneg=self.interval_mode != "rump")
 
     def interval_executor(self, w_centre: Tensor, w_radius: Optional[Tensor],
-                          w_middle: Optional[Tensor] = None) -> Executor[Any]:
+                          w_middle: Optional[Tensor] = None, *, rounding_safe: bool = False) -> Executor[Any]:
         """The executor of this target's interval mode over the weight box ``w_centre ± w_radius``
         (flat ``(P,)`` each; ``w_radius`` ``None`` for a point), batch norms with the statistics
-        of ``w_middle`` (default: the centre)."""
+        of ``w_middle`` (default: the centre); ``rounding_safe``: the sound modes' box also bounds
+        the floating-point rounding (:class:`RoundingSafeExecutor`; the relaxed mode bounds nothing)."""
         if self.interval_mode != "relaxed":
-            return self._sound_executor(w_centre, w_radius, w_middle)
+            cls = RoundingSafeExecutor if rounding_safe else SoundExecutor
+            return self._sound_executor(w_centre, w_radius, w_middle, cls=cls)
         pc = self.unflatten(w_centre)
         pm = pc if w_middle is None else self.unflatten(w_middle)
         if w_radius is None:
@@ -620,6 +721,7 @@ class ExecutorTarget(TargetNetwork):
         *,
         w_middle: Optional[Tensor] = None,
         x_radius: Optional[Tensor] = None,
+        rounding_safe: bool = False,
     ) -> Tuple[Tensor, Tensor]:
         """Logit box for all weights in ``w_centre ± w_radius`` (and inputs in ``x ± x_radius``).
 
@@ -629,12 +731,14 @@ class ExecutorTarget(TargetNetwork):
             w_middle: weights ``(P,)`` of the middle branch whose batch statistics every batch
                 norm uses (default ``w_centre``; unused without batch norm).
             x_radius: optional input radius, same shape as ``x``.
+            rounding_safe: also bound the floating-point rounding of the computation (certifying).
 
         Returns:
             ``(centre, radius)`` of the logits, each ``(N, num_classes)``. Sound in ``"sound"``
-            and ``"rump"`` modes (given the middle-branch statistics); a heuristic in ``"relaxed"``.
+            and ``"rump"`` modes (given the middle-branch statistics) in exact arithmetic, and for
+            the computed floating-point values too with ``rounding_safe``; a heuristic in ``"relaxed"``.
         """
-        ex = self.interval_executor(w_centre, w_radius, w_middle)
+        ex = self.interval_executor(w_centre, w_radius, w_middle, rounding_safe=rounding_safe)
         return ex.output(self._run(ex, ex.input(x, x_radius)))
 
     def forward_with_interval(self, x: Tensor, w_middle: Tensor, w_centre: Tensor,
