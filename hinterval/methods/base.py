@@ -119,3 +119,7 @@ class WeightBoxPredictor(Predictor):
 
     def universal(self, x: Tensor) -> Optional[Tensor]:
         return None if self.universal_w is None else self.target.forward(x, self.universal_w)
+
+    def features(self, x: Tensor) -> Optional[Tensor]:
+        respond = getattr(self.target, "first_layer_response", None)
+        return None if respond is None else torch.func.vmap(respond, in_dims=(None, 0))(x, self.middle)
