@@ -85,8 +85,9 @@ class Predictor:
     def universal(self, x: Tensor) -> Optional[Tensor]:
         return None
 
-    def features(self, x: Tensor) -> Optional[Tensor]:
-        """Every task network's first-layer response ``(T, N, H)`` (see ``mahalanobis``), or ``None``."""
+    def features(self, x: Tensor, task: Optional[int] = None) -> Optional[Tensor]:
+        """Every task network's first-layer response ``(T, N, H)`` (see ``mahalanobis``), only task
+        position ``task``'s ``(N, H)`` when given, or ``None`` where the networks have none."""
         return None
 
 
@@ -276,10 +277,10 @@ def feature_statistics(predictor: Predictor, benchmark: Benchmark, task_ids: Seq
         idx = torch.linspace(0, n - 1, min(n, FEATURE_SAMPLES), device=task.train.y.device).round().long()
         parts = []
         for start in range(0, len(idx), batch_size):
-            f = predictor.features(task.inputs(task.train.x[idx[start : start + batch_size]]))
+            f = predictor.features(task.inputs(task.train.x[idx[start : start + batch_size]]), pos)
             if f is None:
                 return None
-            parts.append(f[pos])
+            parts.append(f)
         feats.append(torch.cat(parts))
         labels.append(task.train.y[idx])
     return FeatureStatistics.fit(feats, labels, benchmark.classes_per_task)

@@ -88,9 +88,9 @@ class WithResponses(Handmade):
     """Every task network's first layer reads the task features ``x[:, :T]`` (the same response for
     every task, as networks sharing a first layer); the splits it was shown are recorded."""
 
-    def features(self, x: Tensor) -> Tensor:
+    def features(self, x: Tensor, task: Optional[int] = None) -> Tensor:
         self.seen_markers += x[:, T].unique().tolist()
-        return x[:, :T].expand(T, -1, -1)
+        return x[:, :T] if task is not None else x[:, :T].expand(T, -1, -1)
 
 
 def test_mahalanobis_finds_the_task_whose_training_samples_are_nearest_even_when_entropy_is_fooled():
@@ -200,3 +200,16 @@ def test_result_json_carries_the_cil_confusion_matrix():
     assert cil["score"] in CIL_CANDIDATES
     assert len(cil["confusion"]) == 3 and [sum(r) for r in cil["confusion"]] == [32, 32, 32]
     assert len(cil["task_acc"]) == 3 and all(0.0 <= a <= 1.0 for a in cil["task_acc"])
+
+
+def test_weight_box_predictor_responses_of_one_task_match_all_tasks():
+    from hinterval.methods.base import WeightBoxPredictor
+    from hinterval.targets import MLPTarget
+
+    target = MLPTarget(in_features=T + 1, hidden=(6, 5), num_classes=2)
+    g = torch.Generator().manual_seed(0)
+    pred = WeightBoxPredictor(target, torch.stack([target.init_weights(generator=g) for _ in range(T)]))
+    x = torch.randn(9, T + 1, generator=g)
+    every = pred.features(x)
+    assert every.shape == (T, 9, 6)
+    assert all(torch.allclose(pred.features(x, t), every[t], atol=1e-6) for t in range(T))
