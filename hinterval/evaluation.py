@@ -289,7 +289,8 @@ def feature_statistics(predictor: Predictor, benchmark: Benchmark, task_ids: Seq
 @torch.inference_mode()
 def choose_cil_score(predictor: Predictor, benchmark: Benchmark, task_ids: Sequence[int], *, score: str = "auto",
                      alpha: float = 0.1, batch_size: int = 2048) -> Tuple[str, Optional[TaskCalibration], Dict[str, float]]:
-    """Per-task calibration from the validation split and, for ``auto``, the best candidate on it.
+    """Per-task calibration from the validation split (``mahalanobis``: response statistics from the
+    training split) and, for ``auto``, the best candidate on the validation split.
 
     Returns:
         ``(name, calibration, val_task_acc)``: the score to use, the statistics (``None`` where no
