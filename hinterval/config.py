@@ -37,7 +37,7 @@ NESTED_CENTRES = ("learned", "corners")
 #: where a new task's embedding starts: a fresh random draw, or the previous task's embedding
 EMBEDDING_INITS = ("random", "previous")
 #: class-incremental task-inference scores (see :mod:`hinterval.evaluation`); ``auto`` picks one on validation data
-CIL_SCORES = ("auto", "entropy", "calibrated-entropy", "entropy-width", "worst-entropy", "worst-margin",
+CIL_SCORES = ("mahalanobis", "auto", "entropy", "calibrated-entropy", "entropy-width", "worst-entropy", "worst-margin",
               "relative-margin", "consensus")
 SEED_LIMIT = 2**64  # seeds are unsigned 64-bit (torch.manual_seed's range)
 MAX_TASKS = 1000
@@ -195,8 +195,9 @@ class ExperimentConfig:
     # Evaluation
     cil_alpha: float = setting(0.1, "weight of the logit-box width in class-incremental task inference", _EVAL,
                                label="CIL alpha", minimum=0, sweep="loguniform")
-    cil_score: str = setting("auto", "class-incremental task inference: auto picks the best on validation data "
-                             "(see docs/inference.md)", _EVAL, label="CIL score", choices=CIL_SCORES, sweep="choice")
+    cil_score: str = setting("mahalanobis", "class-incremental task inference: the task whose own training samples "
+                             "lie nearest in its network's first-layer response; auto picks the best score on "
+                             "validation data (see docs/inference.md)", _EVAL, label="CIL score", choices=CIL_SCORES, sweep="choice")
     eval_batch_size: int = setting(2048, "evaluation batch size", _EVAL, minimum=1, resource=True)
     # Reproducibility and resources
     seed: int = setting(0, "training seed (initialisation, batches)", _RUN, hparam=True, **_SEED)

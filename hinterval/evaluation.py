@@ -10,6 +10,12 @@ Class-incremental (CIL) task inference
 Without a task id, every task's network scores the sample and the task with the LOWEST score is
 taken. The scores (``cil_score``, see docs/inference.md):
 
+* ``mahalanobis`` (default): the squared Mahalanobis distance of the sample's first-layer response
+  in task ``t``'s network to the nearest class mean of task ``t``'s own training samples (covariance
+  shared by the classes; see :class:`FeatureStatistics`). Interval training leaves few live units
+  after the first layer (measured on split-digits: 17 % of the first hidden layer, against 86 % in
+  networks trained without intervals; ``benchmarks/cil_diagnostics.py``), so the outputs say little
+  about which task an input came from, while the first layer, before its ReLU, sees the whole input.
 * ``entropy``: entropy of the middle network's softmax (the rule of the method; also the rule of
   the independent-networks reference in ``benchmarks/cil.py``).
 * ``calibrated-entropy``: the same entropy, calibrated per task (below).
@@ -50,9 +56,15 @@ from hinterval.intervals import certified_mask
 #: task-inference scores a config may name; ``auto`` chooses among :data:`CIL_CANDIDATES` on validation data
 CIL_SCORES = config.CIL_SCORES
 #: the candidates ``auto`` tries, in order of preference on ties
-CIL_CANDIDATES = CIL_SCORES[1:]
+CIL_CANDIDATES = tuple(n for n in CIL_SCORES if n != "auto")
 #: scores that need the interval (logit box) predictions
 INTERVAL_SCORES = ("entropy-width", "worst-entropy", "worst-margin", "relative-margin", "consensus")
+#: scores that need the first-layer responses and their per-task statistics (see :class:`FeatureStatistics`)
+FEATURE_SCORES = ("mahalanobis",)
+#: shrinkage of each task's response covariance towards its mean variance (guards a near-singular covariance)
+FEATURE_SHRINKAGE = 0.01
+#: training samples per task that the response statistics are computed from (evenly spaced over the split)
+FEATURE_SAMPLES = 2000
 #: scores calibrated per task against the task's own validation samples (see :class:`TaskCalibration`)
 CALIBRATED_SCORES = ("calibrated-entropy", "worst-entropy", "worst-margin", "relative-margin", "consensus")
 
@@ -75,6 +87,11 @@ class Predictor:
     def universal(self, x: Tensor) -> Optional[Tensor]:
         return None
 
+    def features(self, x: Tensor, task: Optional[int] = None) -> Optional[Tensor]:
+        """Every task network's first-layer response ``(T, N, H)`` (see ``mahalanobis``), only task
+        position ``task``'s ``(N, H)`` when given, or ``None`` where the networks have none."""
+        return None
+
 
 def entropy(logits: Tensor) -> Tensor:
     """Shannon entropy of ``softmax(logits)`` over the last dimension."""
@@ -91,14 +108,18 @@ def _worst_for_predicted(mid: Tensor, lower: Tensor, upper: Tensor) -> Tuple[Ten
     return worst, low_pred.squeeze(-1) - others
 
 
-def raw_task_scores(mid: Tensor, bounds: Optional[Tuple[Tensor, Tensor]], names: Sequence[str]) -> Dict[str, Tensor]:
+def raw_task_scores(mid: Tensor, bounds: Optional[Tuple[Tensor, Tensor]], names: Sequence[str],
+                    feats: Optional[Tensor] = None, stats: Optional["FeatureStatistics"] = None) -> Dict[str, Tensor]:
     """Uncalibrated scores ``(T, N)`` (lower = more likely the sample's task), by name.
 
     Keys: ``entropy`` (for ``entropy``, ``calibrated-entropy`` and ``entropy-width``), ``width``
-    (the mean logit-box width) and the interval scores asked for; names that need bounds are
-    skipped when ``bounds`` is ``None``.
+    (the mean logit-box width), ``mahalanobis`` (with first-layer responses ``feats`` and their
+    statistics) and the interval scores asked for; names that need bounds are skipped when
+    ``bounds`` is ``None``.
     """
     out: Dict[str, Tensor] = {}
+    if "mahalanobis" in names and feats is not None and stats is not None:
+        out["mahalanobis"] = stats.distance(feats)
     if any(n in names for n in ("entropy", "calibrated-entropy", "entropy-width")):
         out["entropy"] = entropy(mid)
     if bounds is None:
@@ -117,6 +138,49 @@ def raw_task_scores(mid: Tensor, bounds: Optional[Tuple[Tensor, Tensor]], names:
     return out
 
 
+class FeatureStatistics:
+    """Per task, where its own training samples lie in its network's first-layer response.
+
+    Task ``t`` keeps the mean response of each of its classes and a whitening ``A_t`` of the
+    responses' covariance around their class means (shared by the classes, shrunk towards its
+    mean variance by :data:`FEATURE_SHRINKAGE`). The score of task ``t`` for a sample is its squared
+    Mahalanobis distance to the nearest class mean: ``min_c |A_t (f_t(x) - mu_tc)|^2``. Every task
+    network has the same number of first-layer units, so the distances compare across tasks as
+    they are. The statistics use only task ``t``'s training data and network: they are the numbers
+    one would store at the end of task ``t``.
+    """
+
+    def __init__(self, means: Tensor, present: Tensor, whiten: Tensor):
+        self.means, self.present, self.whiten = means, present, whiten  # (T, C, H), (T, C), (T, H, H)
+
+    @classmethod
+    def fit(cls, feats: Sequence[Tensor], labels: Sequence[Tensor], num_classes: int) -> "FeatureStatistics":
+        """From every task's own responses ``(n_t, H)`` (its network on its samples) and local labels ``(n_t,)``."""
+        means, present, whiten = [], [], []
+        for f, y in zip(feats, labels):
+            f = f.double()
+            counts = torch.bincount(y, minlength=num_classes)
+            mu = torch.zeros(num_classes, f.shape[1], dtype=f.dtype, device=f.device).index_add_(0, y, f)
+            mu = mu / counts.clamp_min(1)[:, None]
+            centred = f - mu[y]
+            cov = centred.T @ centred / max(1, len(f) - int((counts > 0).sum()))
+            eye = torch.eye(f.shape[1], dtype=f.dtype, device=f.device)
+            scale = cov.diagonal().mean().clamp_min(1e-12)
+            cov = (1 - FEATURE_SHRINKAGE) * cov + FEATURE_SHRINKAGE * scale * eye
+            chol = torch.linalg.cholesky(cov)
+            whiten.append(torch.linalg.solve_triangular(chol, eye, upper=False))  # A cov A^T = I
+            means.append(mu)
+            present.append(counts > 0)
+        return cls(torch.stack(means), torch.stack(present), torch.stack(whiten))
+
+    def distance(self, feats: Tensor) -> Tensor:
+        """Squared Mahalanobis distance to the nearest class mean, ``(T, N)``, of responses ``(T, N, H)``."""
+        g = torch.einsum("tij,tnj->tni", self.whiten, feats.double())
+        m = torch.einsum("tij,tcj->tci", self.whiten, self.means)
+        d = torch.cdist(g, m).square().masked_fill(~self.present[:, None, :], float("inf"))
+        return d.min(-1).values.to(feats.dtype)
+
+
 def _raw_key(name: str) -> str:
     return {"calibrated-entropy": "entropy", "consensus": "relative-margin"}.get(name, name)
 
@@ -132,11 +196,15 @@ class TaskCalibration:
     where a z-score alone is dominated by the tail.
     """
 
-    def __init__(self, sorted_scores: Dict[str, Tensor], counts: Tensor, mean: Dict[str, Tensor], std: Dict[str, Tensor]):
+    def __init__(self, sorted_scores: Dict[str, Tensor], counts: Tensor, mean: Dict[str, Tensor], std: Dict[str, Tensor],
+                 features: Optional[FeatureStatistics] = None):
         self.sorted, self.counts, self.mean, self.std = sorted_scores, counts, mean, std
+        #: the first-layer response statistics of ``mahalanobis`` (``None`` where no score needs them)
+        self.features = features
 
     @classmethod
-    def from_samples(cls, raw: Dict[str, Tensor], true_task: Tensor, num_tasks: int) -> "TaskCalibration":
+    def from_samples(cls, raw: Dict[str, Tensor], true_task: Tensor, num_tasks: int,
+                     features: Optional[FeatureStatistics] = None) -> "TaskCalibration":
         """Statistics from raw scores ``(T, N)`` of samples whose task positions are ``true_task`` ``(N,)``."""
         counts = torch.bincount(true_task, minlength=num_tasks)
         width = max(1, int(counts.max()))
@@ -152,7 +220,7 @@ class TaskCalibration:
                 if own.numel() > 1:
                     sd[t] = own.std()
             sorted_scores[name], mean[name], std[name] = table, mu, sd
-        return cls(sorted_scores, counts, mean, std)
+        return cls(sorted_scores, counts, mean, std, features)
 
     def score(self, name: str, raw: Dict[str, Tensor], alpha: float) -> Tensor:
         """The final score ``(T, N)`` of ``name`` from raw scores (calibrated where the name says so)."""
@@ -172,15 +240,18 @@ class TaskCalibration:
 
 
 def task_inference_scores(mid: Tensor, bounds: Optional[Tuple[Tensor, Tensor]], alpha: float, *,
-                          name: str = "entropy-width", calibration: Optional[TaskCalibration] = None) -> Tensor:
+                          name: str = "entropy-width", calibration: Optional[TaskCalibration] = None,
+                          feats: Optional[Tensor] = None) -> Tensor:
     """Score per task and sample, lower = more likely the sample's task: ``(T, N)``.
 
     Without ``calibration`` the scores that need per-task statistics are left unnormalised:
     the default then is the method's original rule, ``entropy + alpha * raw box width``.
+    ``mahalanobis`` needs ``feats`` (the first-layer responses) and a calibration with their statistics.
     """
-    raw = raw_task_scores(mid, bounds, [name])
+    raw = raw_task_scores(mid, bounds, [name], feats, None if calibration is None else calibration.features)
     if _raw_key(name) not in raw and name != "entropy-width":
-        raise ValueError(f"score {name!r} needs interval bounds")
+        need = "first-layer responses and their statistics" if name in FEATURE_SCORES else "interval bounds"
+        raise ValueError(f"score {name!r} needs {need}")
     if calibration is None:
         if name == "entropy-width":
             return raw["entropy"] + (alpha * raw["width"] if "width" in raw else 0.0)
@@ -197,10 +268,31 @@ def _batches(benchmark: Benchmark, task_ids: Sequence[int], split: str, batch_si
             yield pos, task.inputs(data.x[start : start + batch_size]), data.y[start : start + batch_size]
 
 
+def feature_statistics(predictor: Predictor, benchmark: Benchmark, task_ids: Sequence[int], *,
+                       batch_size: int = 2048) -> Optional[FeatureStatistics]:
+    """:class:`FeatureStatistics` of every task from up to :data:`FEATURE_SAMPLES` of its own
+    training samples (evenly spaced); ``None`` where the predictor has no first-layer responses."""
+    feats, labels = [], []
+    for pos, i in enumerate(task_ids):
+        task = benchmark.tasks[i]
+        n = len(task.train)
+        idx = torch.linspace(0, n - 1, min(n, FEATURE_SAMPLES), device=task.train.y.device).round().long()
+        parts = []
+        for start in range(0, len(idx), batch_size):
+            f = predictor.features(task.inputs(task.train.x[idx[start : start + batch_size]]), pos)
+            if f is None:
+                return None
+            parts.append(f)
+        feats.append(torch.cat(parts))
+        labels.append(task.train.y[idx])
+    return FeatureStatistics.fit(feats, labels, benchmark.classes_per_task)
+
+
 @torch.inference_mode()
 def choose_cil_score(predictor: Predictor, benchmark: Benchmark, task_ids: Sequence[int], *, score: str = "auto",
                      alpha: float = 0.1, batch_size: int = 2048) -> Tuple[str, Optional[TaskCalibration], Dict[str, float]]:
-    """Per-task calibration from the validation split and, for ``auto``, the best candidate on it.
+    """Per-task calibration from the validation split (``mahalanobis``: response statistics from the
+    training split) and, for ``auto``, the best candidate on the validation split.
 
     Returns:
         ``(name, calibration, val_task_acc)``: the score to use, the statistics (``None`` where no
@@ -210,12 +302,20 @@ def choose_cil_score(predictor: Predictor, benchmark: Benchmark, task_ids: Seque
     names = list(CIL_CANDIDATES) if score == "auto" else [score]
     if score == "entropy":
         return "entropy", None, {}
+    stats = None
+    if any(n in FEATURE_SCORES for n in names):
+        stats = feature_statistics(predictor, benchmark, task_ids, batch_size=batch_size)
+        if stats is None:  # a predictor without first-layer responses
+            names = [n for n in names if n not in FEATURE_SCORES] or ["entropy"]
+        elif names == ["mahalanobis"]:  # needs no validation data
+            return "mahalanobis", TaskCalibration({}, torch.zeros(len(task_ids)), {}, {}, stats), {}
     raws: List[Dict[str, Tensor]] = []
     truth: List[Tensor] = []
     for pos, x, _ in _batches(benchmark, task_ids, "val", batch_size):
         bnds = predictor.bounds(x)
         has_bounds = bnds is not None
-        raws.append(raw_task_scores(predictor.logits(x), bnds, names))
+        feats = predictor.features(x) if stats is not None else None
+        raws.append(raw_task_scores(predictor.logits(x), bnds, names, feats, stats))
         truth.append(torch.full((x.shape[0],), pos, dtype=torch.long, device=x.device))
     if not raws or not has_bounds:  # point networks: the interval scores do not exist
         names = [n for n in names if n not in INTERVAL_SCORES]
@@ -223,7 +323,7 @@ def choose_cil_score(predictor: Predictor, benchmark: Benchmark, task_ids: Seque
             return "entropy", None, {}
     raw = {k: torch.cat([r[k] for r in raws], dim=1) for k in raws[0]}
     true_task = torch.cat(truth)
-    calib = TaskCalibration.from_samples(raw, true_task, len(task_ids))
+    calib = TaskCalibration.from_samples(raw, true_task, len(task_ids), stats)
     accs = {n: float((calib.score(n, raw, alpha).argmin(0) == true_task).float().mean()) for n in names}
     best = max(names, key=lambda n: (accs[n], -names.index(n)))
     return best, calib, (accs if score == "auto" else {})
@@ -276,6 +376,7 @@ def evaluate_tasks(
         score_name, calib, val_accs = choose_cil_score(predictor, benchmark, task_ids, score=cil_score,
                                                        alpha=cil_alpha, batch_size=batch_size)
     need_bounds = ("worst" in scenarios and not rounding_safe) or ("cil" in scenarios and score_name in INTERVAL_SCORES)
+    need_feats = "cil" in scenarios and score_name in FEATURE_SCORES
     for pos, task in enumerate(tasks):
         for _, x, y in _batches(benchmark, [task_ids[pos]], split, batch_size):
             mid = predictor.logits(x)  # (T, N, C)
@@ -300,7 +401,8 @@ def evaluate_tasks(
                     if certified is not None:  # the universal network lies in every task's box
                         violations += (certified & ~right).sum()
             if "cil" in scenarios:
-                scores = task_inference_scores(mid, bnds, cil_alpha, name=score_name, calibration=calib)  # (T, N)
+                feats = predictor.features(x) if need_feats else None
+                scores = task_inference_scores(mid, bnds, cil_alpha, name=score_name, calibration=calib, feats=feats)
                 pred_task = scores.argmin(0)  # (N,)
                 idx = torch.arange(len(y), device=device)
                 pred_local = mid[pred_task, idx].argmax(-1)

@@ -1142,11 +1142,14 @@ def test_ray_start_up_noise_is_dropped_before_an_early_error(tmp_path, capfd, mo
 
 # --- the benchmark scripts: a bad flag or --set is one line and exit 2, before any run starts ------------
 SCRIPT_CASES = [
-    ("cil-set-seed", "cil", ["--benchmarks", "split-digits", "--universal", "", "--set", "seed=3"], ("--set seed", "--seed")),
+    ("cil-set-seed", "cil", ["--benchmarks", "split-digits", "--set", "seed=3"], ("--set seed", "--seed")),
     ("cil-set-device", "cil", ["--benchmarks", "split-digits", "--set", "device=cuda"], ("--set device", "CPU")),
-    ("cil-set-too-many-tasks", "cil", ["--benchmarks", "split-digits", "--universal", "", "--set", "num_tasks=7"],
-     ("at most 5 tasks",)),
+    ("cil-set-too-many-tasks", "cil", ["--benchmarks", "split-digits", "--set", "num_tasks=7"], ("at most 5 tasks",)),
     ("cil-set-unknown-key", "cil", ["--benchmarks", "split-digits", "--set", "gama=1"], ("unknown config key 'gama'",)),
+    ("cil-seed-not-a-number", "cil", ["--seed", "0,x"], ("--seed: 'x' is not a valid int",)),
+    ("cil-unknown-score", "cil", ["--benchmarks", "split-digits", "--set", "cil_score=nope"], ("unknown CIL score 'nope'",)),
+    ("cil-diagnostics-no-kept-run", "cil_diagnostics", ["--runs", "nowhere", "--benchmarks", "split-digits", "--seed", "0"],
+     ("no kept run in 'nowhere/split-digits-seed0'",)),
     ("universal-set-embedding-mode", "universal", ["--benchmarks", "split-digits", "--set", "embedding_mode=non-forced"],
      ("--set embedding_mode", "nested mode by definition")),
     ("universal-set-seed", "universal", ["--benchmarks", "split-digits", "--set", "seed=1"], ("--set seed",)),

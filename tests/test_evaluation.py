@@ -10,8 +10,8 @@ from torch import Tensor
 from hinterval.config import make_config
 from hinterval.data.base import Benchmark, Split, Task
 from hinterval.errors import UserError
-from hinterval.evaluation import (CIL_CANDIDATES, Predictor, TaskCalibration, choose_cil_score, evaluate_tasks,
-                                  task_inference_scores)
+from hinterval.evaluation import (CIL_CANDIDATES, FEATURE_SCORES, FEATURE_SHRINKAGE, FeatureStatistics, Predictor,
+                                  TaskCalibration, choose_cil_score, evaluate_tasks, task_inference_scores)
 from hinterval.trainer import train_continual
 
 from conftest import make_synthetic_benchmark
@@ -85,6 +85,53 @@ def test_confusion_rows_count_every_test_sample_and_record_wrong_tasks():
     assert res["cil"] == [0.0, 0.0, 1.0, 0.0]
 
 
+class WithResponses(Handmade):
+    """Every task network's first layer reads the task features ``x[:, :T]`` (the same response for
+    every task, as networks sharing a first layer); the splits it was shown are recorded."""
+
+    def features(self, x: Tensor, task: Optional[int] = None) -> Tensor:
+        self.seen_markers += x[:, T].unique().tolist()
+        return x[:, :T] if task is not None else x[:, :T].expand(T, -1, -1)
+
+
+def test_mahalanobis_finds_the_task_whose_training_samples_are_nearest_even_when_entropy_is_fooled():
+    bench = _task_benchmark(marker_val=0.0, marker_test=1.0)
+    pred = WithResponses([1.0, 1.0, 1e6, 1.0])  # task 2 confident everywhere: entropy gives it every sample
+    assert evaluate_tasks(pred, bench, list(range(T)), cil_score="entropy")["cil"] == [0.0, 0.0, 1.0, 0.0]
+    pred.seen_markers.clear()
+    res = evaluate_tasks(pred, bench, list(range(T)), cil_score="mahalanobis")
+    assert res["cil"] == [1.0] * T and res["cil_details"]["score"] == "mahalanobis"
+    # its statistics come from the training split (marker 0): test samples are only scored
+    name, calib, accs = choose_cil_score(WithResponses([1.0] * T), bench, list(range(T)), score="mahalanobis")
+    assert name == "mahalanobis" and calib.features is not None and accs == {}
+
+
+def test_mahalanobis_statistics_read_the_training_split_only():
+    bench = _task_benchmark(n=40)
+    for task in bench.tasks:  # mark the splits apart: train 2, val 0, test 1
+        task.train.x[:, T] = 2.0
+    pred = WithResponses([1.0] * T)
+    choose_cil_score(pred, bench, list(range(T)), score="mahalanobis")
+    assert set(pred.seen_markers) == {2.0}
+
+
+def test_feature_statistics_are_the_shrunk_mahalanobis_distance_to_the_nearest_class_mean():
+    g = torch.Generator().manual_seed(0)
+    f = [torch.randn(30, 3, generator=g) * torch.tensor([1.0, 2.0, 0.5]) + 4 * t for t in range(2)]
+    y = [torch.arange(30) % 2 for _ in range(2)]
+    stats = FeatureStatistics.fit(f, y, num_classes=2)
+    x = torch.randn(2, 7, 3, generator=g)
+    got = stats.distance(x)
+    for t in range(2):
+        mu = torch.stack([f[t][y[t] == c].mean(0) for c in range(2)]).double()
+        centred = f[t].double() - mu[y[t]]
+        cov = centred.T @ centred / (30 - 2)
+        cov = (1 - FEATURE_SHRINKAGE) * cov + FEATURE_SHRINKAGE * cov.diagonal().mean() * torch.eye(3, dtype=torch.double)
+        d = x[t].double()[:, None, :] - mu[None]
+        want = torch.einsum("nci,ij,ncj->nc", d, torch.linalg.inv(cov), d).min(1).values
+        assert torch.allclose(got[t].double(), want, rtol=1e-4)
+
+
 def test_unnormalised_width_term_picks_the_narrowest_box_but_calibrated_one_does_not():
     bench = _task_benchmark()
     pred = Handmade([1.0] * T, width=[0.01, 100.0, 100.0, 100.0])
@@ -104,7 +151,7 @@ def test_auto_uses_intervals_when_entropy_is_saturated():
     assert sum(plain["cil"]) / T < 0.5
     res = evaluate_tasks(pred, bench, list(range(T)), cil_score="auto")
     det = res["cil_details"]
-    assert set(det["val_task_acc"]) == set(CIL_CANDIDATES)
+    assert set(det["val_task_acc"]) == set(CIL_CANDIDATES) - set(FEATURE_SCORES)  # no first-layer responses
     assert det["score"] in ("worst-margin", "relative-margin", "worst-entropy", "consensus")
     assert det["val_task_acc"][det["score"]] == max(det["val_task_acc"].values())
     assert res["cil"] == [1.0] * T
@@ -154,3 +201,16 @@ def test_result_json_carries_the_cil_confusion_matrix():
     assert cil["score"] in CIL_CANDIDATES
     assert len(cil["confusion"]) == 3 and [sum(r) for r in cil["confusion"]] == [32, 32, 32]
     assert len(cil["task_acc"]) == 3 and all(0.0 <= a <= 1.0 for a in cil["task_acc"])
+
+
+def test_weight_box_predictor_responses_of_one_task_match_all_tasks():
+    from hinterval.methods.base import WeightBoxPredictor
+    from hinterval.targets import MLPTarget
+
+    target = MLPTarget(in_features=T + 1, hidden=(6, 5), num_classes=2)
+    g = torch.Generator().manual_seed(0)
+    pred = WeightBoxPredictor(target, torch.stack([target.init_weights(generator=g) for _ in range(T)]))
+    x = torch.randn(9, T + 1, generator=g)
+    every = pred.features(x)
+    assert every.shape == (T, 9, 6)
+    assert all(torch.allclose(pred.features(x, t), every[t], atol=1e-6) for t in range(T))

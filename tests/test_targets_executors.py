@@ -276,3 +276,27 @@ def test_rounding_safe_box_starts_at_the_first_boxed_layer():
     c, r = net.forward_interval(x, w, torch.zeros_like(w), rounding_safe=True)
     logits = net.forward(x, w)
     assert torch.equal(c, logits) and (r > 0).all() and (r <= 1e-5 * (1 + logits.abs())).all()
+
+
+# --- the first layer's response (class-incremental task inference) ---------------------------
+
+#: how each test target's first weighted layer runs: (stride, index of its bias or None); MLP: linear
+FIRST_LAYER = {"resnet": (1, None), "alexnet": (2, 1)}
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_first_layer_response_is_the_first_weighted_layer_under_vmap(name):
+    net = TARGETS[name]("sound")
+    g = torch.Generator().manual_seed(4)
+    x = _images(net, 5, g)
+    weights = torch.stack([net.init_weights(generator=g) for _ in range(2)])
+    weights[:, -50:] += 1.0  # non-zero biases
+    out = torch.func.vmap(net.first_layer_response, in_dims=(None, 0))(x, weights)
+    for t in range(2):
+        p = net.unflatten(weights[t])
+        if name == "mlp":
+            want = F.linear(x.flatten(1), p[0], p[1])
+        else:  # a convolution, its channels averaged over space
+            stride, bias = FIRST_LAYER[name]
+            want = F.conv2d(x, p[0], None if bias is None else p[bias], stride=stride, padding=1).mean((2, 3))
+        assert out[t].shape == want.shape and torch.allclose(out[t], want, atol=1e-5)

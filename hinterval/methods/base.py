@@ -127,3 +127,11 @@ class WeightBoxPredictor(Predictor):
 
     def universal(self, x: Tensor) -> Optional[Tensor]:
         return None if self.universal_w is None else self.target.forward(x, self.universal_w)
+
+    def features(self, x: Tensor, task: Optional[int] = None) -> Optional[Tensor]:
+        respond = getattr(self.target, "first_layer_response", None)
+        if respond is None:
+            return None
+        if task is not None:
+            return respond(x, self.middle[task])
+        return torch.func.vmap(respond, in_dims=(None, 0))(x, self.middle)

@@ -217,6 +217,25 @@ class PointExecutor:
         return h
 
 
+class _FirstLayerDone(Exception):
+    """Raised by :class:`FirstLayerExecutor` with the first weighted layer's output, to stop the run."""
+
+    def __init__(self, value: Tensor):
+        super().__init__()
+        self.value = value
+
+
+class FirstLayerExecutor(PointExecutor):
+    """Point forward that stops after the first weighted layer and raises its output, ``(N, units)``
+    (a convolution's output averaged over space): see :meth:`ExecutorTarget.first_layer_response`."""
+
+    def conv(self, h: Tensor, w: int, b: Optional[int], stride: int, padding: int) -> Tensor:
+        raise _FirstLayerDone(super().conv(h, w, b, stride, padding).mean((2, 3)))
+
+    def linear(self, h: Tensor, w: int, b: Optional[int]) -> Tensor:
+        raise _FirstLayerDone(super().linear(h, w, b))
+
+
 # --- sound and rump -----------------------------------------------------------------------------
 
 class IntervalValue:
@@ -677,6 +696,17 @@ class ExecutorTarget(TargetNetwork):
         """
         ex = PointExecutor(self.unflatten(weights), bn_stats)
         return ex.output(self._run(ex, ex.input(x)))
+
+    def first_layer_response(self, x: Tensor, weights: Tensor) -> Tensor:
+        """The first weighted layer's output for point weights ``(P,)``, before any activation:
+        ``(N, units)``, a convolution's channels averaged over space. Class-incremental task
+        inference compares it with the task's own training samples (:mod:`hinterval.evaluation`)."""
+        ex = FirstLayerExecutor(self.unflatten(weights))
+        try:
+            self._run(ex, ex.input(x))
+        except _FirstLayerDone as done:
+            return done.value
+        raise ValueError(f"{type(self).__name__} has no weighted layer")
 
     def bn_statistics(self, x: Tensor, weights: Tensor) -> BNStats:
         """Batch statistics ``[(mean, var), ...]`` of every batch norm, in execution order, for
