@@ -312,14 +312,20 @@ def test_calibrated_cil_scores_on_the_device(fake_cuda) -> None:
     (``TaskCalibration.from_samples`` itself selects with boolean masks: data-dependent shapes)."""
     from hinterval.evaluation import CIL_CANDIDATES, task_inference_scores
 
-    T, N, C = 3, 5, 4
+    from hinterval.evaluation import FeatureStatistics
+
+    T, N, C, H = 3, 5, 4, 6
     mid = torch.randn(T, N, C, device=CUDA)
     lower, upper = mid - 1, mid + 1
-    raw = raw_task_scores(mid, (lower, upper), list(CIL_CANDIDATES))
+    feats = torch.randn(T, N, H, device=CUDA)  # first-layer responses, and their per-task statistics:
+    stats = FeatureStatistics(torch.randn(T, C, H, device=CUDA, dtype=torch.float64),
+                              torch.ones(T, C, dtype=torch.bool, device=CUDA),
+                              torch.randn(T, H, H, device=CUDA, dtype=torch.float64))
+    raw = raw_task_scores(mid, (lower, upper), list(CIL_CANDIDATES), feats, stats)
     calib = TaskCalibration({k: v.sort(dim=1).values for k, v in raw.items()}, torch.full((T,), N, device=CUDA),
-                            {k: v.mean(1) for k, v in raw.items()}, {k: v.std(1) for k, v in raw.items()})
+                            {k: v.mean(1) for k, v in raw.items()}, {k: v.std(1) for k, v in raw.items()}, stats)
     for name in CIL_CANDIDATES:
-        s = task_inference_scores(mid, (lower, upper), 0.1, name=name, calibration=calib)
+        s = task_inference_scores(mid, (lower, upper), 0.1, name=name, calibration=calib, feats=feats)
         assert on_device(s) and s.shape == (T, N), name
 
 
