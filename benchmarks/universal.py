@@ -29,6 +29,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -53,6 +54,37 @@ def _fmt(v: Optional[float]) -> str:
     return "n/a" if v is None else f"{v:.4f}"
 
 
+def train_joint_single(cfg, bench, seed: int) -> List[float]:
+    """One network with ONE output layer trained on all tasks at once (every batch mixes all tasks);
+    the same total iterations as the continual run. Returns its test accuracy per task (DIL)."""
+    import torch
+    import torch.nn.functional as F
+
+    from hinterval.evaluation import evaluate_tasks
+    from hinterval.methods.base import WeightBoxPredictor
+    from hinterval.targets.factory import build_target
+    from hinterval.trainer import iterations_for, make_optimizer
+
+    target = build_target(cfg, bench)
+    torch.manual_seed(seed)
+    w = torch.nn.Parameter(target.init_weights())
+    opt = make_optimizer([w], cfg.lr)
+    T = len(bench.tasks)
+    k = max(1, math.ceil(cfg.batch_size / T))
+    for _ in range(sum(iterations_for(cfg, t) for t in bench.tasks)):
+        xs, ys = [], []
+        for task in bench.tasks:
+            idx = torch.randint(len(task.train), (k,))
+            xs.append(task.inputs(task.train.x[idx]))
+            ys.append(task.train.y[idx])
+        loss = F.cross_entropy(target.forward(torch.cat(xs), w), torch.cat(ys))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    pred = WeightBoxPredictor(target, w.detach().unsqueeze(0).expand(T, -1), universal=w.detach())
+    return evaluate_tasks(pred, bench, list(range(T)), scenarios=("dil",))["dil"]
+
+
 def _train(cfg, bench):
     from hinterval.trainer import ContinualTrainer
 
@@ -62,8 +94,6 @@ def _train(cfg, bench):
 
 
 def _row(name: str, over: Dict[str, Any], seed: int) -> Dict[str, Any]:
-    from cil import train_joint_single
-
     from hinterval.data.registry import load_benchmark
 
     cfg = make_config(dict(benchmark=name, device="cpu", seed=seed, embedding_mode="nested", **over))
